@@ -1,0 +1,325 @@
+"""The `$JS.API` request handlers for accounts and streams, and the dispatcher that decodes, routes and answers.
+
+Handlers are plain async functions from decoded request to response Struct; they raise ``errors.ApiError`` to
+refuse. ``dispatch`` does decoding, the error object, stats and the reply, so no handler touches the wire.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from . import errors, headers, reads, subjects, timefmt
+from .connection import Connection
+from .manager import StreamManager
+from .models import (
+    API_PREFIX_TYPE,
+    AccountInfoResponse,
+    ApiStats,
+    MsgDeleteRequest,
+    MsgGetRequest,
+    MsgGetResponse,
+    PurgeResponse,
+    StoredMessage,
+    StreamConfig,
+    StreamCreateResponse,
+    StreamdStats,
+    StreamInfoRequest,
+    StreamInfoResponse,
+    StreamListResponse,
+    StreamNamesRequest,
+    StreamNamesResponse,
+    StreamPurgeRequest,
+    StreamUpdateResponse,
+    SuccessResponse,
+)
+
+logger = logging.getLogger(__name__)
+
+API_LEVEL = 0
+NAMES_LIMIT = 1024
+LIST_LIMIT = 256
+SUBJECTS_LIMIT = 100_000
+_ENCODER = msgspec.json.Encoder()
+
+
+@dataclass
+class Counters:
+    total: int = 0
+    errors: int = 0
+    ingest_dropped: int = 0
+    slow_consumer_events: int = 0
+
+
+@dataclass
+class Context:
+    manager: StreamManager
+    conn: Connection
+    domain: str = ""
+    stats: Counters = field(default_factory=Counters)
+
+
+Handler = Callable[[Context, list[str], bytes], Awaitable[msgspec.Struct | None]]
+
+
+@dataclass(frozen=True)
+class Route:
+    kind: str  # response `type` suffix
+    handler: Handler
+    name_tokens: int  # asset tokens that must follow the verb (-1: one or more)
+    error_extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _decode(data: bytes, typ: type[Any]) -> Any:
+    if not data.strip():
+        return typ()
+    try:
+        return msgspec.json.decode(data, type=typ)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise errors.INVALID_JSON(err=str(exc)) from None
+
+
+def _stream_info_response(ctx: Context, name: str, req: StreamInfoRequest) -> StreamInfoResponse:
+    stream = ctx.manager.get(name)
+    info = ctx.manager.info(stream, req.subjects_filter, req.deleted_details)
+    total, limit = 0, 0
+    if req.subjects_filter and info.state.subjects is not msgspec.UNSET:
+        subjects_map = info.state.subjects
+        total, limit = len(subjects_map), SUBJECTS_LIMIT
+        if req.offset or total > SUBJECTS_LIMIT:
+            keys = sorted(subjects_map)[req.offset : req.offset + SUBJECTS_LIMIT]
+            info.state.subjects = {k: subjects_map[k] for k in keys}
+    return StreamInfoResponse(
+        config=info.config, created=info.created, state=info.state, ts=info.ts, total=total, offset=req.offset,
+        limit=limit,
+    )
+
+
+# ---- handlers ------------------------------------------------------------------------------------------------
+
+
+async def account_info(ctx: Context, _names: list[str], _data: bytes) -> AccountInfoResponse:
+    storage = sum(s.counters.bytes for s in ctx.manager.streams.values())
+    return AccountInfoResponse(
+        storage=storage,
+        streams=len(ctx.manager.streams),
+        consumers=0,
+        domain=ctx.domain or msgspec.UNSET,
+        api=ApiStats(level=API_LEVEL, total=ctx.stats.total, errors=ctx.stats.errors),
+        streamd=StreamdStats(
+            ingest_dropped=ctx.stats.ingest_dropped,
+            slow_consumer_events=ctx.stats.slow_consumer_events,
+            pending_writes=ctx.manager.writer.pending,
+        ),
+    )
+
+
+def _check_name(subject_name: str, cfg: StreamConfig) -> None:
+    if not cfg.name:
+        cfg.name = subject_name
+    if cfg.name != subject_name:
+        raise errors.STREAM_NAME_MISMATCH()
+
+
+async def stream_create(ctx: Context, names: list[str], data: bytes) -> StreamCreateResponse:
+    cfg = _decode(data, StreamConfig)
+    _check_name(names[0], cfg)
+    stream, created = await ctx.manager.create(cfg)
+    info = ctx.manager.info(stream)
+    return StreamCreateResponse(
+        config=info.config, created=info.created, state=info.state, ts=info.ts, did_create=created
+    )
+
+
+async def stream_update(ctx: Context, names: list[str], data: bytes) -> StreamUpdateResponse:
+    cfg = _decode(data, StreamConfig)
+    _check_name(names[0], cfg)
+    stream = await ctx.manager.update(cfg)
+    info = ctx.manager.info(stream)
+    return StreamUpdateResponse(config=info.config, created=info.created, state=info.state, ts=info.ts)
+
+
+async def stream_delete(ctx: Context, names: list[str], _data: bytes) -> SuccessResponse:
+    await ctx.manager.delete(names[0])
+    return SuccessResponse(type=API_PREFIX_TYPE + "stream_delete_response")
+
+
+async def stream_info(ctx: Context, names: list[str], data: bytes) -> StreamInfoResponse:
+    return _stream_info_response(ctx, names[0], _decode(data, StreamInfoRequest))
+
+
+def _filtered_names(ctx: Context, subject: str) -> list[str]:
+    out = []
+    for name, stream in ctx.manager.streams.items():
+        if stream.deleted:
+            continue
+        if subject and not any(subjects.collide(subject, s) for s in stream.config.subjects):
+            continue
+        out.append(name)
+    return sorted(out)
+
+
+async def stream_names(ctx: Context, _names: list[str], data: bytes) -> StreamNamesResponse:
+    req = _decode(data, StreamNamesRequest)
+    names = _filtered_names(ctx, req.subject)
+    page = names[req.offset : req.offset + NAMES_LIMIT]
+    return StreamNamesResponse(total=len(names), offset=req.offset, limit=NAMES_LIMIT, streams=page or None)
+
+
+async def stream_list(ctx: Context, _names: list[str], data: bytes) -> StreamListResponse:
+    req = _decode(data, StreamNamesRequest)
+    names = _filtered_names(ctx, req.subject)
+    page = names[req.offset : req.offset + LIST_LIMIT]
+    infos = [ctx.manager.info(ctx.manager.streams[n]) for n in page]
+    return StreamListResponse(total=len(names), offset=req.offset, limit=LIST_LIMIT, streams=infos)
+
+
+async def stream_purge(ctx: Context, names: list[str], data: bytes) -> PurgeResponse:
+    req = _decode(data, StreamPurgeRequest)
+    if req.filter and not subjects.is_valid_subject(req.filter):
+        raise errors.BAD_REQUEST()
+    purged = await ctx.manager.purge(names[0], req.filter, req.seq, req.keep)
+    return PurgeResponse(purged=purged)
+
+
+def find_message(ctx: Context, name: str, req: MsgGetRequest) -> reads.Found:
+    """The MSG.GET / DIRECT.GET selector rules: exactly one of seq, last_by_subj, next_by_subj (+ seq)."""
+    stream = ctx.manager.get(name)
+    if req.last_by_subj and (req.seq or req.next_by_subj):
+        raise errors.BAD_REQUEST()
+    if not (req.seq or req.last_by_subj or req.next_by_subj):
+        raise errors.BAD_REQUEST()
+    for subj in (req.last_by_subj, req.next_by_subj):
+        if subj and not subjects.is_valid_subject(subj):
+            raise errors.BAD_REQUEST()
+    with ctx.manager.store.read() as txn:
+        if req.last_by_subj:
+            found = reads.last_by_subject(txn, stream, req.last_by_subj)
+        elif req.next_by_subj:
+            found = reads.next_by_subject(txn, stream, req.next_by_subj, req.seq)
+        else:
+            found = reads.load(txn, stream, req.seq)
+    if found is None:
+        raise errors.NO_MESSAGE_FOUND()
+    return found
+
+
+async def stream_msg_get(ctx: Context, names: list[str], data: bytes) -> MsgGetResponse:
+    found = find_message(ctx, names[0], _decode(data, MsgGetRequest))
+    return MsgGetResponse(
+        message=StoredMessage(
+            subject=found.subject.decode(),
+            seq=found.seq,
+            hdrs=found.hdrs or msgspec.UNSET,
+            data=found.data or msgspec.UNSET,
+            time=timefmt.format_ns(found.ts_ns),
+        )
+    )
+
+
+async def stream_msg_delete(ctx: Context, names: list[str], data: bytes) -> SuccessResponse:
+    req = _decode(data, MsgDeleteRequest)
+    await ctx.manager.delete_message(names[0], req.seq)
+    return SuccessResponse(type=API_PREFIX_TYPE + "stream_msg_delete_response")
+
+
+_PAGED = {"total": 0, "offset": 0, "limit": 0}
+
+ROUTES: dict[str, Route] = {
+    "INFO": Route("account_info_response", account_info, 0),
+    "STREAM.CREATE": Route("stream_create_response", stream_create, 1),
+    "STREAM.UPDATE": Route("stream_update_response", stream_update, 1),
+    "STREAM.DELETE": Route("stream_delete_response", stream_delete, 1),
+    "STREAM.INFO": Route("stream_info_response", stream_info, 1, _PAGED),
+    "STREAM.NAMES": Route("stream_names_response", stream_names, 0, {**_PAGED, "streams": None}),
+    "STREAM.LIST": Route("stream_list_response", stream_list, 0, {**_PAGED, "streams": []}),
+    "STREAM.PURGE": Route("stream_purge_response", stream_purge, 1, {"success": False, "purged": 0}),
+    "STREAM.MSG.GET": Route("stream_msg_get_response", stream_msg_get, 1),
+    "STREAM.MSG.DELETE": Route("stream_msg_delete_response", stream_msg_delete, 1, {"success": False}),
+}
+
+
+def resolve(tokens: list[str]) -> tuple[Route, list[str]] | None:
+    """Find the longest verb that prefixes `tokens` and check the asset-name count; None for unknown subjects."""
+    for n in (3, 2, 1):
+        route = ROUTES.get(".".join(tokens[:n]))
+        if route is None:
+            continue
+        names = tokens[n:]
+        if route.name_tokens != len(names) or not all(subjects.is_valid_name(x) for x in names):
+            return None
+        return route, names
+    return None
+
+
+def error_body(route: Route, exc: errors.ApiError) -> bytes:
+    return _ENCODER.encode({"type": API_PREFIX_TYPE + route.kind, "error": exc.as_dict(), **route.error_extra})
+
+
+async def dispatch(ctx: Context, api_tokens: list[str], reply: str, data: bytes, hdrs: dict[str, str] | None) -> None:
+    """Decode, run, encode, answer; no exception escapes (a handler bug answers 500 and is logged)."""
+    found = resolve(api_tokens)
+    if found is None or not reply:
+        return  # the real server stays silent on unknown API subjects
+    route, names = found
+    ctx.stats.total += 1
+    try:
+        level = (hdrs or {}).get(headers.REQUIRED_API_LEVEL.decode())
+        if level is not None and (not level.strip().isdigit() or int(level) > API_LEVEL):
+            raise errors.REQUIRED_API_LEVEL()
+        resp = await route.handler(ctx, names, data)
+        body = _ENCODER.encode(resp)
+    except errors.ApiError as exc:
+        ctx.stats.errors += 1
+        body = error_body(route, exc)
+    except Exception:
+        ctx.stats.errors += 1
+        logger.exception("API request %s failed", ".".join(api_tokens))
+        body = error_body(route, errors.STREAM_GENERAL(err="internal error"))
+    await ctx.conn.publish_raw(reply.encode(), body)
+
+
+async def direct_get(ctx: Context, name: str, subject_tail: list[str], reply: str, data: bytes) -> None:
+    """DIRECT.GET answers with the stored message itself, or a status-only message."""
+    if not reply:
+        return
+    ctx.stats.total += 1
+    try:
+        if subject_tail:
+            if data.strip():
+                raise _DirectError(408, "Bad Request")
+            req = MsgGetRequest(last_by_subj=".".join(subject_tail))
+        else:
+            if not data.strip():
+                raise _DirectError(408, "Empty Request")
+            try:
+                req = msgspec.json.decode(data, type=MsgGetRequest)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                raise _DirectError(408, "Malformed Request") from None
+        try:
+            found = find_message(ctx, name, req)
+        except errors.ApiError as exc:
+            if exc.err_code == errors.BAD_REQUEST.err_code:
+                raise _DirectError(408, "Bad Request") from None
+            raise _DirectError(404, "Message Not Found") from None
+    except _DirectError as exc:
+        ctx.stats.errors += 1
+        await ctx.conn.publish_raw(reply.encode(), b"", headers.status(exc.code, exc.text))
+        return
+    extra = [
+        ("Nats-Stream", name),
+        ("Nats-Subject", found.subject.decode()),
+        ("Nats-Sequence", str(found.seq)),
+        ("Nats-Time-Stamp", timefmt.format_ns(found.ts_ns)),
+    ]
+    await ctx.conn.publish_raw(reply.encode(), found.data, headers.build(extra, found.hdrs or None))
+
+
+class _DirectError(Exception):
+    def __init__(self, code: int, text: str) -> None:
+        self.code = code
+        self.text = text

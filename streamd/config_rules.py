@@ -1,0 +1,130 @@
+"""Stream configuration defaults and validation, as nats-server's checkStreamCfg applies them (pure functions)."""
+
+from __future__ import annotations
+
+from msgspec import UNSET
+
+from . import errors, subjects
+from .models import Discard, Retention, StreamConfig
+
+DEFAULT_DUPLICATE_WINDOW = 120 * 1_000_000_000
+MIN_WINDOW = 100_000_000  # 100 ms
+MAX_DESCRIPTION = 4096
+MAX_METADATA = 128 * 1024
+_RESERVED_PREFIXES = ("$JS.", "$JSC.", "$NRG.", "$SYS.")
+
+
+def _invalid(text: str) -> errors.ApiError:
+    return errors.STREAM_INVALID_CONFIG(err=text)
+
+
+def normalize(cfg: StreamConfig) -> StreamConfig:
+    """Apply the server's defaults and reject what it rejects; returns a new config, never mutates the input."""
+    c = StreamConfig(**{f: getattr(cfg, f) for f in cfg.__struct_fields__})
+    if not subjects.is_valid_name(c.name):
+        raise _invalid("stream name is required and can not contain '.', '*', '>'")
+    for feature in ("mirror", "sources", "republish", "subject_transform"):
+        if getattr(c, feature) not in (UNSET, None):
+            raise _invalid(f"streamd does not support {feature.replace('_', ' ')} on streams")
+    if c.placement is None:
+        c.placement = UNSET
+    if c.description == "":
+        c.description = UNSET
+    elif c.description is not UNSET and len(c.description) > MAX_DESCRIPTION:
+        raise _invalid("stream description is too long, maximum allowed is 4096")
+    if c.num_replicas < 0:
+        raise errors.REPLICAS_NEGATIVE()
+    if c.num_replicas == 0:
+        c.num_replicas = 1
+    if c.num_replicas > 1:
+        raise errors.REPLICAS_NOT_SUPPORTED()
+    for field in ("max_consumers", "max_msgs", "max_bytes", "max_msgs_per_subject", "max_msg_size"):
+        if getattr(c, field) == 0 or getattr(c, field) < -1:
+            setattr(c, field, -1)
+    if c.max_age < 0:
+        raise _invalid("max age can not be negative")
+    if 0 < c.max_age < MIN_WINDOW:
+        raise _invalid("max age needs to be >= 100ms")
+    _normalize_window(c)
+    _normalize_subjects(c)
+    _check_flags(c)
+    if c.metadata is not UNSET and sum(len(k) + len(v) for k, v in c.metadata.items()) > MAX_METADATA:
+        raise _invalid("stream metadata exceeds maximum size of 128 KiB")
+    return c
+
+
+def _normalize_window(c: StreamConfig) -> None:
+    if c.duplicate_window < 0:
+        raise _invalid("duplicates window can not be negative")
+    if c.duplicate_window == 0:
+        c.duplicate_window = DEFAULT_DUPLICATE_WINDOW
+        if 0 < c.max_age < DEFAULT_DUPLICATE_WINDOW:
+            c.duplicate_window = c.max_age
+    elif c.duplicate_window < MIN_WINDOW:
+        raise _invalid("duplicates window needs to be >= 100ms")
+    if c.max_age and c.duplicate_window > c.max_age:
+        raise _invalid("duplicates window can not be larger then max age")
+
+
+def _normalize_subjects(c: StreamConfig) -> None:
+    if not c.subjects:
+        c.subjects = [c.name]
+    seen: list[str] = []
+    for subj in c.subjects:
+        if not subjects.is_valid_subject(subj):
+            raise _invalid(f"invalid subject {subj!r}")
+        if subj in seen:
+            raise _invalid(f"duplicate subjects detected: {subj!r}")
+        for other in seen:
+            if subjects.collide(subj, other):
+                raise _invalid(f'subject "{subj}" overlaps with "{other}"')
+        seen.append(subj)
+        reserved = any(subjects.collide(subj, p + ">") for p in _RESERVED_PREFIXES) and not subjects.is_subset(
+            subj, "$JS.EVENT.>"
+        )
+        if (subj == ">" or reserved) and c.no_ack is not True:
+            raise _invalid("stream configuration for subjects that cover system subjects requires no_ack")
+
+
+def _check_flags(c: StreamConfig) -> None:
+    if c.deny_purge and c.allow_rollup_hdrs:
+        raise _invalid("roll-ups require the purge permission")
+    if c.discard_new_per_subject is True:
+        if c.discard != Discard.NEW:
+            raise _invalid("discard new per subject requires discard new policy to be set")
+        if c.max_msgs_per_subject <= 0:
+            raise _invalid("discard new per subject requires max msgs per subject > 0")
+    elif c.discard_new_per_subject is False:
+        c.discard_new_per_subject = UNSET
+    if c.no_ack is False:
+        c.no_ack = UNSET
+    if c.first_seq == 0:
+        c.first_seq = UNSET
+    if c.subject_delete_marker_ttl is not UNSET:
+        if c.subject_delete_marker_ttl == 0:
+            c.subject_delete_marker_ttl = UNSET
+        elif c.subject_delete_marker_ttl < 1_000_000_000:
+            raise _invalid("subject delete marker TTL must be at least 1 second")
+        else:
+            c.allow_msg_ttl = True
+            c.allow_rollup_hdrs = True
+    if c.retention == Retention.WORKQUEUE and c.max_consumers == 0:
+        c.max_consumers = -1
+
+
+def check_update(old: StreamConfig, new: StreamConfig) -> None:
+    """The update rules: what a stream may never change once created."""
+    if new.storage != old.storage:
+        raise _invalid("stream configuration update can not change storage type")
+    if old.retention != new.retention and Retention.WORKQUEUE in (old.retention, new.retention):
+        raise _invalid("stream configuration update can not change retention policy to/from workqueue")
+    if old.sealed and not new.sealed:
+        raise _invalid("stream configuration update can not unseal a sealed stream")
+    if old.deny_delete and not new.deny_delete:
+        raise _invalid("stream configuration update can not cancel deny message deletes")
+    if old.deny_purge and not new.deny_purge:
+        raise _invalid("stream configuration update can not cancel deny purge")
+    if old.allow_msg_ttl and not new.allow_msg_ttl:
+        raise _invalid("stream configuration update can not disable message TTL")
+    if old.first_seq != new.first_seq and new.first_seq is not UNSET:
+        raise _invalid("stream configuration update can not change first sequence")

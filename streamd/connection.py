@@ -1,0 +1,66 @@
+"""streamd's NATS client connection: nats-py, plus a raw path for the hot subscriptions and bulk replies.
+
+nats-py turns every message into a ``Msg`` and parses its headers into a dict, which costs time and loses the
+header block's exact bytes. Stream ingest needs neither, so subscriptions registered with ``subscribe_raw`` are
+handed the subject, reply, header block and payload exactly as the parser read them. Replies go out through
+``publish_many``: one buffer append for a whole commit's worth of PubAcks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from nats.aio.client import Client
+
+RawHandler = Callable[[bytes, bytes, bytes, bytes | None], None]
+
+
+class Connection(Client):  # type: ignore[misc]
+    def __init__(self) -> None:
+        super().__init__()
+        self._raw_handlers: dict[int, RawHandler] = {}
+
+    async def subscribe_raw(self, subject: str, handler: RawHandler, **kwargs: Any) -> Any:
+        async def _unused(_msg: Any) -> None:  # nats-py requires a callback; raw messages never reach it
+            return None
+
+        sub = await self.subscribe(subject, cb=_unused, **kwargs)
+        self._raw_handlers[sub._id] = handler
+        return sub
+
+    async def unsubscribe_raw(self, sub: Any) -> None:
+        self._raw_handlers.pop(sub._id, None)
+        await sub.unsubscribe()
+
+    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        handler = self._raw_handlers.get(sid)
+        if handler is None:
+            await super()._process_msg(sid, subject, reply, data, headers)
+            return
+        self.stats["in_msgs"] += 1
+        self.stats["in_bytes"] += len(data)
+        handler(subject, reply, data, headers)
+
+    async def publish_raw(self, subject: bytes, payload: bytes, hdrs: bytes | None = None, reply: bytes = b"") -> None:
+        """Publish with a header block given as bytes (stored headers go back out byte for byte)."""
+        await self._write(_command(subject, reply, hdrs, payload))
+
+    async def publish_many(self, messages: list[tuple[bytes, bytes]]) -> None:
+        """Publish (subject, payload) pairs, without headers, as one write."""
+        await self._write(b"".join(b"PUB %s %d\r\n%s\r\n" % (s, len(p), p) for s, p in messages))
+        self.stats["out_msgs"] += len(messages)
+
+    async def _write(self, cmd: bytes) -> None:
+        if self.is_closed:
+            return
+        await self._send_command(cmd)
+        if self._flush_queue is not None and self._flush_queue.empty():
+            await self._flush_pending()
+
+
+def _command(subject: bytes, reply: bytes, hdrs: bytes | None, payload: bytes) -> bytes:
+    sep = b" " + reply if reply else b""
+    if hdrs:
+        return b"HPUB %s%s %d %d\r\n%s%s\r\n" % (subject, sep, len(hdrs), len(hdrs) + len(payload), hdrs, payload)
+    return b"PUB %s%s %d\r\n%s\r\n" % (subject, sep, len(payload), payload)

@@ -1,0 +1,200 @@
+"""The set of streams: create, update, delete, purge and info; every change goes through the writer."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import msgspec
+from msgspec import UNSET
+
+from . import config_rules, errors, reads, streams, timefmt
+from .models import StreamConfig, StreamInfo, StreamState
+from .store import Counters, Store, StreamRecord
+from .writer import Writer
+
+logger = logging.getLogger(__name__)
+
+SubjectsChanged = Callable[[streams.Stream, list[str], list[str]], Awaitable[None]]
+Advise = Callable[[str, str], Awaitable[None]]
+
+
+class StreamManager:
+    def __init__(self, store: Store, registry: dict[str, streams.Stream], writer: Writer, domain: str = "") -> None:
+        self.store = store
+        self.streams = registry
+        self.writer = writer
+        self.domain = domain
+        self.on_subjects: SubjectsChanged | None = None
+        self.on_advisory: Advise | None = None
+
+    def recover(self) -> None:
+        """Load every stream's record and counters: one read per stream, no scans of messages."""
+        records = self.store.load_streams()
+        with self.store.env.begin(write=True) as txn:  # opening named dbs once; nothing is written
+            for rec, counters in records:
+                dbs = self.store.open_stream_dbs(rec.id, txn)
+                self.streams[rec.config.name] = streams.Stream(
+                    rec.id, rec.config, rec.created_ns, counters, dbs, self.domain
+                )
+
+    def get(self, name: str) -> streams.Stream:
+        stream = self.streams.get(name)
+        if stream is None or stream.deleted:
+            raise errors.STREAM_NOT_FOUND()
+        return stream
+
+    def _check_overlap(self, cfg: StreamConfig) -> None:
+        from .subjects import collide
+
+        for other in self.streams.values():
+            if other.name == cfg.name:
+                continue
+            for mine in cfg.subjects:
+                if any(collide(mine, theirs) for theirs in other.config.subjects):
+                    raise errors.SUBJECT_OVERLAP()
+
+    async def create(self, requested: StreamConfig) -> tuple[streams.Stream, bool]:
+        cfg = config_rules.normalize(requested)
+        existing = self.streams.get(cfg.name)
+        if existing is not None:
+            if msgspec.structs.asdict(existing.config) != msgspec.structs.asdict(cfg):
+                raise errors.STREAM_NAME_EXISTS()
+            return existing, True
+        self._check_overlap(cfg)
+        domain = self.domain
+
+        def create(b: streams.Batch) -> streams.Stream:
+            if b.txn.get(b"stream:" + cfg.name.encode(), db=b.store.meta) is not None:
+                raise errors.STREAM_NAME_EXISTS()
+            sid = b.store.next_stream_id(b.txn)
+            counters = Counters()
+            if isinstance(cfg.first_seq, int) and cfg.first_seq > 1:
+                counters.first_seq, counters.last_seq = cfg.first_seq, cfg.first_seq - 1
+            b.store.put_stream(b.txn, StreamRecord(sid, cfg, b.now_ns))
+            b.store.put_counters(b.txn, sid, counters)
+            dbs = b.store.open_stream_dbs(sid, b.txn)
+            return streams.Stream(sid, cfg, b.now_ns, counters, dbs, domain)
+
+        stream = await self.writer.call(create)
+        self.streams[cfg.name] = stream
+        logger.info("stream '%s' created, subjects %s", cfg.name, ",".join(cfg.subjects))
+        if self.on_subjects:
+            await self.on_subjects(stream, [], list(cfg.subjects))
+        await self._advise(cfg.name, "create")
+        return stream, True
+
+    async def update(self, requested: StreamConfig) -> streams.Stream:
+        stream = self.get(requested.name)
+        cfg = config_rules.normalize(requested)
+        config_rules.check_update(stream.config, cfg)
+        self._check_overlap(cfg)
+        old_subjects = list(stream.config.subjects)
+
+        def update(b: streams.Batch) -> None:
+            b.store.put_stream(b.txn, StreamRecord(stream.id, cfg, stream.created_ns))
+            stream.config = cfg
+            b.touch(stream)
+            streams.trim_to_limits(b, stream)
+
+        await self.writer.call(update)
+        logger.info("stream '%s' updated", cfg.name)
+        if self.on_subjects and old_subjects != cfg.subjects:
+            await self.on_subjects(stream, old_subjects, list(cfg.subjects))
+        await self._advise(cfg.name, "modify")
+        return stream
+
+    async def delete(self, name: str) -> None:
+        stream = self.get(name)
+
+        def delete(b: streams.Batch) -> None:
+            b.store.drop_stream(b.txn, stream.name, stream.id, stream.dbs)
+            stream.deleted = True
+
+        await self.writer.call(delete)
+        self.streams.pop(name, None)
+        logger.info("stream '%s' deleted", name)
+        if self.on_subjects:
+            await self.on_subjects(stream, list(stream.config.subjects), [])
+        await self._advise(name, "delete")
+
+    async def purge(self, name: str, filter_subject: str, seq: int, keep: int) -> int:
+        stream = self.get(name)
+        if stream.config.sealed:
+            raise errors.SEALED()
+        if stream.config.deny_purge:
+            raise errors.PURGE_FAILED(err="stream purge not permitted")
+        if seq and keep:
+            raise errors.BAD_REQUEST()
+        return await self.writer.call(
+            lambda b: streams.purge(b, stream, filter_subject=filter_subject, seq=seq, keep=keep)
+        )
+
+    async def delete_message(self, name: str, seq: int) -> None:
+        stream = self.get(name)
+        if stream.config.sealed:
+            raise errors.SEALED()
+        if stream.config.deny_delete:
+            raise errors.MSG_DELETE_FAILED(err="message delete not permitted")
+
+        def delete(b: streams.Batch) -> None:
+            if not streams.delete_seq(b, stream, seq):
+                raise errors.SEQUENCE_NOT_FOUND(seq=seq)
+
+        await self.writer.call(delete)
+
+    async def expire_due(self, now_ns: int) -> int:
+        """Run retention for streams whose next deadline has passed; -> the next deadline (ns) or 0."""
+        due: list[streams.Stream] = []
+        upcoming = 0
+        with self.store.read() as txn:
+            for stream in list(self.streams.values()):
+                if stream.deleted:
+                    continue
+                deadline = streams.next_deadline(stream, txn)
+                if deadline and deadline <= now_ns:
+                    due.append(stream)
+                elif deadline:
+                    upcoming = deadline if not upcoming else min(upcoming, deadline)
+        if due:
+
+            def expire(b: streams.Batch) -> None:
+                for stream in due:
+                    streams.expire(b, stream)
+
+            await self.writer.call(expire)
+            return now_ns  # look again at once: the expiry itself moved the deadlines
+        return upcoming
+
+    def info(self, stream: streams.Stream, subjects_filter: str = "", deleted_details: bool = False) -> StreamInfo:
+        c = stream.counters
+        state = StreamState(
+            messages=c.messages,
+            bytes=c.bytes,
+            first_seq=c.first_seq if c.last_seq or c.messages else 0,
+            first_ts=timefmt.format_ns(c.first_ns),
+            last_seq=c.last_seq,
+            last_ts=timefmt.format_ns(c.last_ns),
+            consumer_count=0,
+        )
+        if c.num_subjects:
+            state.num_subjects = c.num_subjects
+        num_deleted = stream.num_deleted()
+        if num_deleted:
+            state.num_deleted = num_deleted
+        if subjects_filter or deleted_details:
+            with self.store.read() as txn:
+                if subjects_filter:
+                    state.subjects = reads.subject_counts(txn, stream, subjects_filter) or UNSET
+                if deleted_details and num_deleted:
+                    state.deleted = reads.deleted_seqs(txn, stream)
+        return StreamInfo(
+            config=stream.config,
+            created=timefmt.format_ns(stream.created_ns),
+            state=state,
+            ts=timefmt.format_ns(timefmt.now_ns()),
+        )
+
+    async def _advise(self, name: str, action: str) -> None:
+        if self.on_advisory:
+            await self.on_advisory(name, action)

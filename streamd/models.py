@@ -1,0 +1,245 @@
+"""The JSON shapes of streamd's stream API: msgspec Structs named and laid out as JetStream's wire objects.
+
+Fields the server always prints have concrete defaults; fields it omits when empty are typed ``X | UnsetType``
+and stay ``UNSET`` until set, so the encoder leaves them out just as Go's ``omitempty`` does.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+API_PREFIX_TYPE = "io.nats.jetstream.api.v1."
+
+
+class Retention(enum.StrEnum):
+    LIMITS = "limits"
+    INTEREST = "interest"
+    WORKQUEUE = "workqueue"
+
+
+class Discard(enum.StrEnum):
+    OLD = "old"
+    NEW = "new"
+
+
+class Storage(enum.StrEnum):
+    FILE = "file"
+    MEMORY = "memory"
+
+
+class Compression(enum.StrEnum):
+    NONE = "none"
+    S2 = "s2"
+
+
+class ConsumerLimits(msgspec.Struct, omit_defaults=True):
+    inactive_threshold: int = 0
+    max_ack_pending: int = 0
+
+
+class StreamConfig(msgspec.Struct, kw_only=True):
+    """A stream's settings as stored and as echoed back; ``streams.normalize_config`` applies the defaults."""
+
+    name: str = ""
+    description: str | UnsetType = UNSET
+    subjects: list[str] = msgspec.field(default_factory=list)
+    retention: Retention = Retention.LIMITS
+    max_consumers: int = -1
+    max_msgs: int = -1
+    max_bytes: int = -1
+    max_age: int = 0
+    max_msgs_per_subject: int = -1
+    max_msg_size: int = -1
+    discard: Discard = Discard.OLD
+    storage: Storage = Storage.FILE
+    num_replicas: int = 1
+    duplicate_window: int = 0
+    compression: Compression = Compression.NONE
+    allow_direct: bool = False
+    mirror_direct: bool = False
+    sealed: bool = False
+    deny_delete: bool = False
+    deny_purge: bool = False
+    allow_rollup_hdrs: bool = False
+    consumer_limits: ConsumerLimits = msgspec.field(default_factory=ConsumerLimits)
+    allow_msg_ttl: bool = False
+    subject_delete_marker_ttl: int | UnsetType = UNSET
+    discard_new_per_subject: bool | UnsetType = UNSET
+    no_ack: bool | UnsetType = UNSET
+    first_seq: int | UnsetType = UNSET
+    metadata: dict[str, str] | UnsetType = UNSET
+    # Replication and federation features that streamd refuses; kept so a request naming them gets a clear error.
+    mirror: Any | UnsetType = UNSET
+    sources: Any | UnsetType = UNSET
+    republish: Any | UnsetType = UNSET
+    subject_transform: Any | UnsetType = UNSET
+    placement: Any | UnsetType = UNSET
+
+
+class StreamState(msgspec.Struct, kw_only=True):
+    messages: int = 0
+    bytes: int = 0
+    first_seq: int = 0
+    first_ts: str = "0001-01-01T00:00:00Z"
+    last_seq: int = 0
+    last_ts: str = "0001-01-01T00:00:00Z"
+    num_subjects: int | UnsetType = UNSET
+    subjects: dict[str, int] | UnsetType = UNSET
+    num_deleted: int | UnsetType = UNSET
+    deleted: list[int] | UnsetType = UNSET
+    consumer_count: int = 0
+
+
+class StreamInfo(msgspec.Struct, kw_only=True):
+    config: StreamConfig
+    created: str
+    state: StreamState
+    ts: str
+
+
+# ---- requests -------------------------------------------------------------------------------------------------
+
+
+class StreamInfoRequest(msgspec.Struct, kw_only=True):
+    subjects_filter: str = ""
+    deleted_details: bool = False
+    offset: int = 0
+
+
+class StreamNamesRequest(msgspec.Struct, kw_only=True):
+    offset: int = 0
+    subject: str = ""
+
+
+class StreamPurgeRequest(msgspec.Struct, kw_only=True):
+    filter: str = ""
+    seq: int = 0
+    keep: int = 0
+
+
+class MsgGetRequest(msgspec.Struct, kw_only=True):
+    seq: int = 0
+    last_by_subj: str = ""
+    next_by_subj: str = ""
+    batch: int = 0
+    max_bytes: int = 0
+    start_time: str = ""
+    multi_last: list[str] | UnsetType = UNSET
+    up_to_seq: int = 0
+    up_to_time: str = ""
+    no_hdr: bool = False
+
+
+class MsgDeleteRequest(msgspec.Struct, kw_only=True):
+    seq: int = 0
+    no_erase: bool = False
+
+
+# ---- responses ------------------------------------------------------------------------------------------------
+
+
+class AccountLimits(msgspec.Struct):
+    max_memory: int = -1
+    max_storage: int = -1
+    max_streams: int = -1
+    max_consumers: int = -1
+    max_ack_pending: int = -1
+    memory_max_stream_bytes: int = -1
+    storage_max_stream_bytes: int = -1
+    max_bytes_required: bool = False
+
+
+class ApiStats(msgspec.Struct):
+    level: int
+    total: int
+    errors: int
+
+
+class StreamdStats(msgspec.Struct):
+    """streamd's own counters (not in JetStream's schema; clients ignore unknown keys)."""
+
+    ingest_dropped: int
+    slow_consumer_events: int
+    pending_writes: int
+
+
+class AccountInfoResponse(msgspec.Struct, kw_only=True):
+    type: str = API_PREFIX_TYPE + "account_info_response"
+    memory: int = 0
+    storage: int = 0
+    reserved_memory: int = 0
+    reserved_storage: int = 0
+    streams: int = 0
+    consumers: int = 0
+    limits: AccountLimits = msgspec.field(default_factory=AccountLimits)
+    domain: str | UnsetType = UNSET
+    api: ApiStats
+    streamd: StreamdStats
+
+
+class StreamCreateResponse(StreamInfo, kw_only=True):
+    type: str = API_PREFIX_TYPE + "stream_create_response"
+    did_create: bool | UnsetType = UNSET
+
+
+class StreamUpdateResponse(StreamInfo, kw_only=True):
+    type: str = API_PREFIX_TYPE + "stream_update_response"
+
+
+class StreamInfoResponse(StreamInfo, kw_only=True):
+    type: str = API_PREFIX_TYPE + "stream_info_response"
+    total: int = 0
+    offset: int = 0
+    limit: int = 0
+
+
+class SuccessResponse(msgspec.Struct, kw_only=True):
+    type: str
+    success: bool = True
+
+
+class PurgeResponse(msgspec.Struct, kw_only=True):
+    type: str = API_PREFIX_TYPE + "stream_purge_response"
+    success: bool = True
+    purged: int = 0
+
+
+class StreamNamesResponse(msgspec.Struct, kw_only=True):
+    type: str = API_PREFIX_TYPE + "stream_names_response"
+    total: int
+    offset: int
+    limit: int
+    streams: list[str] | None
+
+
+class StreamListResponse(msgspec.Struct, kw_only=True):
+    type: str = API_PREFIX_TYPE + "stream_list_response"
+    total: int
+    offset: int
+    limit: int
+    streams: list[StreamInfo]
+    missing: list[str] | UnsetType = UNSET
+
+
+class StoredMessage(msgspec.Struct, kw_only=True):
+    subject: str
+    seq: int
+    hdrs: bytes | UnsetType = UNSET
+    data: bytes | UnsetType = UNSET
+    time: str
+
+
+class MsgGetResponse(msgspec.Struct, kw_only=True):
+    type: str = API_PREFIX_TYPE + "stream_msg_get_response"
+    message: StoredMessage
+
+
+class PubAck(msgspec.Struct, kw_only=True, omit_defaults=True):
+    stream: str
+    seq: int
+    domain: str = ""
+    duplicate: bool = False

@@ -1,0 +1,336 @@
+"""The streamd service: wiring of connection, store, writer, streams and API, and its lifecycle.
+
+Who owns what:
+- the event loop runs the nats-py connection, the API handlers (one at a time, in arrival order), the ingest
+  handler (appends to the writer's queue, never blocks), the retention timer and the reply path;
+- one writer thread (``writer.Writer``) runs every LMDB write transaction; stream counters change only there;
+- reads (info, message get) use short read transactions on the event loop.
+
+Shutdown order: stop intake (unsubscribe, then a flush so nothing already sent to us is dropped), let the writer
+commit and answer everything queued, close NATS, close LMDB, stop the embedded server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import ssl
+import time
+from typing import Any
+
+import nats.errors
+
+from . import api, errors, streams, timefmt
+from .config import ServiceConfig, SyncMode, redact
+from .connection import Connection
+from .embedded import EmbeddedServer
+from .manager import StreamManager
+from .models import API_PREFIX_TYPE
+from .store import Store
+from .writer import Writer, error_puback
+
+logger = logging.getLogger(__name__)
+_ADVISORY = "$JS.EVENT.ADVISORY.STREAM.{}.{}"
+_ACTIONS = {"create": "CREATED", "modify": "UPDATED", "delete": "DELETED"}
+
+
+class StartupError(RuntimeError):
+    """A reason the service cannot start that the operator can fix; the CLI prints it as one line."""
+
+
+class ServiceState(enum.Enum):
+    NEW = "new"
+    STARTING = "starting"
+    RUNNING = "running"
+    DRAINING = "draining"
+    CLOSED = "closed"
+
+
+class Service:
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.state = ServiceState.NEW
+        self.ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self.registry: dict[str, streams.Stream] = {}
+        self._ingest_subs: dict[str, list[Any]] = {}
+        self._direct_subs: dict[str, list[Any]] = {}
+        self._api_subs: list[Any] = []
+        self.url = ""
+        self._overload_logged = 0.0
+        self.conn: Connection | None = None
+        self.ctx: api.Context | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        self.state = ServiceState.STARTING
+        cfg = self.config
+        try:
+            store = Store.open(cfg.data, sync=cfg.sync == SyncMode.ALWAYS)
+        except Exception as exc:
+            raise StartupError(str(exc)) from None
+        async with contextlib.AsyncExitStack() as stack:
+            stack.callback(store.close)
+            if not cfg.server:
+                embedded = EmbeddedServer(cfg.data, cfg.host, cfg.port, cfg.leaf_port)
+                try:
+                    await embedded.start()
+                except Exception as exc:
+                    raise StartupError(str(exc)) from None
+                stack.push_async_callback(embedded.stop)
+                self.url = embedded.url
+            else:
+                self.url = cfg.server
+            conn = await self._connect()
+            self.conn = conn
+            stack.push_async_callback(self._close_conn, conn)
+            if cfg.check_api:
+                await self._check_api_free(conn)
+            writer = Writer(
+                store,
+                self.registry,
+                conn.publish_many,
+                max_batch_msgs=cfg.max_batch_msgs,
+                max_pending_msgs=cfg.max_pending_msgs,
+                max_pending_bytes=cfg.max_pending_bytes,
+            )
+            manager = StreamManager(store, self.registry, writer, cfg.domain)
+            manager.recover()
+            manager.on_subjects = self._subjects_changed
+            manager.on_advisory = self._advise
+            self.ctx = api.Context(manager=manager, conn=conn, domain=cfg.domain)
+            await self._run_serving(conn, writer, manager)
+        self.state = ServiceState.CLOSED
+        logger.info("streamd stopped")
+
+    async def _run_serving(self, conn: Connection, writer: Writer, manager: StreamManager) -> None:
+        cfg = self.config
+        async with asyncio.TaskGroup() as tg:
+            writer_task = tg.create_task(writer.run(), name="streamd-writer")
+            timers = [tg.create_task(self._retention_loop(manager), name="streamd-retention")]
+            if cfg.sync == SyncMode.BATCH_INTERVAL:
+                timers.append(tg.create_task(self._sync_loop(writer), name="streamd-sync"))
+            for stream in list(self.registry.values()):
+                await self._subjects_changed(stream, [], list(stream.config.subjects))
+            await self._subscribe_api(conn)
+            await conn.flush()
+            self.state = ServiceState.RUNNING
+            logger.info(
+                "streamd serving %s on %s ◆ data %s ◆ sync %s ◆ %d streams",
+                cfg.api_prefix, redact(self.url), cfg.data, cfg.sync.value, len(self.registry),
+            )
+            self.ready.set()
+            await self._stop.wait()
+            self.state = ServiceState.DRAINING
+            pending = writer.pending
+            await self._stop_intake(conn)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(30):
+                    await writer.wait_idle()
+            for task in (*timers, writer_task):
+                task.cancel()
+            logger.info("shutdown ◆ %d streams ◆ %d writes were pending", len(self.registry), pending)
+
+    # ---- connection -----------------------------------------------------------------------------------------
+
+    async def _connect(self) -> Connection:
+        cfg = self.config
+        options: dict[str, Any] = {
+            "servers": [self.url],
+            "name": cfg.name,
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": 1,
+            "allow_reconnect": True,
+            "pending_size": 64 << 20,
+            "error_cb": self._on_error,
+            "disconnected_cb": self._on_disconnect,
+            "reconnected_cb": self._on_reconnect,
+            "connect_timeout": 5,
+        }
+        if cfg.user:
+            options["user"], options["password"] = cfg.user, cfg.password
+        if cfg.token:
+            options["token"] = cfg.token
+        if cfg.creds:
+            options["user_credentials"] = cfg.creds
+        if cfg.nkey_seed:
+            options["nkeys_seed"] = cfg.nkey_seed
+        if cfg.tls_ca or cfg.tls_cert:
+            ctx = ssl.create_default_context(cafile=cfg.tls_ca or None)
+            if cfg.tls_cert:
+                ctx.load_cert_chain(cfg.tls_cert, cfg.tls_key or None)
+            options["tls"] = ctx
+        delay = 0.5
+        while True:
+            conn = Connection()
+            try:
+                await conn.connect(**options)
+                return conn
+            except (nats.errors.NoServersError, OSError, TimeoutError) as exc:
+                if self._stop.is_set():
+                    raise StartupError(f"could not connect to {redact(self.url)}: {exc}") from None
+                logger.warning("cannot reach %s (%s); retrying in %.1fs", redact(self.url), exc, delay)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._stop.wait()
+                delay = min(delay * 2, 10.0)
+
+    async def _close_conn(self, conn: Connection) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                await conn.flush()
+        with contextlib.suppress(Exception):
+            await conn.close()
+
+    async def _check_api_free(self, conn: Connection) -> None:
+        subject = f"{self.config.api_prefix}.INFO"
+        try:
+            await conn.request(subject, b"", timeout=1.0)
+        except nats.errors.NoRespondersError:
+            return
+        except nats.errors.TimeoutError:
+            raise StartupError(
+                f"something subscribes to {subject} but does not answer; stop it or use --domain"
+            ) from None
+        raise StartupError(
+            f"{subject} is already answered by another JetStream server or streamd on {redact(self.url)}; "
+            "disable JetStream there, stop the other streamd, or run this one with --domain NAME"
+        )
+
+    async def _on_error(self, exc: Exception) -> None:
+        if isinstance(exc, nats.errors.SlowConsumerError):
+            assert self.ctx is not None
+            self.ctx.stats.slow_consumer_events += 1
+            logger.error("slow consumer on %s: a message was dropped by the client", exc.subject)
+            return
+        logger.warning("nats: %s", exc)
+
+    async def _on_disconnect(self) -> None:
+        logger.warning("disconnected from %s; data is kept, reconnecting", redact(self.url))
+
+    async def _on_reconnect(self) -> None:
+        logger.info("reconnected to %s", redact(self.url))
+
+    # ---- subscriptions --------------------------------------------------------------------------------------
+
+    async def _subscribe_api(self, conn: Connection) -> None:
+        prefix = self.config.api_prefix
+        cut = len(prefix) + 1
+
+        async def on_api(msg: Any) -> None:
+            assert self.ctx is not None
+            await api.dispatch(self.ctx, msg.subject[cut:].split("."), msg.reply, msg.data, msg.headers)
+
+        for subject in (f"{prefix}.INFO", f"{prefix}.STREAM.>"):
+            self._api_subs.append(
+                await conn.subscribe(subject, cb=on_api, pending_msgs_limit=-1, pending_bytes_limit=-1)
+            )
+
+    async def _subjects_changed(self, stream: streams.Stream, old: list[str], new: list[str]) -> None:
+        conn = self.conn
+        assert conn is not None
+        name = stream.name
+        for sub in self._ingest_subs.pop(name, []):
+            await conn.unsubscribe_raw(sub)
+        for sub in self._direct_subs.pop(name, []):
+            await sub.unsubscribe()
+        if not new:
+            return
+        handler = self._ingest_handler(stream)
+        self._ingest_subs[name] = [await conn.subscribe_raw(s, handler) for s in new]
+        if stream.config.allow_direct:
+            self._direct_subs[name] = await self._subscribe_direct(conn, name)
+        await conn.flush()
+
+    async def _subscribe_direct(self, conn: Connection, name: str) -> list[Any]:
+        base = f"{self.config.api_prefix}.DIRECT.GET.{name}"
+        skip = len(base) + 1
+
+        async def on_direct(msg: Any) -> None:
+            assert self.ctx is not None
+            tail = msg.subject[skip:].split(".") if len(msg.subject) > len(base) else []
+            await api.direct_get(self.ctx, name, tail, msg.reply, msg.data)
+
+        return [await conn.subscribe(s, cb=on_direct) for s in (base, base + ".>")]
+
+    def _ingest_handler(self, stream: streams.Stream) -> Any:
+        registry = self.registry
+
+        def on_publish(subject: bytes, reply: bytes, data: bytes, hdrs: bytes | None) -> None:
+            current = registry.get(stream.name, stream)
+            assert self.ctx is not None
+            if not self.ctx.manager.writer.publish(current, subject, reply, hdrs, data):
+                self._refuse_overload(current, subject, reply)
+
+        return on_publish
+
+    def _refuse_overload(self, stream: streams.Stream, subject: bytes, reply: bytes) -> None:
+        assert self.ctx is not None and self.conn is not None
+        self.ctx.stats.ingest_dropped += 1
+        now = time.monotonic()
+        if now - self._overload_logged > 5:
+            self._overload_logged = now
+            logger.error(
+                "stream '%s': writer queue full, refusing publishes (%d refused so far)",
+                stream.name, self.ctx.stats.ingest_dropped,
+            )
+        if reply:
+            err = errors.INSUFFICIENT_RESOURCES()
+            self.ctx.manager.writer.extra_replies.append((reply, error_puback(stream.name, err)))
+
+    async def _stop_intake(self, conn: Connection) -> None:
+        subs = [s for group in self._ingest_subs.values() for s in group]
+        for sub in self._api_subs + [s for g in self._direct_subs.values() for s in g]:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        for sub in subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        # Messages the server sent before it saw the UNSUBs still reach the raw handlers until this returns.
+        with contextlib.suppress(Exception):
+            await conn.flush(timeout=5)
+        for sub in subs:
+            conn._raw_handlers.pop(sub._id, None)
+
+    async def _advise(self, name: str, action: str) -> None:
+        if self.conn is None:
+            return
+        body = api._ENCODER.encode(
+            {
+                "type": "io.nats.jetstream.advisory.v1.stream_action",
+                "id": f"{time.time_ns():x}",
+                "timestamp": timefmt.format_ns(time.time_ns()),
+                "stream": name,
+                "action": action,
+            }
+        )
+        with contextlib.suppress(Exception):
+            await self.conn.publish(_ADVISORY.format(_ACTIONS[action], name), body)
+
+    # ---- timers ---------------------------------------------------------------------------------------------
+
+    async def _retention_loop(self, manager: StreamManager) -> None:
+        while True:
+            try:
+                deadline = await manager.expire_due(time.time_ns())
+            except Exception:
+                logger.exception("retention pass failed")
+                deadline = 0
+            now = time.time_ns()
+            wait = 1.0 if not deadline else min(1.0, max(0.0, (deadline - now) / 1e9))
+            await asyncio.sleep(max(wait, 0.005))
+
+    async def _sync_loop(self, writer: Writer) -> None:
+        while True:
+            await asyncio.sleep(self.config.sync_interval)
+            try:
+                await writer.run_in_thread(writer.store.sync)
+            except Exception:
+                logger.exception("periodic sync failed")
+
+
+__all__ = ["API_PREFIX_TYPE", "Service", "ServiceState", "StartupError"]

@@ -1,0 +1,447 @@
+"""A stream's write path: header checks, sequencing, limits, retention, purge and delete.
+
+Everything here runs on the writer thread inside the batch's LMDB write transaction (``Batch``); reads for the
+API live in ``reads.py``. Checks come before writes, so a refused message leaves the transaction untouched and
+never harms its neighbours in the same batch.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import lmdb
+import msgspec
+
+from . import errors, headers, subjects
+from .models import Discard, Retention, StreamConfig
+from .store import (
+    SEQ,
+    Counters,
+    Store,
+    StreamDbs,
+    message_subject,
+    message_time,
+    pack_message,
+    pack_pair,
+    record_size,
+    stored_size,
+    unpack_pair,
+)
+
+MAX_HEADER = 64 * 1024
+_NS = 1_000_000_000
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": _NS, "m": 60 * _NS, "h": 3600 * _NS}
+
+
+class Stream:
+    """One stream's identity, config and running totals; its counters are only mutated by the writer thread."""
+
+    def __init__(
+        self,
+        stream_id: int,
+        config: StreamConfig,
+        created_ns: int,
+        counters: Counters,
+        dbs: StreamDbs,
+        domain: str = "",
+    ) -> None:
+        self.id = stream_id
+        self.config = config
+        self.created_ns = created_ns
+        self.counters = counters
+        self.dbs = dbs
+        self.deleted = False
+        self.name = config.name
+        self.name_bytes = config.name.encode()
+        # PubAcks are built from this prefix plus the sequence: no JSON encoding per message.
+        dom = b',"domain":' + msgspec.json.encode(domain) if domain else b""
+        self.puback_prefix = b'{"stream":' + msgspec.json.encode(config.name) + dom + b',"seq":'
+        # Interest retention asks this before storing; consumers (a later layer) replace it.
+        self.has_interest = _no_interest
+
+    def num_deleted(self) -> int:
+        c = self.counters
+        return (c.last_seq - c.first_seq + 1) - c.messages if c.messages else 0
+
+
+def _no_interest(subject: bytes) -> bool:
+    return False
+
+
+@dataclass(slots=True)
+class Batch:
+    """One write transaction and what it touched; the writer commits it and persists touched counters."""
+
+    store: Store
+    txn: lmdb.Transaction
+    now_ns: int
+    touched: dict[int, Stream] = field(default_factory=dict)
+
+    def touch(self, stream: Stream) -> None:
+        self.touched[stream.id] = stream
+
+
+def parse_duration(text: bytes) -> int:
+    """A Go duration (`1h2m`, `500ms`) or plain integer seconds -> ns; ValueError when neither."""
+    s = text.decode().strip()
+    if s.isdigit():
+        return int(s) * _NS
+    pos, total = 0, 0.0
+    for m in _GO_DURATION.finditer(s):
+        if m.start() != pos:
+            raise ValueError(s)
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(s) or not s:
+        raise ValueError(s)
+    return int(total)
+
+
+def _ttl(stream: Stream, value: bytes) -> int:
+    """-> TTL in ns; -1 means never expire."""
+    if not stream.config.allow_msg_ttl:
+        raise errors.MSG_TTL_DISABLED()
+    if value == b"never":
+        return -1
+    try:
+        ttl = parse_duration(value)
+    except ValueError:
+        raise errors.MSG_TTL_INVALID() from None
+    if ttl < _NS:
+        raise errors.MSG_TTL_INVALID()
+    return ttl
+
+
+def _to_int(value: bytes) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise errors.BAD_REQUEST() from None
+
+
+def last_seq_on_subject(b: Batch, stream: Stream, subject: bytes) -> int:
+    cur = b.txn.cursor(db=stream.dbs.subjects)
+    if cur.set_key(subject) and cur.last_dup():
+        return int(SEQ.unpack(cur.value())[0])
+    return 0
+
+
+def _subject_count(b: Batch, stream: Stream, subject: bytes) -> int:
+    cur = b.txn.cursor(db=stream.dbs.subjects)
+    return int(cur.count()) if cur.set_key(subject) else 0
+
+
+def store_message(b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, data: bytes) -> tuple[int, bool]:
+    """Check, sequence and store one published message. -> (seq, duplicate); raises ApiError to refuse it."""
+    cfg = stream.config
+    if stream.deleted:
+        raise errors.STREAM_NOT_FOUND()
+    if cfg.sealed:
+        raise errors.SEALED()
+    hlen = len(hdrs) if hdrs else 0
+    h = headers.parse(hdrs) if hlen else {}
+    ttl = 0
+    msg_id = b""
+    if h:
+        ttl, msg_id = _check_headers(b, stream, subject, h)
+        if msg_id:
+            prior = b.txn.get(msg_id, db=stream.dbs.dedup)
+            if prior is not None:
+                seq, stored = unpack_pair(prior)
+                if b.now_ns - stored < cfg.duplicate_window:
+                    return seq, True
+        _check_expected_msg_id(stream, h)
+        rollup = h.get(headers.ROLLUP)
+        if rollup is not None:
+            _check_rollup(stream, rollup)
+    else:
+        rollup = None
+    if hlen > MAX_HEADER:
+        raise errors.HEADER_TOO_BIG()
+    if cfg.max_msg_size >= 0 and hlen + len(data) > cfg.max_msg_size:
+        raise errors.MESSAGE_TOO_BIG()
+    size = stored_size(len(subject), hlen, len(data))
+    c = stream.counters
+    if cfg.discard == Discard.NEW:
+        _check_discard_new(b, stream, subject, size)
+
+    b.touch(stream)
+    seq = c.last_seq + 1
+    if c.last_seq == 0 and isinstance(cfg.first_seq, int):
+        seq = max(seq, cfg.first_seq)
+    c.last_seq = seq
+    c.last_ns = b.now_ns
+    c.last_msg_id = msg_id
+    if cfg.retention == Retention.INTEREST and not stream.has_interest(subject):
+        # Nobody would ever ack it: the sequence is used, nothing is stored (JetStream does the same).
+        if not c.messages:
+            c.first_seq = seq + 1
+        return seq, False
+
+    txn = b.txn
+    key = SEQ.pack(seq)
+    txn.put(key, pack_message(subject, hdrs, data, b.now_ns), db=stream.dbs.msgs, append=True)
+    txn.put(subject, key, db=stream.dbs.subjects, dupdata=True)
+    if c.messages == 0:
+        c.first_seq = seq
+        c.first_ns = b.now_ns
+    c.messages += 1
+    c.bytes += size
+    if msg_id:
+        txn.put(msg_id, pack_pair(seq, b.now_ns), db=stream.dbs.dedup)
+        txn.put(pack_pair(b.now_ns, 0)[:8] + msg_id, b"", db=stream.dbs.dedup_age)
+    if ttl > 0:
+        txn.put(pack_pair(b.now_ns + ttl, seq), b"", db=stream.dbs.ttl)
+    _count_subject_after_add(b, stream, subject)
+    if rollup is not None:
+        _apply_rollup(b, stream, subject, seq, rollup)
+    _enforce_limits(b, stream, subject)
+    return seq, False
+
+
+def _count_subject_after_add(b: Batch, stream: Stream, subject: bytes) -> None:
+    cur = b.txn.cursor(db=stream.dbs.subjects)
+    if cur.set_key(subject) and cur.count() == 1:
+        stream.counters.num_subjects += 1
+
+
+def _check_headers(b: Batch, stream: Stream, subject: bytes, h: dict[bytes, bytes]) -> tuple[int, bytes]:
+    c = stream.counters
+    expected = h.get(headers.EXPECTED_STREAM)
+    if expected is not None and expected != stream.name_bytes:
+        raise errors.EXPECTED_STREAM()
+    ttl_raw = h.get(headers.TTL)
+    ttl = _ttl(stream, ttl_raw) if ttl_raw is not None else 0
+    subj_seq = h.get(headers.EXPECTED_LAST_SUBJ_SEQ)
+    if subj_seq is not None:
+        want = _to_int(subj_seq)
+        on = h.get(headers.EXPECTED_LAST_SUBJ_SEQ_SUBJ) or subject
+        actual = last_seq_on_subject(b, stream, on)
+        if actual != want:
+            raise errors.WRONG_LAST_SEQUENCE(seq=actual)
+    last = h.get(headers.EXPECTED_LAST_SEQ)
+    if last is not None and _to_int(last) != c.last_seq:
+        raise errors.WRONG_LAST_SEQUENCE(seq=c.last_seq)
+    return ttl, h.get(headers.MSG_ID, b"")
+
+
+def _check_expected_msg_id(stream: Stream, h: dict[bytes, bytes]) -> None:
+    want = h.get(headers.EXPECTED_LAST_MSG_ID)
+    if want is not None and want != stream.counters.last_msg_id:
+        raise errors.WRONG_LAST_MSG_ID(id=stream.counters.last_msg_id.decode(errors="replace"))
+
+
+def _check_rollup(stream: Stream, value: bytes) -> None:
+    if not stream.config.allow_rollup_hdrs or stream.config.deny_purge:
+        raise errors.ROLLUP_FAILED(err="rollup not permitted")
+    if value not in (b"sub", b"all"):
+        raise errors.ROLLUP_FAILED(err=f'rollup value invalid: "{value.decode(errors="replace")}"')
+
+
+def _check_discard_new(b: Batch, stream: Stream, subject: bytes, size: int) -> None:
+    cfg, c = stream.config, stream.counters
+    if cfg.max_msgs > 0 and c.messages + 1 > cfg.max_msgs:
+        raise errors.STORE_FAILED(err="maximum messages exceeded")
+    if cfg.max_bytes > 0 and c.bytes + size > cfg.max_bytes:
+        raise errors.STORE_FAILED(err="maximum bytes exceeded")
+    if (
+        cfg.discard_new_per_subject is True
+        and cfg.max_msgs_per_subject > 0
+        and _subject_count(b, stream, subject) >= cfg.max_msgs_per_subject
+    ):
+        raise errors.STORE_FAILED(err="maximum messages per subject exceeded")
+
+
+def _apply_rollup(b: Batch, stream: Stream, subject: bytes, seq: int, how: bytes) -> None:
+    if how == b"all":
+        purge(b, stream, seq=seq)
+        return
+    for old in subject_seqs(b, stream, subject):
+        if old >= seq:
+            break
+        delete_seq(b, stream, old)
+
+
+def _enforce_limits(b: Batch, stream: Stream, subject: bytes) -> None:
+    cfg, c = stream.config, stream.counters
+    per_subject = cfg.max_msgs_per_subject
+    if per_subject > 0:
+        excess = _subject_count(b, stream, subject) - per_subject
+        if excess > 0:
+            for old in subject_seqs(b, stream, subject)[:excess]:
+                delete_seq(b, stream, old)
+    if cfg.discard == Discard.NEW:
+        return
+    while cfg.max_msgs > 0 and c.messages > cfg.max_msgs:
+        delete_seq(b, stream, c.first_seq)
+    while cfg.max_bytes > 0 and c.bytes > cfg.max_bytes and c.messages:
+        delete_seq(b, stream, c.first_seq)
+
+
+def subject_seqs(b: Batch, stream: Stream, subject: bytes) -> list[int]:
+    cur = b.txn.cursor(db=stream.dbs.subjects)
+    if not cur.set_key(subject):
+        return []
+    return [SEQ.unpack(v)[0] for v in cur.iternext_dup()]
+
+
+def delete_seq(b: Batch, stream: Stream, seq: int) -> bool:
+    """Remove one message; keeps counters, the subject index and first_seq right. False if it was not there."""
+    txn, dbs, c = b.txn, stream.dbs, stream.counters
+    key = SEQ.pack(seq)
+    raw = txn.pop(key, db=dbs.msgs)
+    if raw is None:
+        return False
+    b.touch(stream)
+    subject = message_subject(raw)
+    txn.delete(subject, key, db=dbs.subjects)
+    cur = txn.cursor(db=dbs.subjects)
+    if not cur.set_key(subject):
+        c.num_subjects -= 1
+    c.messages -= 1
+    c.bytes -= record_size(raw)
+    if seq == c.first_seq:
+        _advance_first(b, stream)
+    return True
+
+
+def _advance_first(b: Batch, stream: Stream) -> None:
+    c = stream.counters
+    cur = b.txn.cursor(db=stream.dbs.msgs)
+    if c.messages and cur.set_range(SEQ.pack(c.first_seq)):
+        c.first_seq = SEQ.unpack(cur.key())[0]
+        c.first_ns = message_time(cur.value())
+    else:
+        c.first_seq = c.last_seq + 1
+        c.first_ns = 0
+        c.messages = 0
+        c.bytes = 0
+
+
+def purge(b: Batch, stream: Stream, *, filter_subject: str = "", seq: int = 0, keep: int = 0) -> int:
+    """Remove messages: all, all below `seq`, all but the newest `keep`, optionally only those on `filter`."""
+    c = stream.counters
+    b.touch(stream)
+    if filter_subject and filter_subject != ">" and not all(
+        subjects.is_subset(s, filter_subject) for s in stream.config.subjects
+    ):
+        return _purge_filtered(b, stream, filter_subject, seq, keep)
+    if not seq and not keep:
+        purged = c.messages
+        for db in (stream.dbs.msgs, stream.dbs.subjects, stream.dbs.ttl):
+            b.txn.drop(db, delete=False)
+        c.first_seq, c.first_ns, c.messages, c.bytes, c.num_subjects = c.last_seq + 1, 0, 0, 0, 0
+        return purged
+    purged = 0
+    while c.messages and (c.messages > keep if keep else c.first_seq < seq):
+        delete_seq(b, stream, c.first_seq)
+        purged += 1
+    return purged
+
+
+def _purge_filtered(b: Batch, stream: Stream, filter_subject: str, seq: int, keep: int) -> int:
+    seqs: list[int] = []
+    for subject in matching_subjects(b.txn, stream, filter_subject):
+        seqs.extend(subject_seqs(b, stream, subject))
+    seqs.sort()
+    if keep:
+        seqs = seqs[: max(0, len(seqs) - keep)]
+    elif seq:
+        seqs = [s for s in seqs if s < seq]
+    return sum(1 for s in seqs if delete_seq(b, stream, s))
+
+
+def matching_subjects(txn: lmdb.Transaction, stream: Stream, filter_subject: str) -> list[bytes]:
+    """Stored subjects selected by a filter, read from the subject index (one key per subject)."""
+    if subjects.is_literal(filter_subject):
+        key = filter_subject.encode()
+        cur = txn.cursor(db=stream.dbs.subjects)
+        return [key] if cur.set_key(key) else []
+    prefix = filter_subject.split("*")[0].split(">")[0].encode()
+    cur = txn.cursor(db=stream.dbs.subjects)
+    out: list[bytes] = []
+    if not cur.set_range(prefix):
+        return out
+    while True:
+        key = cur.key()
+        if not key.startswith(prefix):
+            break
+        if subjects.matches(filter_subject, key.decode()):
+            out.append(bytes(key))
+        if not cur.next_nodup():
+            break
+    return out
+
+
+def expire(b: Batch, stream: Stream) -> None:
+    """Apply max_age, per-message TTLs and the dedup window at `b.now_ns`."""
+    cfg, c = stream.config, stream.counters
+    if stream.deleted:
+        return
+    if cfg.max_age > 0:
+        cutoff = b.now_ns - cfg.max_age
+        while c.messages and c.first_ns and c.first_ns <= cutoff:
+            delete_seq(b, stream, c.first_seq)
+    cur = b.txn.cursor(db=stream.dbs.ttl)
+    while cur.first():
+        due, seq = unpack_pair(cur.key())
+        if due > b.now_ns:
+            break
+        cur.delete()
+        delete_seq(b, stream, seq)
+    trim_dedup(b, stream)
+
+
+def trim_dedup(b: Batch, stream: Stream) -> None:
+    cutoff = b.now_ns - stream.config.duplicate_window
+    cur = b.txn.cursor(db=stream.dbs.dedup_age)
+    while cur.first():
+        key = cur.key()
+        ts = SEQ.unpack_from(key)[0]
+        if ts > cutoff:
+            break
+        msg_id = bytes(key[8:])
+        cur.delete()
+        prior = b.txn.get(msg_id, db=stream.dbs.dedup)
+        if prior is not None and unpack_pair(prior)[1] == ts:
+            b.txn.delete(msg_id, db=stream.dbs.dedup)
+
+
+def next_deadline(stream: Stream, txn: lmdb.Transaction) -> int:
+    """When `expire` next has work for this stream (ns), or 0 for never."""
+    cfg, c = stream.config, stream.counters
+    deadlines = []
+    if cfg.max_age > 0 and c.messages and c.first_ns:
+        deadlines.append(c.first_ns + cfg.max_age)
+    cur = txn.cursor(db=stream.dbs.ttl)
+    if cur.first():
+        deadlines.append(unpack_pair(cur.key())[0])
+    cur = txn.cursor(db=stream.dbs.dedup_age)
+    if cur.first():
+        deadlines.append(SEQ.unpack_from(cur.key())[0] + cfg.duplicate_window)
+    return min(deadlines) if deadlines else 0
+
+
+def trim_to_limits(b: Batch, stream: Stream) -> None:
+    """Bring a stream within its (possibly just lowered) limits, oldest first."""
+    cfg, c = stream.config, stream.counters
+    if cfg.max_msgs_per_subject > 0:
+        cur = b.txn.cursor(db=stream.dbs.subjects)
+        over: list[bytes] = []
+        if cur.first():
+            while True:
+                if cur.count() > cfg.max_msgs_per_subject:
+                    over.append(bytes(cur.key()))
+                if not cur.next_nodup():
+                    break
+        for subject in over:
+            seqs = subject_seqs(b, stream, subject)
+            for old in seqs[: len(seqs) - cfg.max_msgs_per_subject]:
+                delete_seq(b, stream, old)
+    while cfg.max_msgs > 0 and c.messages > cfg.max_msgs:
+        delete_seq(b, stream, c.first_seq)
+    while cfg.max_bytes > 0 and c.bytes > cfg.max_bytes and c.messages:
+        delete_seq(b, stream, c.first_seq)
+    expire(b, stream)

@@ -1,0 +1,236 @@
+"""The single LMDB writer: group commit of everything that changes the store.
+
+Publishes and other changes queue up on the event loop; one batch at a time moves to the writer thread, runs in
+one write transaction, commits (with fsync under ``--sync always``), and only then are PubAcks sent and futures
+resolved. While a batch commits, the next one gathers, so the fsync cost is shared by everything that arrived
+meanwhile. A failed item is refused alone; a failed commit (disk full) refuses the whole batch and keeps the
+counters as they were on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import lmdb
+import msgspec
+
+from . import errors, streams
+from .store import Store
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Replies = list[tuple[bytes, bytes]]
+# (stream, subject, reply, headers, data) for a publish; (None, fn, future) for any other change.
+Item = tuple[Any, Any, Any, Any, Any]
+_JSON = msgspec.json.Encoder()
+
+
+def error_puback(stream: str, exc: errors.ApiError) -> bytes:
+    return _JSON.encode({"error": exc.as_dict(), "stream": stream, "seq": 0})
+
+
+class Writer:
+    def __init__(
+        self,
+        store: Store,
+        registry: dict[str, streams.Stream],
+        send_replies: Callable[[Replies], Awaitable[None]],
+        *,
+        max_batch_msgs: int = 10_000,
+        max_batch_bytes: int = 32 << 20,
+        max_pending_msgs: int = 1_000_000,
+        max_pending_bytes: int = 512 << 20,
+    ) -> None:
+        self.store = store
+        self._registry = registry
+        self._send_replies = send_replies
+        self._max_batch_msgs = max_batch_msgs
+        self._max_batch_bytes = max_batch_bytes
+        self._max_pending_msgs = max_pending_msgs
+        self._max_pending_bytes = max_pending_bytes
+        self._queue: list[Item] = []
+        self._queue_bytes = 0
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamd-lmdb-writer")
+        self.extra_replies: Replies = []  # refusals made on the loop, sent with the next batch's replies
+        self.committed_batches = 0
+        self.committed_items = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def publish(self, stream: streams.Stream, subject: bytes, reply: bytes, hdrs: bytes | None, data: bytes) -> bool:
+        """Queue a published message; False when the pending limits are full (the caller refuses it)."""
+        size = len(data) + (len(hdrs) if hdrs else 0)
+        if len(self._queue) >= self._max_pending_msgs or self._queue_bytes + size > self._max_pending_bytes:
+            return False
+        self._queue.append((stream, subject, reply, hdrs, data))
+        self._queue_bytes += size
+        self._idle.clear()
+        self._wake.set()
+        return True
+
+    async def call(self, fn: Callable[[streams.Batch], T]) -> T:
+        """Run `fn` in the writer's next transaction; returns after that transaction committed."""
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append((None, fn, fut, None, None))
+        self._idle.clear()
+        self._wake.set()
+        return await fut
+
+    async def run_in_thread(self, fn: Callable[[], T]) -> T:
+        """Run a non-transactional store call (sync, close) on the writer thread, between batches."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._queue:
+                    items = self._take()
+                    replies, outcomes = await loop.run_in_executor(self._executor, self._apply, items)
+                    self.committed_batches += 1
+                    self.committed_items += len(items)
+                    for fut, ok, value in outcomes:
+                        if not fut.done():
+                            if ok:
+                                fut.set_result(value)
+                            else:
+                                fut.set_exception(value)
+                    if self.extra_replies:
+                        replies.extend(self.extra_replies)
+                        self.extra_replies = []
+                    if replies:
+                        await self._send_replies(replies)
+                self._idle.set()
+        finally:
+            self._executor.shutdown(wait=True)
+
+    def _take(self) -> list[Item]:
+        q = self._queue
+        if len(q) <= self._max_batch_msgs and self._queue_bytes <= self._max_batch_bytes:
+            self._queue = []
+            self._queue_bytes = 0
+            return q
+        n, size = 0, 0
+        for n, item in enumerate(q[: self._max_batch_msgs], 1):  # noqa: B007
+            if item[0] is not None:
+                size += len(item[4]) + (len(item[3]) if item[3] else 0)
+            if size >= self._max_batch_bytes:
+                break
+        taken, self._queue = q[:n], q[n:]
+        self._queue_bytes = max(0, self._queue_bytes - size)
+        return taken
+
+    # ---- writer thread ------------------------------------------------------------------------------------
+
+    def _apply(self, items: list[Item]) -> tuple[Replies, list[tuple[Any, bool, Any]]]:
+        while True:
+            try:
+                return self._apply_once(items)
+            except lmdb.MapFullError:
+                self._reload_counters(items)
+                self.store.grow()
+            except lmdb.Error as exc:
+                self._reload_counters(items)
+                if _is_disk_full(exc):
+                    logger.error("store write failed, disk full: %s", exc)
+                    return self._refuse_all(items, errors.StoreFull(503, 10023, "insufficient resources"))
+                logger.exception("store write failed; retrying the batch one item at a time")
+                return self._apply_one_by_one(items)
+            except Exception:
+                self._reload_counters(items)
+                logger.exception("write batch failed; retrying it one item at a time")
+                return self._apply_one_by_one(items)
+
+    def _apply_once(self, items: list[Item]) -> tuple[Replies, list[tuple[Any, bool, Any]]]:
+        replies: Replies = []
+        outcomes: list[tuple[Any, bool, Any]] = []
+        txn = self.store.begin_write()
+        try:
+            batch = streams.Batch(self.store, txn, time.time_ns())
+            for item in items:
+                self._apply_item(batch, item, replies, outcomes)
+            for stream in batch.touched.values():
+                if not stream.deleted:
+                    self.store.put_counters(txn, stream.id, stream.counters)
+            txn.commit()
+        except BaseException:
+            txn.abort()
+            raise
+        return replies, outcomes
+
+    def _apply_item(
+        self, batch: streams.Batch, item: Item, replies: Replies, outcomes: list[tuple[Any, bool, Any]]
+    ) -> None:
+        stream, a, b, hdrs, data = item
+        if stream is None:
+            try:
+                outcomes.append((b, True, a(batch)))
+            except errors.ApiError as exc:
+                outcomes.append((b, False, exc))
+            return
+        try:
+            seq, duplicate = streams.store_message(batch, stream, a, hdrs, data)
+        except errors.ApiError as exc:
+            if b:
+                replies.append((b, error_puback(stream.name, exc)))
+            return
+        if b and stream.config.no_ack is not True:
+            if duplicate:
+                replies.append((b, b"%s%d,\"duplicate\":true}" % (stream.puback_prefix, seq)))
+            else:
+                replies.append((b, b"%s%d}" % (stream.puback_prefix, seq)))
+
+    def _apply_one_by_one(self, items: list[Item]) -> tuple[Replies, list[tuple[Any, bool, Any]]]:
+        replies: Replies = []
+        outcomes: list[tuple[Any, bool, Any]] = []
+        for item in items:
+            try:
+                r, o = self._apply_once([item])
+            except Exception as exc:  # the poisonous item: refuse it, keep going
+                self._reload_counters([item])
+                logger.exception("write of one item failed")
+                err = errors.STREAM_GENERAL(err="stream store failed")
+                r, o = self._refuse_all([item], err if not isinstance(exc, errors.ApiError) else exc)
+            replies.extend(r)
+            outcomes.extend(o)
+        return replies, outcomes
+
+    def _refuse_all(
+        self, items: list[Item], exc: errors.ApiError
+    ) -> tuple[Replies, list[tuple[Any, bool, Any]]]:
+        replies: Replies = []
+        outcomes: list[tuple[Any, bool, Any]] = []
+        for stream, _a, b, _h, _d in items:
+            if stream is None:
+                outcomes.append((b, False, exc))
+            elif b:
+                replies.append((b, error_puback(stream.name, exc)))
+        return replies, outcomes
+
+    def _reload_counters(self, items: list[Item]) -> None:
+        """After an abort the committed state is the truth; in-memory counters and flags may have run ahead."""
+        with self.store.read() as txn:
+            for stream in list(self._registry.values()):
+                stream.deleted = False
+                stream.counters = self.store.get_counters(txn, stream.id)
+
+
+def _is_disk_full(exc: lmdb.Error) -> bool:
+    text = str(exc)
+    return "No space left" in text or "ENOSPC" in text or "Disk quota" in text

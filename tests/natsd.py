@@ -1,0 +1,85 @@
+"""Real nats-server processes for tests: core NATS (what streamd attaches to) and JetStream (the reference)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamd.embedded import nats_server_binary
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class NatsServer:
+    port: int
+    leaf_port: int
+    process: asyncio.subprocess.Process
+    conf: Path
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+
+async def _wait_ready(proc: asyncio.subprocess.Process) -> None:
+    assert proc.stderr is not None
+    lines = []
+    while True:
+        raw = await proc.stderr.readline()
+        if not raw:
+            raise RuntimeError("nats-server exited: " + "".join(lines[-5:]))
+        lines.append(raw.decode(errors="replace"))
+        if b"Server is ready" in raw:
+            return
+
+
+async def _drain(proc: asyncio.subprocess.Process) -> None:
+    assert proc.stderr is not None
+    while await proc.stderr.readline():
+        pass
+
+
+@contextlib.asynccontextmanager
+async def run_nats_server(
+    workdir: Path, *, jetstream: bool = False, port: int = 0, leaf_port: int = 0
+) -> AsyncIterator[NatsServer]:
+    """A nats-server on loopback; core only unless `jetstream` (then with a store dir under `workdir`)."""
+    port = port or free_port()
+    leaf_port = leaf_port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    conf = workdir / f"nats-{port}.conf"
+    text = f"listen: 127.0.0.1:{port}\nleafnodes {{ listen: 127.0.0.1:{leaf_port} }}\n"
+    if jetstream:
+        text += f'jetstream {{ store_dir: "{workdir / "js"}" }}\n'
+    conf.write_text(text)
+    proc = await asyncio.create_subprocess_exec(
+        nats_server_binary(), "-c", str(conf), stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL
+    )
+    drain: asyncio.Task[None] | None = None
+    try:
+        async with asyncio.timeout(15):
+            await _wait_ready(proc)
+        drain = asyncio.create_task(_drain(proc))
+        yield NatsServer(port, leaf_port, proc, conf)
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                async with asyncio.timeout(5):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if drain is not None:
+            drain.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drain
