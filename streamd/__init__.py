@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .config import ServiceConfig, SyncMode  # noqa: E402
-from .service import Service, ServiceState, StartupError  # noqa: E402
+from .config import ServiceConfig, SyncMode
+from .service import Service, ServiceState, StartupError
 
 __all__ = ["Service", "ServiceConfig", "ServiceState", "StartupError", "SyncMode", "__version__"]

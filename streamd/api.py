@@ -94,7 +94,12 @@ def _stream_info_response(ctx: Context, name: str, req: StreamInfoRequest) -> St
             keys = sorted(subjects_map)[req.offset : req.offset + SUBJECTS_LIMIT]
             info.state.subjects = {k: subjects_map[k] for k in keys}
     return StreamInfoResponse(
-        config=info.config, created=info.created, state=info.state, ts=info.ts, total=total, offset=req.offset,
+        config=info.config,
+        created=info.created,
+        state=info.state,
+        ts=info.ts,
+        total=total,
+        offset=req.offset,
         limit=limit,
     )
 
@@ -103,7 +108,7 @@ def _stream_info_response(ctx: Context, name: str, req: StreamInfoRequest) -> St
 
 
 async def account_info(ctx: Context, _names: list[str], _data: bytes) -> AccountInfoResponse:
-    storage = sum(s.counters.bytes for s in ctx.manager.streams.values())
+    storage = sum(s.counters.total_bytes for s in ctx.manager.streams.values())
     return AccountInfoResponse(
         storage=storage,
         streams=len(ctx.manager.streams),

@@ -50,8 +50,11 @@ def root(
 def serve(
     server: Annotated[
         str | None,
-        typer.Option(envvar="STREAMD_SERVER", help="Attach to this NATS server (nats://host:port). "
-                     "Without it streamd runs its own nats-server on 127.0.0.1."),
+        typer.Option(
+            envvar="STREAMD_SERVER",
+            help="Attach to this NATS server (nats://host:port). "
+            "Without it streamd runs its own nats-server on 127.0.0.1.",
+        ),
     ] = None,
     config: Annotated[
         Path | None, typer.Option(envvar="STREAMD_CONFIG", help="TOML file with settings (kebab-case keys).")
@@ -68,9 +71,7 @@ def serve(
     ] = None,
     sync_interval: Annotated[float | None, typer.Option(help="Seconds between fsyncs with batch-interval.")] = None,
     user: Annotated[str | None, typer.Option(envvar="STREAMD_USER", help="User name for the server.")] = None,
-    password: Annotated[
-        str | None, typer.Option(envvar="STREAMD_PASSWORD", help="Password for the server.")
-    ] = None,
+    password: Annotated[str | None, typer.Option(envvar="STREAMD_PASSWORD", help="Password for the server.")] = None,
     token: Annotated[str | None, typer.Option(envvar="STREAMD_TOKEN", help="Auth token for the server.")] = None,
     creds: Annotated[str | None, typer.Option(envvar="STREAMD_CREDS", help="Credentials (.creds) file.")] = None,
     nkey_seed: Annotated[str | None, typer.Option(envvar="STREAMD_NKEY_SEED", help="NKey seed file.")] = None,
@@ -84,10 +85,21 @@ def serve(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     overrides: dict[str, Any] = {
-        "server": server, "data": str(data) if data else None, "port": port, "leaf_port": leaf_port,
-        "domain": domain, "sync": sync.value if sync else None, "sync_interval": sync_interval, "user": user,
-        "password": password, "token": token, "creds": creds, "nkey_seed": nkey_seed, "tls_ca": tls_ca,
-        "tls_cert": tls_cert, "tls_key": tls_key,
+        "server": server,
+        "data": str(data) if data else None,
+        "port": port,
+        "leaf_port": leaf_port,
+        "domain": domain,
+        "sync": sync.value if sync else None,
+        "sync_interval": sync_interval,
+        "user": user,
+        "password": password,
+        "token": token,
+        "creds": creds,
+        "nkey_seed": nkey_seed,
+        "tls_ca": tls_ca,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
     }
     try:
         file_values = load_toml(config) if config else {}

@@ -16,7 +16,7 @@ from nats.aio.client import Client
 RawHandler = Callable[[bytes, bytes, bytes, bytes | None], None]
 
 
-class Connection(Client):  # type: ignore[misc]
+class Connection(Client):
     def __init__(self) -> None:
         super().__init__()
         self._raw_handlers: dict[int, RawHandler] = {}
@@ -36,7 +36,7 @@ class Connection(Client):  # type: ignore[misc]
     async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
         handler = self._raw_handlers.get(sid)
         if handler is None:
-            await super()._process_msg(sid, subject, reply, data, headers)
+            await super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]
             return
         self.stats["in_msgs"] += 1
         self.stats["in_bytes"] += len(data)

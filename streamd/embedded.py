@@ -31,11 +31,7 @@ def nats_server_binary() -> str:
 
 def render_config(host: str, port: int, leaf_port: int) -> str:
     # Core NATS only: streamd is the persistence layer. The leafnode listener carries consumer deliveries.
-    return (
-        f"listen: {host}:{port}\n"
-        f"leafnodes {{\n  listen: {host}:{leaf_port}\n}}\n"
-        "max_payload: 1MB\n"
-    )
+    return f"listen: {host}:{port}\nleafnodes {{\n  listen: {host}:{leaf_port}\n}}\nmax_payload: 1MB\n"
 
 
 class EmbeddedServer:
@@ -53,7 +49,10 @@ class EmbeddedServer:
         self.conf.parent.mkdir(parents=True, exist_ok=True)
         self.conf.write_text(render_config(self.host, self.port, self.leaf_port))
         self.proc = await asyncio.create_subprocess_exec(
-            nats_server_binary(), "-c", str(self.conf), stderr=asyncio.subprocess.PIPE,
+            nats_server_binary(),
+            "-c",
+            str(self.conf),
+            stderr=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.DEVNULL,
         )
         lines: list[str] = []

@@ -170,7 +170,7 @@ class StreamManager:
         c = stream.counters
         state = StreamState(
             messages=c.messages,
-            bytes=c.bytes,
+            bytes=c.total_bytes,
             first_seq=c.first_seq if c.last_seq or c.messages else 0,
             first_ts=timefmt.format_ns(c.first_ns),
             last_seq=c.last_seq,

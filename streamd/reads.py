@@ -5,14 +5,14 @@ from __future__ import annotations
 import lmdb
 
 from . import errors, subjects
+from .store import SEQ, Buf, Store, unpack_message
 from .streams import Stream, matching_subjects
-from .store import SEQ, Store, unpack_message
 
 
 class Found:
     __slots__ = ("data", "hdrs", "seq", "subject", "ts_ns")
 
-    def __init__(self, seq: int, raw: bytes) -> None:
+    def __init__(self, seq: int, raw: Buf) -> None:
         subject, hdrs, data, ts = unpack_message(raw)
         self.seq = seq
         self.subject = bytes(subject)

@@ -70,7 +70,7 @@ class Service:
         self.state = ServiceState.STARTING
         cfg = self.config
         try:
-            store = Store.open(cfg.data, sync=cfg.sync == SyncMode.ALWAYS)
+            store = Store.open(cfg.data, sync=cfg.sync == SyncMode.ALWAYS, map_size=cfg.map_size_mib << 20)
         except Exception as exc:
             raise StartupError(str(exc)) from None
         async with contextlib.AsyncExitStack() as stack:
@@ -121,7 +121,11 @@ class Service:
             self.state = ServiceState.RUNNING
             logger.info(
                 "streamd serving %s on %s ◆ data %s ◆ sync %s ◆ %d streams",
-                cfg.api_prefix, redact(self.url), cfg.data, cfg.sync.value, len(self.registry),
+                cfg.api_prefix,
+                redact(self.url),
+                cfg.data,
+                cfg.sync.value,
+                len(self.registry),
             )
             self.ready.set()
             await self._stop.wait()
@@ -276,7 +280,8 @@ class Service:
             self._overload_logged = now
             logger.error(
                 "stream '%s': writer queue full, refusing publishes (%d refused so far)",
-                stream.name, self.ctx.stats.ingest_dropped,
+                stream.name,
+                self.ctx.stats.ingest_dropped,
             )
         if reply:
             err = errors.INSUFFICIENT_RESOURCES()

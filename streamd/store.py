@@ -40,6 +40,7 @@ _TWO_U64 = struct.Struct(">QQ")
 _COUNTERS = struct.Struct(">QQQQQQQ")  # first_seq last_seq messages bytes first_ns last_ns num_subjects
 
 INITIAL_MAP_SIZE = 1 << 30
+Buf = bytes | memoryview  # what LMDB hands back
 MAX_DBS = 16384
 
 
@@ -59,7 +60,7 @@ class Counters(msgspec.Struct):
     first_seq: int = 0
     last_seq: int = 0
     messages: int = 0
-    bytes: int = 0
+    total_bytes: int = 0
     first_ns: int = 0
     last_ns: int = 0
     num_subjects: int = 0
@@ -71,7 +72,7 @@ class Counters(msgspec.Struct):
                 self.first_seq,
                 self.last_seq,
                 self.messages,
-                self.bytes,
+                self.total_bytes,
                 self.first_ns,
                 self.last_ns,
                 self.num_subjects,
@@ -80,9 +81,9 @@ class Counters(msgspec.Struct):
         )
 
     @classmethod
-    def unpack(cls, raw: bytes) -> Counters:
-        vals = _COUNTERS.unpack_from(raw)
-        return cls(*vals, last_msg_id=bytes(raw[_COUNTERS.size :]))
+    def unpack(cls, raw: Buf) -> Counters:
+        f, la, m, b, fn, ln, ns = _COUNTERS.unpack_from(raw)
+        return cls(f, la, m, b, fn, ln, ns, bytes(raw[_COUNTERS.size :]))
 
 
 def pack_message(subject: bytes, hdrs: bytes | None, data: bytes, ts_ns: int) -> bytes:
@@ -91,20 +92,20 @@ def pack_message(subject: bytes, hdrs: bytes | None, data: bytes, ts_ns: int) ->
     return b"".join((_MSG_HEAD.pack(ts_ns, len(h), len(subject)), subject, h, data))
 
 
-def unpack_message(raw: bytes) -> tuple[bytes, bytes, bytes, int]:
+def unpack_message(raw: Buf) -> tuple[Buf, Buf, Buf, int]:
     """-> subject, headers (b"" when none), data, stored ns."""
     ts, hlen, slen = _MSG_HEAD.unpack_from(raw)
     o = _MSG_HEAD.size
     return raw[o : o + slen], raw[o + slen : o + slen + hlen], raw[o + slen + hlen :], ts
 
 
-def message_time(raw: bytes) -> int:
+def message_time(raw: Buf) -> int:
     return int(SEQ.unpack_from(raw)[0])
 
 
-def message_subject(raw: bytes) -> bytes:
+def message_subject(raw: Buf) -> bytes:
     _ts, _hlen, slen = _MSG_HEAD.unpack_from(raw)
-    return raw[_MSG_HEAD.size : _MSG_HEAD.size + slen]
+    return bytes(raw[_MSG_HEAD.size : _MSG_HEAD.size + slen])
 
 
 def stored_size(subject_len: int, hdr_len: int, data_len: int) -> int:
@@ -112,7 +113,7 @@ def stored_size(subject_len: int, hdr_len: int, data_len: int) -> int:
     return 22 + subject_len + data_len + 8 + (4 + hdr_len if hdr_len else 0)
 
 
-def record_size(raw: bytes) -> int:
+def record_size(raw: Buf) -> int:
     _ts, hlen, slen = _MSG_HEAD.unpack_from(raw)
     return stored_size(slen, hlen, len(raw) - _MSG_HEAD.size - slen - hlen)
 
@@ -121,7 +122,7 @@ def pack_pair(a: int, b: int) -> bytes:
     return _TWO_U64.pack(a, b)
 
 
-def unpack_pair(raw: bytes) -> tuple[int, int]:
+def unpack_pair(raw: Buf) -> tuple[int, int]:
     a, b = _TWO_U64.unpack_from(raw)
     return int(a), int(b)
 
@@ -138,7 +139,7 @@ class StreamDbs:
         self.dedup_age = env.open_db(b"t.%d" % stream_id, txn=txn)
         self.ttl = env.open_db(b"x.%d" % stream_id, txn=txn)
 
-    def all(self) -> tuple[object, ...]:
+    def all(self) -> tuple[lmdb._Database, ...]:
         return (self.msgs, self.subjects, self.dedup, self.dedup_age, self.ttl)
 
 
@@ -166,7 +167,7 @@ class Store:
         try:
             data_file = path / "data.mdb"
             if data_file.exists():
-                map_size = max(map_size, _round_up(data_file.stat().st_size * 2))
+                map_size = max(map_size, _round_up(data_file.stat().st_size * 2, map_size))
             # writemap stays off: with it, a full disk turns into SIGBUS instead of a failed commit.
             env = lmdb.open(
                 str(path),
@@ -220,7 +221,7 @@ class Store:
             cur = txn.cursor(db=self.meta)
             if cur.set_range(b"stream:"):
                 for key, value in cur:
-                    if not key.startswith(b"stream:"):
+                    if not bytes(key).startswith(b"stream:"):
                         break
                     rec = dec.decode(value)
                     raw = txn.get(b"state:%d" % rec.id, db=self.meta)
@@ -250,8 +251,8 @@ class Store:
             txn.drop(db, delete=True)
 
 
-def _round_up(n: int) -> int:
-    size = INITIAL_MAP_SIZE
+def _round_up(n: int, start: int) -> int:
+    size = max(start, 1 << 20)
     while size < n:
         size *= 2
     return size

@@ -141,23 +141,13 @@ def store_message(b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, 
     if cfg.sealed:
         raise errors.SEALED()
     hlen = len(hdrs) if hdrs else 0
-    h = headers.parse(hdrs) if hlen else {}
-    ttl = 0
-    msg_id = b""
-    if h:
-        ttl, msg_id = _check_headers(b, stream, subject, h)
-        if msg_id:
-            prior = b.txn.get(msg_id, db=stream.dbs.dedup)
-            if prior is not None:
-                seq, stored = unpack_pair(prior)
-                if b.now_ns - stored < cfg.duplicate_window:
-                    return seq, True
-        _check_expected_msg_id(stream, h)
-        rollup = h.get(headers.ROLLUP)
-        if rollup is not None:
-            _check_rollup(stream, rollup)
-    else:
-        rollup = None
+    ttl, msg_id, rollup = 0, b"", None
+    if hlen:
+        h = headers.parse(hdrs)
+        if h:
+            ttl, msg_id, rollup, duplicate_of = _check_headers(b, stream, subject, h)
+            if duplicate_of:
+                return duplicate_of, True
     if hlen > MAX_HEADER:
         raise errors.HEADER_TOO_BIG()
     if cfg.max_msg_size >= 0 and hlen + len(data) > cfg.max_msg_size:
@@ -188,7 +178,7 @@ def store_message(b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, 
         c.first_seq = seq
         c.first_ns = b.now_ns
     c.messages += 1
-    c.bytes += size
+    c.total_bytes += size
     if msg_id:
         txn.put(msg_id, pack_pair(seq, b.now_ns), db=stream.dbs.dedup)
         txn.put(pack_pair(b.now_ns, 0)[:8] + msg_id, b"", db=stream.dbs.dedup_age)
@@ -207,7 +197,10 @@ def _count_subject_after_add(b: Batch, stream: Stream, subject: bytes) -> None:
         stream.counters.num_subjects += 1
 
 
-def _check_headers(b: Batch, stream: Stream, subject: bytes, h: dict[bytes, bytes]) -> tuple[int, bytes]:
+def _check_headers(
+    b: Batch, stream: Stream, subject: bytes, h: dict[bytes, bytes]
+) -> tuple[int, bytes, bytes | None, int]:
+    """The header rules in the server's order. -> (ttl ns, msg id, rollup, seq this duplicates or 0)."""
     c = stream.counters
     expected = h.get(headers.EXPECTED_STREAM)
     if expected is not None and expected != stream.name_bytes:
@@ -224,13 +217,24 @@ def _check_headers(b: Batch, stream: Stream, subject: bytes, h: dict[bytes, byte
     last = h.get(headers.EXPECTED_LAST_SEQ)
     if last is not None and _to_int(last) != c.last_seq:
         raise errors.WRONG_LAST_SEQUENCE(seq=c.last_seq)
-    return ttl, h.get(headers.MSG_ID, b"")
+    msg_id = h.get(headers.MSG_ID, b"")
+    if msg_id:
+        prior = b.txn.get(msg_id, db=stream.dbs.dedup)
+        if prior is not None:
+            seq, stored = unpack_pair(prior)
+            if b.now_ns - stored < stream.config.duplicate_window:
+                return ttl, msg_id, None, seq
+    _check_expected_msg_id(stream, h)
+    rollup = h.get(headers.ROLLUP)
+    if rollup is not None:
+        _check_rollup(stream, rollup)
+    return ttl, msg_id, rollup, 0
 
 
 def _check_expected_msg_id(stream: Stream, h: dict[bytes, bytes]) -> None:
     want = h.get(headers.EXPECTED_LAST_MSG_ID)
     if want is not None and want != stream.counters.last_msg_id:
-        raise errors.WRONG_LAST_MSG_ID(id=stream.counters.last_msg_id.decode(errors="replace"))
+        raise errors.WRONG_LAST_MSG_ID(id=bytes(stream.counters.last_msg_id).decode(errors="replace"))
 
 
 def _check_rollup(stream: Stream, value: bytes) -> None:
@@ -244,7 +248,7 @@ def _check_discard_new(b: Batch, stream: Stream, subject: bytes, size: int) -> N
     cfg, c = stream.config, stream.counters
     if cfg.max_msgs > 0 and c.messages + 1 > cfg.max_msgs:
         raise errors.STORE_FAILED(err="maximum messages exceeded")
-    if cfg.max_bytes > 0 and c.bytes + size > cfg.max_bytes:
+    if cfg.max_bytes > 0 and c.total_bytes + size > cfg.max_bytes:
         raise errors.STORE_FAILED(err="maximum bytes exceeded")
     if (
         cfg.discard_new_per_subject is True
@@ -276,7 +280,7 @@ def _enforce_limits(b: Batch, stream: Stream, subject: bytes) -> None:
         return
     while cfg.max_msgs > 0 and c.messages > cfg.max_msgs:
         delete_seq(b, stream, c.first_seq)
-    while cfg.max_bytes > 0 and c.bytes > cfg.max_bytes and c.messages:
+    while cfg.max_bytes > 0 and c.total_bytes > cfg.max_bytes and c.messages:
         delete_seq(b, stream, c.first_seq)
 
 
@@ -301,7 +305,7 @@ def delete_seq(b: Batch, stream: Stream, seq: int) -> bool:
     if not cur.set_key(subject):
         c.num_subjects -= 1
     c.messages -= 1
-    c.bytes -= record_size(raw)
+    c.total_bytes -= record_size(raw)
     if seq == c.first_seq:
         _advance_first(b, stream)
     return True
@@ -317,22 +321,24 @@ def _advance_first(b: Batch, stream: Stream) -> None:
         c.first_seq = c.last_seq + 1
         c.first_ns = 0
         c.messages = 0
-        c.bytes = 0
+        c.total_bytes = 0
 
 
 def purge(b: Batch, stream: Stream, *, filter_subject: str = "", seq: int = 0, keep: int = 0) -> int:
     """Remove messages: all, all below `seq`, all but the newest `keep`, optionally only those on `filter`."""
     c = stream.counters
     b.touch(stream)
-    if filter_subject and filter_subject != ">" and not all(
-        subjects.is_subset(s, filter_subject) for s in stream.config.subjects
+    if (
+        filter_subject
+        and filter_subject != ">"
+        and not all(subjects.is_subset(s, filter_subject) for s in stream.config.subjects)
     ):
         return _purge_filtered(b, stream, filter_subject, seq, keep)
     if not seq and not keep:
         purged = c.messages
         for db in (stream.dbs.msgs, stream.dbs.subjects, stream.dbs.ttl):
             b.txn.drop(db, delete=False)
-        c.first_seq, c.first_ns, c.messages, c.bytes, c.num_subjects = c.last_seq + 1, 0, 0, 0, 0
+        c.first_seq, c.first_ns, c.messages, c.total_bytes, c.num_subjects = c.last_seq + 1, 0, 0, 0, 0
         return purged
     purged = 0
     while c.messages and (c.messages > keep if keep else c.first_seq < seq):
@@ -365,11 +371,11 @@ def matching_subjects(txn: lmdb.Transaction, stream: Stream, filter_subject: str
     if not cur.set_range(prefix):
         return out
     while True:
-        key = cur.key()
-        if not key.startswith(prefix):
+        found = bytes(cur.key())
+        if not found.startswith(prefix):
             break
-        if subjects.matches(filter_subject, key.decode()):
-            out.append(bytes(key))
+        if subjects.matches(filter_subject, found.decode()):
+            out.append(found)
         if not cur.next_nodup():
             break
     return out
@@ -402,7 +408,7 @@ def trim_dedup(b: Batch, stream: Stream) -> None:
         ts = SEQ.unpack_from(key)[0]
         if ts > cutoff:
             break
-        msg_id = bytes(key[8:])
+        msg_id = bytes(key[8:])  # copy: the cursor's buffer is reused
         cur.delete()
         prior = b.txn.get(msg_id, db=stream.dbs.dedup)
         if prior is not None and unpack_pair(prior)[1] == ts:
@@ -442,6 +448,6 @@ def trim_to_limits(b: Batch, stream: Stream) -> None:
                 delete_seq(b, stream, old)
     while cfg.max_msgs > 0 and c.messages > cfg.max_msgs:
         delete_seq(b, stream, c.first_seq)
-    while cfg.max_bytes > 0 and c.bytes > cfg.max_bytes and c.messages:
+    while cfg.max_bytes > 0 and c.total_bytes > cfg.max_bytes and c.messages:
         delete_seq(b, stream, c.first_seq)
     expire(b, stream)

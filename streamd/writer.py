@@ -145,13 +145,11 @@ class Writer:
             except lmdb.MapFullError:
                 self._reload_counters(items)
                 self.store.grow()
-            except lmdb.Error as exc:
+            except _CommitFailed as exc:
+                # The disk refused the write (full, quota, I/O error): nothing of this batch is stored.
                 self._reload_counters(items)
-                if _is_disk_full(exc):
-                    logger.error("store write failed, disk full: %s", exc)
-                    return self._refuse_all(items, errors.StoreFull(503, 10023, "insufficient resources"))
-                logger.exception("store write failed; retrying the batch one item at a time")
-                return self._apply_one_by_one(items)
+                logger.error("store commit failed, %d writes refused: %s", len(items), exc.__cause__)
+                return self._refuse_all(items, errors.StoreFull(503, 10023, "insufficient resources"))
             except Exception:
                 self._reload_counters(items)
                 logger.exception("write batch failed; retrying it one item at a time")
@@ -168,10 +166,15 @@ class Writer:
             for stream in batch.touched.values():
                 if not stream.deleted:
                     self.store.put_counters(txn, stream.id, stream.counters)
-            txn.commit()
         except BaseException:
             txn.abort()
             raise
+        try:
+            txn.commit()
+        except lmdb.MapFullError:
+            raise
+        except lmdb.Error as exc:
+            raise _CommitFailed() from exc
         return replies, outcomes
 
     def _apply_item(
@@ -192,7 +195,7 @@ class Writer:
             return
         if b and stream.config.no_ack is not True:
             if duplicate:
-                replies.append((b, b"%s%d,\"duplicate\":true}" % (stream.puback_prefix, seq)))
+                replies.append((b, b'%s%d,"duplicate":true}' % (stream.puback_prefix, seq)))
             else:
                 replies.append((b, b"%s%d}" % (stream.puback_prefix, seq)))
 
@@ -211,9 +214,7 @@ class Writer:
             outcomes.extend(o)
         return replies, outcomes
 
-    def _refuse_all(
-        self, items: list[Item], exc: errors.ApiError
-    ) -> tuple[Replies, list[tuple[Any, bool, Any]]]:
+    def _refuse_all(self, items: list[Item], exc: errors.ApiError) -> tuple[Replies, list[tuple[Any, bool, Any]]]:
         replies: Replies = []
         outcomes: list[tuple[Any, bool, Any]] = []
         for stream, _a, b, _h, _d in items:
@@ -231,6 +232,5 @@ class Writer:
                 stream.counters = self.store.get_counters(txn, stream.id)
 
 
-def _is_disk_full(exc: lmdb.Error) -> bool:
-    text = str(exc)
-    return "No space left" in text or "ENOSPC" in text or "Disk quota" in text
+class _CommitFailed(Exception):
+    pass
