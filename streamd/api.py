@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from . import errors, headers, reads, subjects, timefmt
+from . import config_rules, errors, headers, reads, subjects, timefmt
 from .connection import Connection
 from .manager import StreamManager
 from .models import (
@@ -108,7 +108,7 @@ def _stream_info_response(ctx: Context, name: str, req: StreamInfoRequest) -> St
 
 
 async def account_info(ctx: Context, _names: list[str], _data: bytes) -> AccountInfoResponse:
-    storage = sum(s.counters.total_bytes for s in ctx.manager.streams.values())
+    storage = sum(s.committed.total_bytes for s in ctx.manager.streams.values())
     return AccountInfoResponse(
         storage=storage,
         streams=len(ctx.manager.streams),
@@ -124,10 +124,15 @@ async def account_info(ctx: Context, _names: list[str], _data: bytes) -> Account
 
 
 def _check_name(subject_name: str, cfg: StreamConfig) -> None:
-    if not cfg.name:
-        cfg.name = subject_name
+    config_rules.check_name(subject_name)
     if cfg.name != subject_name:
         raise errors.STREAM_NAME_MISMATCH()
+
+
+def _require_empty(data: bytes) -> None:
+    body = data.strip()
+    if body and body.replace(b" ", b"") != b"{}":
+        raise errors.NOT_EMPTY_REQUEST()
 
 
 async def stream_create(ctx: Context, names: list[str], data: bytes) -> StreamCreateResponse:
@@ -148,7 +153,8 @@ async def stream_update(ctx: Context, names: list[str], data: bytes) -> StreamUp
     return StreamUpdateResponse(config=info.config, created=info.created, state=info.state, ts=info.ts)
 
 
-async def stream_delete(ctx: Context, names: list[str], _data: bytes) -> SuccessResponse:
+async def stream_delete(ctx: Context, names: list[str], data: bytes) -> SuccessResponse:
+    _require_empty(data)
     await ctx.manager.delete(names[0])
     return SuccessResponse(type=API_PREFIX_TYPE + "stream_delete_response")
 
@@ -255,7 +261,7 @@ def resolve(tokens: list[str]) -> tuple[Route, list[str]] | None:
         if route is None:
             continue
         names = tokens[n:]
-        if route.name_tokens != len(names) or not all(subjects.is_valid_name(x) for x in names):
+        if route.name_tokens != len(names) or not all(names):
             return None
         return route, names
     return None

@@ -11,7 +11,6 @@ DEFAULT_DUPLICATE_WINDOW = 120 * 1_000_000_000
 MIN_WINDOW = 100_000_000  # 100 ms
 MAX_DESCRIPTION = 4096
 MAX_METADATA = 128 * 1024
-_RESERVED_PREFIXES = ("$JS.", "$JSC.", "$NRG.", "$SYS.")
 
 
 def _invalid(text: str) -> errors.ApiError:
@@ -21,8 +20,7 @@ def _invalid(text: str) -> errors.ApiError:
 def normalize(cfg: StreamConfig) -> StreamConfig:
     """Apply the server's defaults and reject what it rejects; returns a new config, never mutates the input."""
     c = StreamConfig(**{f: getattr(cfg, f) for f in cfg.__struct_fields__})
-    if not subjects.is_valid_name(c.name):
-        raise _invalid("stream name is required and can not contain '.', '*', '>'")
+    check_name(c.name)
     for feature in ("mirror", "sources", "republish", "subject_transform"):
         if getattr(c, feature) not in (UNSET, None):
             raise _invalid(f"streamd does not support {feature.replace('_', ' ')} on streams")
@@ -53,6 +51,15 @@ def normalize(cfg: StreamConfig) -> StreamConfig:
     return c
 
 
+def check_name(name: str) -> None:
+    if "/" in name or "\\" in name:
+        raise errors.STREAM_NAME_PATH_SEPARATORS()
+    if len(name) > subjects.MAX_NAME_LEN:
+        raise _invalid(f"stream name is too long, maximum allowed is {subjects.MAX_NAME_LEN}")
+    if not subjects.is_valid_name(name):
+        raise _invalid("stream name is required and can not contain '.', '*', '>', '\\', '/'")
+
+
 def _normalize_window(c: StreamConfig) -> None:
     if c.duplicate_window < 0:
         raise _invalid("duplicates window can not be negative")
@@ -73,20 +80,30 @@ def _normalize_subjects(c: StreamConfig) -> None:
     for subj in c.subjects:
         if not subjects.is_valid_subject(subj):
             raise _invalid(f"invalid subject {subj!r}")
-        if subj in seen:
-            raise _invalid(f"duplicate subjects detected: {subj!r}")
         for other in seen:
             if subjects.collide(subj, other):
-                raise _invalid(f'subject "{subj}" overlaps with "{other}"')
+                raise _invalid(f'subject "{other}" overlaps with "{subj}"')
         seen.append(subj)
-        reserved = any(subjects.collide(subj, p + ">") for p in _RESERVED_PREFIXES) and not subjects.is_subset(
-            subj, "$JS.EVENT.>"
-        )
-        if (subj == ">" or reserved) and c.no_ack is not True:
-            raise _invalid("stream configuration for subjects that cover system subjects requires no_ack")
+        if c.no_ack is not True:
+            _check_needs_no_ack(subj)
+
+
+def _check_needs_no_ack(subj: str) -> None:
+    """Streams that would capture API or system traffic must not answer it with PubAcks."""
+    if subj == ">":
+        raise _invalid("capturing all subjects requires no-ack to be true")
+    if subjects.is_subset(subj, "$JS.EVENT.>"):
+        return
+    if any(subjects.collide(subj, p + ">") for p in ("$JS.", "$JSC.", "$NRG.")):
+        raise _invalid("subjects that overlap with jetstream api require no-ack to be true")
+    if subjects.collide(subj, "$SYS.>"):
+        raise _invalid("subjects that overlap with system api require no-ack to be true")
 
 
 def _check_flags(c: StreamConfig) -> None:
+    if c.sealed:  # a sealed stream is read-only for good: the server makes that explicit in its config
+        c.deny_delete = c.deny_purge = True
+        c.discard = Discard.NEW
     if c.deny_purge and c.allow_rollup_hdrs:
         raise _invalid("roll-ups require the purge permission")
     if c.discard_new_per_subject is True:

@@ -13,6 +13,7 @@ from typing import Any
 
 from nats.aio.client import Client
 
+NO_RESPONDERS = b"NATS/1.0 503\r\n\r\n"
 RawHandler = Callable[[bytes, bytes, bytes, bytes | None], None]
 
 
@@ -20,6 +21,7 @@ class Connection(Client):
     def __init__(self) -> None:
         super().__init__()
         self._raw_handlers: dict[int, RawHandler] = {}
+        self._retired: set[int] = set()
 
     async def subscribe_raw(self, subject: str, handler: RawHandler, **kwargs: Any) -> Any:
         async def _unused(_msg: Any) -> None:  # nats-py requires a callback; raw messages never reach it
@@ -30,12 +32,19 @@ class Connection(Client):
         return sub
 
     async def unsubscribe_raw(self, sub: Any) -> None:
+        """Stop a raw subscription. Messages the server already routed to it get a 503 no-responders status,
+        so a publisher learns at once that nothing was stored (the server does not order them after our UNSUB)."""
         self._raw_handlers.pop(sub._id, None)
+        self._retired.add(sub._id)
         await sub.unsubscribe()
 
     async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
         handler = self._raw_handlers.get(sid)
         if handler is None:
+            if sid in self._retired:
+                if reply:  # routed to us before the server saw the UNSUB: answer as the server would now
+                    await self._write(_command(reply, b"", NO_RESPONDERS, b""))
+                return
             await super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]
             return
         self.stats["in_msgs"] += 1

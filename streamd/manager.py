@@ -99,7 +99,7 @@ class StreamManager:
 
         await self.writer.call(update)
         logger.info("stream '%s' updated", cfg.name)
-        if self.on_subjects and old_subjects != cfg.subjects:
+        if self.on_subjects:  # subjects or allow_direct may have changed
             await self.on_subjects(stream, old_subjects, list(cfg.subjects))
         await self._advise(cfg.name, "modify")
         return stream
@@ -138,6 +138,8 @@ class StreamManager:
             raise errors.MSG_DELETE_FAILED(err="message delete not permitted")
 
         def delete(b: streams.Batch) -> None:
+            if seq > stream.counters.last_seq:
+                raise errors.MSG_DELETE_FAILED(err="stream store EOF")
             if not streams.delete_seq(b, stream, seq):
                 raise errors.SEQUENCE_NOT_FOUND(seq=seq)
 
@@ -167,7 +169,7 @@ class StreamManager:
         return upcoming
 
     def info(self, stream: streams.Stream, subjects_filter: str = "", deleted_details: bool = False) -> StreamInfo:
-        c = stream.counters
+        c = stream.committed
         state = StreamState(
             messages=c.messages,
             bytes=c.total_bytes,

@@ -68,7 +68,7 @@ def subject_counts(txn: lmdb.Transaction, stream: Stream, filter_subject: str) -
 
 def deleted_seqs(txn: lmdb.Transaction, stream: Stream, limit: int = 1_000_000) -> list[int]:
     """Interior gaps between first and last sequence (what STREAM.INFO's deleted_details lists)."""
-    c = stream.counters
+    c = stream.committed
     out: list[int] = []
     expect = c.first_seq
     cur = txn.cursor(db=stream.dbs.msgs)

@@ -55,7 +55,7 @@ class Service:
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
         self.registry: dict[str, streams.Stream] = {}
-        self._ingest_subs: dict[str, list[Any]] = {}
+        self._ingest_subs: dict[str, dict[str, Any]] = {}  # stream -> subject -> raw subscription
         self._direct_subs: dict[str, list[Any]] = {}
         self._api_subs: list[Any] = []
         self.url = ""
@@ -235,20 +235,29 @@ class Service:
             )
 
     async def _subjects_changed(self, stream: streams.Stream, old: list[str], new: list[str]) -> None:
+        """Keep one raw subscription per stream subject: drop the removed ones, add the new ones."""
         conn = self.conn
         assert conn is not None
         name = stream.name
-        for sub in self._ingest_subs.pop(name, []):
-            await conn.unsubscribe_raw(sub)
-        for sub in self._direct_subs.pop(name, []):
-            await sub.unsubscribe()
-        if not new:
-            return
+        current = self._ingest_subs.setdefault(name, {})
+        for subject in [s for s in current if s not in new]:
+            await conn.unsubscribe_raw(current.pop(subject))
         handler = self._ingest_handler(stream)
-        self._ingest_subs[name] = [await conn.subscribe_raw(s, handler) for s in new]
-        if stream.config.allow_direct:
-            self._direct_subs[name] = await self._subscribe_direct(conn, name)
+        for subject in new:
+            if subject not in current:
+                current[subject] = await conn.subscribe_raw(subject, handler)
+        if not current:
+            del self._ingest_subs[name]
+        await self._update_direct(conn, stream, bool(new) and stream.config.allow_direct)
         await conn.flush()
+
+    async def _update_direct(self, conn: Connection, stream: streams.Stream, wanted: bool) -> None:
+        subs = self._direct_subs.get(stream.name)
+        if wanted and subs is None:
+            self._direct_subs[stream.name] = await self._subscribe_direct(conn, stream.name)
+        elif not wanted and subs is not None:
+            for sub in self._direct_subs.pop(stream.name):
+                await sub.unsubscribe()
 
     async def _subscribe_direct(self, conn: Connection, name: str) -> list[Any]:
         base = f"{self.config.api_prefix}.DIRECT.GET.{name}"
@@ -288,18 +297,15 @@ class Service:
             self.ctx.manager.writer.extra_replies.append((reply, error_puback(stream.name, err)))
 
     async def _stop_intake(self, conn: Connection) -> None:
-        subs = [s for group in self._ingest_subs.values() for s in group]
-        for sub in self._api_subs + [s for g in self._direct_subs.values() for s in g]:
+        for sub in self._api_subs + [s for group in self._direct_subs.values() for s in group]:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-        for sub in subs:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-        # Messages the server sent before it saw the UNSUBs still reach the raw handlers until this returns.
+        for group in self._ingest_subs.values():
+            for sub in group.values():
+                with contextlib.suppress(Exception):
+                    await conn.unsubscribe_raw(sub)
         with contextlib.suppress(Exception):
             await conn.flush(timeout=5)
-        for sub in subs:
-            conn._raw_handlers.pop(sub._id, None)
 
     async def _advise(self, name: str, action: str) -> None:
         if self.conn is None:

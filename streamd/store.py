@@ -228,6 +228,10 @@ class Store:
                     out.append((rec, Counters.unpack(raw) if raw else Counters()))
         return out
 
+    def get_stream_record(self, txn: lmdb.Transaction, name: str) -> StreamRecord | None:
+        raw = txn.get(b"stream:" + name.encode(), db=self.meta)
+        return msgspec.msgpack.decode(raw, type=StreamRecord) if raw is not None else None
+
     def next_stream_id(self, txn: lmdb.Transaction) -> int:
         raw = txn.get(b"next-id", db=self.meta)
         nid = (int.from_bytes(raw, "big") if raw else 0) + 1

@@ -50,7 +50,8 @@ class Stream:
         self.id = stream_id
         self.config = config
         self.created_ns = created_ns
-        self.counters = counters
+        self.counters = counters  # working copy: writer thread only, may run ahead of the disk mid-batch
+        self.committed = msgspec.structs.replace(counters)  # as of the last commit: what reads report
         self.dbs = dbs
         self.deleted = False
         self.name = config.name
@@ -62,7 +63,7 @@ class Stream:
         self.has_interest = _no_interest
 
     def num_deleted(self) -> int:
-        c = self.counters
+        c = self.committed
         return (c.last_seq - c.first_seq + 1) - c.messages if c.messages else 0
 
 
@@ -122,10 +123,15 @@ def _to_int(value: bytes) -> int:
 
 
 def last_seq_on_subject(b: Batch, stream: Stream, subject: bytes) -> int:
+    """Last stored seq on a subject, or on any subject a wildcard selects; 0 when none."""
     cur = b.txn.cursor(db=stream.dbs.subjects)
-    if cur.set_key(subject) and cur.last_dup():
-        return int(SEQ.unpack(cur.value())[0])
-    return 0
+    text = subject.decode(errors="replace")
+    keys = [subject] if subjects.is_literal(text) else matching_subjects(b.txn, stream, text)
+    best = 0
+    for key in keys:
+        if cur.set_key(key) and cur.last_dup():
+            best = max(best, int(SEQ.unpack(cur.value())[0]))
+    return best
 
 
 def _subject_count(b: Batch, stream: Stream, subject: bytes) -> int:
@@ -417,7 +423,7 @@ def trim_dedup(b: Batch, stream: Stream) -> None:
 
 def next_deadline(stream: Stream, txn: lmdb.Transaction) -> int:
     """When `expire` next has work for this stream (ns), or 0 for never."""
-    cfg, c = stream.config, stream.counters
+    cfg, c = stream.config, stream.committed
     deadlines = []
     if cfg.max_age > 0 and c.messages and c.first_ns:
         deadlines.append(c.first_ns + cfg.max_age)

@@ -175,6 +175,8 @@ class Writer:
             raise
         except lmdb.Error as exc:
             raise _CommitFailed() from exc
+        for stream in batch.touched.values():
+            stream.committed = msgspec.structs.replace(stream.counters)
         return replies, outcomes
 
     def _apply_item(
@@ -230,6 +232,9 @@ class Writer:
             for stream in list(self._registry.values()):
                 stream.deleted = False
                 stream.counters = self.store.get_counters(txn, stream.id)
+                record = self.store.get_stream_record(txn, stream.name)
+                if record is not None:
+                    stream.config = record.config
 
 
 class _CommitFailed(Exception):

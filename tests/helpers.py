@@ -34,8 +34,13 @@ async def wait_for(
 async def start_streamd_process(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
     """`python -m streamd serve ARGS` with its log on stderr (read by the caller or drained)."""
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "streamd", "serve", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "streamd",
+        "serve",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},
     )
 

@@ -55,7 +55,7 @@ async def run_nats_server(
     """A nats-server on loopback; core only unless `jetstream` (then with a store dir under `workdir`)."""
     port = port or free_port()
     leaf_port = leaf_port or free_port()
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (test setup, a local directory)
     conf = workdir / f"nats-{port}.conf"
     text = f"listen: 127.0.0.1:{port}\nleafnodes {{ listen: 127.0.0.1:{leaf_port} }}\n"
     if jetstream:
