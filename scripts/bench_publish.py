@@ -65,7 +65,10 @@ def free_port() -> int:
 
 
 class Child:
-    """A child process in its own session: stderr is watched for a ready marker, then drained."""
+    """A child process in its own process group (Ctrl-C reaches only this script) but in this script's session:
+    with Linux's sched_autogroup each session is scheduled as one unit, so children in sessions of their own
+    would get CPU shares by process count, not by need, and skew the comparison on a small machine.
+    stderr is watched for a ready marker, then drained."""
 
     def __init__(self, name: str, argv: Sequence[str]) -> None:
         self.name, self.argv = name, list(argv)
@@ -90,7 +93,7 @@ class Child:
     async def start(self, marker: str, timeout: float = 30.0) -> None:
         self.proc = await asyncio.create_subprocess_exec(
             *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE, start_new_session=True,
+            stderr=asyncio.subprocess.PIPE, process_group=0,
         )
         try:
             async with asyncio.timeout(timeout):

@@ -35,6 +35,7 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     max_pending_msgs: int = 1_000_000  # published messages waiting for the writer before refusal
     max_pending_bytes: int = 512 << 20
     max_batch_msgs: int = 10_000  # per write transaction
+    batch_linger_ms: float = 1.0  # under load, wait this long for more writes before the next commit
     map_size_mib: int = 1024  # initial LMDB map size; it doubles by itself when full
     check_api: bool = True  # refuse to start when someone already answers the API prefix
 

@@ -97,6 +97,7 @@ class Service:
                 max_batch_msgs=cfg.max_batch_msgs,
                 max_pending_msgs=cfg.max_pending_msgs,
                 max_pending_bytes=cfg.max_pending_bytes,
+                linger=cfg.batch_linger_ms / 1000,
             )
             manager = StreamManager(store, self.registry, writer, cfg.domain)
             manager.recover()
@@ -137,7 +138,13 @@ class Service:
                     await writer.wait_idle()
             for task in (*timers, writer_task):
                 task.cancel()
-            logger.info("shutdown ◆ %d streams ◆ %d writes were pending", len(self.registry), pending)
+            logger.info(
+                "shutdown ◆ %d streams ◆ %d writes were pending ◆ %d items in %d write batches",
+                len(self.registry),
+                pending,
+                writer.committed_items,
+                writer.committed_batches,
+            )
 
     # ---- connection -----------------------------------------------------------------------------------------
 
@@ -214,6 +221,8 @@ class Service:
         logger.warning("nats: %s", exc)
 
     async def _on_disconnect(self) -> None:
+        if self.state in (ServiceState.DRAINING, ServiceState.CLOSED):
+            return
         logger.warning("disconnected from %s; data is kept, reconnecting", redact(self.url))
 
     async def _on_reconnect(self) -> None:

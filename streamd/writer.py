@@ -46,6 +46,8 @@ class Writer:
         max_batch_bytes: int = 32 << 20,
         max_pending_msgs: int = 1_000_000,
         max_pending_bytes: int = 512 << 20,
+        linger: float = 0.001,
+        linger_items: int = 256,
     ) -> None:
         self.store = store
         self._registry = registry
@@ -54,6 +56,10 @@ class Writer:
         self._max_batch_bytes = max_batch_bytes
         self._max_pending_msgs = max_pending_msgs
         self._max_pending_bytes = max_pending_bytes
+        # After a commit, if some (but fewer than linger_items) writes are already waiting, wait up to `linger`
+        # for more: under load one commit and fsync then serves many publishes; an idle publisher never waits.
+        self.linger = linger
+        self.linger_items = linger_items
         self._queue: list[Item] = []
         self._queue_bytes = 0
         self._wake = asyncio.Event()
@@ -116,6 +122,9 @@ class Writer:
                         self.extra_replies = []
                     if replies:
                         await self._send_replies(replies)
+                    if self.linger and 0 < len(self._queue) < self.linger_items:
+                        # Under load: let a few more arrive so one commit (and fsync) serves more of them.
+                        await asyncio.sleep(self.linger)
                 self._idle.set()
         finally:
             self._executor.shutdown(wait=True)
