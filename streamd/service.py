@@ -61,6 +61,7 @@ class Service:
         self.url = ""
         self._overload_logged = 0.0
         self.conn: Connection | None = None
+        self._auth_failed = asyncio.Event()
         self.ctx: api.Context | None = None
 
     def stop(self) -> None:
@@ -175,20 +176,33 @@ class Service:
             if cfg.tls_cert:
                 ctx.load_cert_chain(cfg.tls_cert, cfg.tls_key or None)
             options["tls"] = ctx
-        delay = 0.5
-        while True:
-            conn = Connection()
-            try:
-                await conn.connect(**options)
-                return conn
-            except (nats.errors.NoServersError, OSError, TimeoutError) as exc:
-                if self._stop.is_set():
-                    raise StartupError(f"could not connect to {redact(self.url)}: {exc}") from None
-                logger.warning("cannot reach %s (%s); retrying in %.1fs", redact(self.url), exc, delay)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self._stop.wait()
-                delay = min(delay * 2, 10.0)
+        # nats-py keeps retrying the first connection by itself (max_reconnect_attempts=-1); streamd waits for
+        # it, but gives up at once on an authorization error or a stop request.
+        conn = Connection()
+        self._auth_failed = asyncio.Event()
+        connect = asyncio.ensure_future(conn.connect(**options))
+        refused = asyncio.ensure_future(self._auth_failed.wait())
+        stopped = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({connect, refused, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            refused.cancel()
+            stopped.cancel()
+        if connect.done() and connect.exception() is None:
+            return conn
+        connect.cancel()
+        with contextlib.suppress(BaseException):
+            await connect
+        with contextlib.suppress(Exception):
+            await conn.close()
+        if self._auth_failed.is_set():
+            raise StartupError(
+                f"{redact(self.url)} refused streamd's credentials (authorization violation); "
+                "check --user/--password, --token, --creds or --nkey-seed"
+            )
+        if connect.done() and not connect.cancelled() and connect.exception() is not None:
+            raise StartupError(f"could not connect to {redact(self.url)}: {connect.exception()}")
+        raise StartupError(f"stopped before a connection to {redact(self.url)} was made")
 
     async def _close_conn(self, conn: Connection) -> None:
         with contextlib.suppress(Exception):
@@ -213,6 +227,9 @@ class Service:
         )
 
     async def _on_error(self, exc: Exception) -> None:
+        if "Authorization Violation" in str(exc) and self.state == ServiceState.STARTING:
+            self._auth_failed.set()
+            return
         if isinstance(exc, nats.errors.SlowConsumerError):
             assert self.ctx is not None
             self.ctx.stats.slow_consumer_events += 1

@@ -50,7 +50,7 @@ async def _drain(proc: asyncio.subprocess.Process) -> None:
 
 @contextlib.asynccontextmanager
 async def run_nats_server(
-    workdir: Path, *, jetstream: bool = False, port: int = 0, leaf_port: int = 0
+    workdir: Path, *, jetstream: bool = False, port: int = 0, leaf_port: int = 0, extra: str = ""
 ) -> AsyncIterator[NatsServer]:
     """A nats-server on loopback; core only unless `jetstream` (then with a store dir under `workdir`)."""
     port = port or free_port()
@@ -60,6 +60,7 @@ async def run_nats_server(
     text = f"listen: 127.0.0.1:{port}\nleafnodes {{ listen: 127.0.0.1:{leaf_port} }}\n"
     if jetstream:
         text += f'jetstream {{ store_dir: "{workdir / "js"}" }}\n'
+    text += extra
     conf.write_text(text)
     proc = await asyncio.create_subprocess_exec(
         nats_server_binary(), "-c", str(conf), stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL
