@@ -36,6 +36,10 @@ _ADVISORY = "$JS.EVENT.ADVISORY.STREAM.{}.{}"
 _ACTIONS = {"create": "CREATED", "modify": "UPDATED", "delete": "DELETED"}
 
 
+API_PENDING_MSGS = 100_000  # queued API requests before nats-py drops (counted as slow consumer events)
+API_PENDING_BYTES = 64 << 20
+
+
 class StartupError(RuntimeError):
     """A reason the service cannot start that the operator can fix; the CLI prints it as one line."""
 
@@ -257,7 +261,9 @@ class Service:
 
         for subject in (f"{prefix}.INFO", f"{prefix}.STREAM.>"):
             self._api_subs.append(
-                await conn.subscribe(subject, cb=on_api, pending_msgs_limit=-1, pending_bytes_limit=-1)
+                await conn.subscribe(
+                    subject, cb=on_api, pending_msgs_limit=API_PENDING_MSGS, pending_bytes_limit=API_PENDING_BYTES
+                )
             )
 
     async def _subjects_changed(self, stream: streams.Stream, old: list[str], new: list[str]) -> None:

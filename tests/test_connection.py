@@ -128,3 +128,22 @@ async def test_per_message_ttl_expires_only_that_message(nc: nats.NATS) -> None:
     assert (await js.get_msg("TTL", 2)).data == b"stays"
     with pytest.raises(nats.js.errors.NotFoundError):
         await js.get_msg("TTL", 1)
+
+
+async def test_nkey_authentication(start_service: StartService, tmp_path: Path) -> None:
+    import os
+
+    import nkeys
+
+    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    public = nkeys.from_seed(seed).public_key.decode()
+    seed_file = tmp_path / "streamd.nk"
+    seed_file.write_bytes(seed)
+    seed_file.chmod(0o600)
+    async with run_nats_server(tmp_path / "nk", extra=f"authorization {{ users: [ {{ nkey: {public} }} ] }}\n") as srv:
+        await start_service(server=srv.url, nkey_seed=str(seed_file))
+        nc = await nats.connect(srv.url, nkeys_seed=str(seed_file))
+        js = nc.jetstream(timeout=5)
+        await js.add_stream(name="NK", subjects=["nk"])
+        assert (await js.publish("nk", b"1")).seq == 1
+        await nc.close()

@@ -15,6 +15,7 @@ import nats
 import pytest
 from nats.js.errors import APIError, TooManyStalledMsgsError
 
+from streamd import SyncMode
 from tests.conftest import StartService
 from tests.helpers import drain_stderr, read_until, start_streamd_process, wait_for
 from tests.natsd import NatsServer, free_port
@@ -24,8 +25,11 @@ async def _connect(url: str) -> nats.NATS:
     return await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
 
 
-async def test_streams_and_messages_survive_restart(start_service: StartService, nats_server: NatsServer) -> None:
-    service = await start_service()
+@pytest.mark.parametrize("sync", list(SyncMode))
+async def test_streams_and_messages_survive_restart(
+    start_service: StartService, nats_server: NatsServer, sync: SyncMode
+) -> None:
+    service = await start_service(sync=sync)
     nc = await _connect(nats_server.url)
     js = nc.jetstream(timeout=5)
     await js.add_stream(name="KEEP", subjects=["keep.>"], max_msgs_per_subject=2, allow_direct=True)
@@ -34,7 +38,7 @@ async def test_streams_and_messages_survive_restart(start_service: StartService,
     before = await js.stream_info("KEEP")
     await service.stop()
 
-    await start_service()
+    await start_service(sync=sync)
     after = await js.stream_info("KEEP")
     assert after.config == before.config
     assert after.state == before.state
