@@ -147,3 +147,68 @@ async def test_nkey_authentication(start_service: StartService, tmp_path: Path) 
         await js.add_stream(name="NK", subjects=["nk"])
         assert (await js.publish("nk", b"1")).seq == 1
         await nc.close()
+
+
+def _make_tls(dir_: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1, made with the openssl command."""
+    import subprocess
+
+    ca_key, ca, key, csr, cert = (dir_ / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem"))
+    ext = dir_ / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run = [
+        [
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            ca_key,
+            "-out",
+            ca,
+            "-days",
+            "1",
+            "-subj",
+            "/CN=t",
+        ],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
+        [
+            "x509",
+            "-req",
+            "-in",
+            csr,
+            "-CA",
+            ca,
+            "-CAkey",
+            ca_key,
+            "-CAcreateserial",
+            "-out",
+            cert,
+            "-days",
+            "1",
+            "-extfile",
+            ext,
+        ],
+    ]
+    for args in run:
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+    return ca, cert, key
+
+
+async def test_tls_server(start_service: StartService, tmp_path: Path) -> None:
+    import shutil
+    import ssl
+
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make test certificates")
+    ca, cert, key = _make_tls(tmp_path)
+    conf = f'tls {{ cert_file: "{cert}", key_file: "{key}" }}\n'
+    async with run_nats_server(tmp_path / "tls", extra=conf) as server:
+        await start_service(server=server.url, tls_ca=str(ca))
+        ctx = ssl.create_default_context(cafile=str(ca))
+        nc = await nats.connect(server.url, tls=ctx)
+        js = nc.jetstream(timeout=5)
+        await js.add_stream(name="TLS", subjects=["tls"])
+        assert (await js.publish("tls", b"1")).seq == 1
+        await nc.close()
