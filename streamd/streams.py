@@ -7,6 +7,7 @@ never harms its neighbours in the same batch.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 
@@ -30,6 +31,8 @@ from .store import (
 )
 
 MAX_HEADER = 64 * 1024
+MAX_PLAIN_ID = 400
+MAX_SUBJECT = 480  # the subject is an LMDB key in the subject index (511 bytes at most)
 _NS = 1_000_000_000
 _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": _NS, "m": 60 * _NS, "h": 3600 * _NS}
@@ -142,10 +145,7 @@ def _subject_count(b: Batch, stream: Stream, subject: bytes) -> int:
 def store_message(b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, data: bytes) -> tuple[int, bool]:
     """Check, sequence and store one published message. -> (seq, duplicate); raises ApiError to refuse it."""
     cfg = stream.config
-    if stream.deleted:
-        raise errors.STREAM_NOT_FOUND()
-    if cfg.sealed:
-        raise errors.SEALED()
+    _check_writable(stream, subject)
     hlen = len(hdrs) if hdrs else 0
     ttl, msg_id, rollup = 0, b"", None
     if hlen:
@@ -203,6 +203,15 @@ def _count_subject_after_add(b: Batch, stream: Stream, subject: bytes) -> None:
         stream.counters.num_subjects += 1
 
 
+def _check_writable(stream: Stream, subject: bytes) -> None:
+    if stream.deleted:
+        raise errors.STREAM_NOT_FOUND()
+    if stream.config.sealed:
+        raise errors.SEALED()
+    if len(subject) > MAX_SUBJECT:
+        raise errors.STORE_FAILED(err=f"subject is longer than {MAX_SUBJECT} bytes, streamd cannot store it")
+
+
 def _check_headers(
     b: Batch, stream: Stream, subject: bytes, h: dict[bytes, bytes]
 ) -> tuple[int, bytes, bytes | None, int]:
@@ -223,7 +232,7 @@ def _check_headers(
     last = h.get(headers.EXPECTED_LAST_SEQ)
     if last is not None and _to_int(last) != c.last_seq:
         raise errors.WRONG_LAST_SEQUENCE(seq=c.last_seq)
-    msg_id = h.get(headers.MSG_ID, b"")
+    msg_id = dedup_key(h.get(headers.MSG_ID, b""))
     if msg_id:
         prior = b.txn.get(msg_id, db=stream.dbs.dedup)
         if prior is not None:
@@ -237,9 +246,16 @@ def _check_headers(
     return ttl, msg_id, rollup, 0
 
 
+def dedup_key(msg_id: bytes) -> bytes:
+    """LMDB keys stop at 511 bytes: long message ids are kept as a digest (collisions are not a practical risk)."""
+    if len(msg_id) <= MAX_PLAIN_ID:
+        return msg_id
+    return b"#blake2b:" + hashlib.blake2b(msg_id, digest_size=32).digest()
+
+
 def _check_expected_msg_id(stream: Stream, h: dict[bytes, bytes]) -> None:
     want = h.get(headers.EXPECTED_LAST_MSG_ID)
-    if want is not None and want != stream.counters.last_msg_id:
+    if want is not None and dedup_key(want) != stream.counters.last_msg_id:
         raise errors.WRONG_LAST_MSG_ID(id=bytes(stream.counters.last_msg_id).decode(errors="replace"))
 
 

@@ -266,3 +266,17 @@ async def test_map_grows_by_itself(start_service: StartService, nats_server: Nat
     assert [a.seq for a in acks] == list(range(1, 601))
     assert (await js.stream_info("GROW")).state.messages == 600
     await nc.close()
+
+
+async def test_oversized_keys_are_handled_without_harming_neighbours(js: nats.js.JetStreamContext) -> None:
+    await js.add_stream(name="KEYS", subjects=["keys.>"])
+    with pytest.raises(APIError) as refused:
+        await js.publish("keys." + "x" * 600, b"too long a subject for the index")
+    assert (refused.value.code, refused.value.err_code) == (503, 10077)
+    long_id = "id-" + "y" * 2000
+    first = await js.publish("keys.a", b"1", headers={"Nats-Msg-Id": long_id})
+    again = await js.publish("keys.a", b"1", headers={"Nats-Msg-Id": long_id})
+    assert (first.seq, again.seq, again.duplicate) == (1, 1, True)
+    nxt = await js.publish("keys.b", b"2", headers={"Nats-Expected-Last-Msg-Id": long_id})
+    assert nxt.seq == 2
+    assert (await js.stream_info("KEYS")).state.messages == 2
