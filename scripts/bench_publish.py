@@ -161,7 +161,7 @@ async def start_streamd(stack: contextlib.AsyncExitStack, tmp: Path, args: argpa
         conf.write_text(f"listen: 127.0.0.1:{port}\nleafnodes {{ listen: 127.0.0.1:{leaf_port} }}\n")
         await launch(stack, children, "nats-server (core)", [nats_server_binary(), "-c", str(conf)],
                      "Server is ready")
-        serve += ["--server", f"nats://127.0.0.1:{port}"]
+        serve += ["--server", f"nats://127.0.0.1:{port}", "--leaf", f"nats-leaf://127.0.0.1:{leaf_port}"]
     await launch(stack, children, "streamd", serve, "streamd serving")
     return f"nats://127.0.0.1:{port}"
 

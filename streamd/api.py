@@ -61,6 +61,7 @@ class Context:
     conn: Connection
     domain: str = ""
     stats: Counters = field(default_factory=Counters)
+    consumers: Any = None  # ConsumerManager (typed loosely: it imports this module)
 
 
 Handler = Callable[[Context, list[str], bytes], Awaitable[msgspec.Struct | None]]
@@ -112,7 +113,7 @@ async def account_info(ctx: Context, _names: list[str], _data: bytes) -> Account
     return AccountInfoResponse(
         storage=storage,
         streams=len(ctx.manager.streams),
-        consumers=0,
+        consumers=ctx.consumers.count() if ctx.consumers is not None else 0,
         domain=ctx.domain or msgspec.UNSET,
         api=ApiStats(level=API_LEVEL, total=ctx.stats.total, errors=ctx.stats.errors),
         streamd=StreamdStats(
@@ -261,7 +262,8 @@ def resolve(tokens: list[str]) -> tuple[Route, list[str]] | None:
         if route is None:
             continue
         names = tokens[n:]
-        if route.name_tokens != len(names) or not all(names):
+        count_ok = len(names) >= 1 if route.name_tokens == -1 else route.name_tokens == len(names)
+        if not count_ok or not all(names):
             return None
         return route, names
     return None
@@ -278,6 +280,11 @@ async def dispatch(ctx: Context, api_tokens: list[str], reply: str, data: bytes,
         return  # the real server stays silent on unknown API subjects
     route, names = found
     ctx.stats.total += 1
+    if route.kind == "consumer_next":
+        from .api_consumers import consumer_next
+
+        await consumer_next(ctx, names, data, reply)
+        return
     try:
         level = (hdrs or {}).get(headers.REQUIRED_API_LEVEL.decode())
         if level is not None and (not level.strip().isdigit() or int(level) > API_LEVEL):
@@ -334,3 +341,11 @@ class _DirectError(Exception):
     def __init__(self, code: int, text: str) -> None:
         self.code = code
         self.text = text
+
+
+def install_consumer_routes() -> None:
+    """Add the consumer verbs (a separate module, so stream handlers do not import the consumer layer)."""
+    from .api_consumers import ROUTES as CONSUMER_ROUTES
+
+    ROUTES.update(CONSUMER_ROUTES)
+    ROUTES["CONSUMER.MSG.NEXT"] = Route("consumer_next", account_info, 2)

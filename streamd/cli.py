@@ -70,6 +70,17 @@ def serve(
         typer.Option(envvar="STREAMD_SYNC", help="Durability: fsync before acks (always), every interval, or never."),
     ] = None,
     sync_interval: Annotated[float | None, typer.Option(help="Seconds between fsyncs with batch-interval.")] = None,
+    leaf: Annotated[
+        str | None,
+        typer.Option(
+            envvar="STREAMD_LEAF",
+            help="Leafnode URL for consumer deliveries (nats-leaf://host:port) [embedded one, or server host:7422].",
+        ),
+    ] = None,
+    leaf_user: Annotated[str | None, typer.Option(envvar="STREAMD_LEAF_USER", help="Leafnode user.")] = None,
+    leaf_password: Annotated[
+        str | None, typer.Option(envvar="STREAMD_LEAF_PASSWORD", help="Leafnode password.")
+    ] = None,
     user: Annotated[str | None, typer.Option(envvar="STREAMD_USER", help="User name for the server.")] = None,
     password: Annotated[str | None, typer.Option(envvar="STREAMD_PASSWORD", help="Password for the server.")] = None,
     token: Annotated[str | None, typer.Option(envvar="STREAMD_TOKEN", help="Auth token for the server.")] = None,
@@ -99,6 +110,9 @@ def serve(
         "nkey_seed": nkey_seed,
         "tls_ca": tls_ca,
         "tls_cert": tls_cert,
+        "leaf": leaf,
+        "leaf_user": leaf_user,
+        "leaf_password": leaf_password,
         "tls_key": tls_key,
     }
     try:

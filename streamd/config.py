@@ -23,6 +23,9 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     domain: str = ""
     sync: SyncMode = SyncMode.ALWAYS
     sync_interval: float = 0.2  # seconds, for sync = batch-interval
+    leaf: str = ""  # leafnode URL for consumer deliveries; default: the embedded one, or <server host>:7422
+    leaf_user: str = ""  # leaf credentials; default: user/password below
+    leaf_password: str = ""
     user: str = ""
     password: str = ""
     token: str = ""

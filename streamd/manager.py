@@ -27,6 +27,8 @@ class StreamManager:
         self.domain = domain
         self.on_subjects: SubjectsChanged | None = None
         self.on_advisory: Advise | None = None
+        self.on_deleted: Callable[[str], Awaitable[None]] | None = None
+        self.consumer_count: Callable[[str], int] = lambda _name: 0
 
     def recover(self) -> None:
         """Load every stream's record and counters: one read per stream, no scans of messages."""
@@ -114,6 +116,8 @@ class StreamManager:
         await self.writer.call(delete)
         self.streams.pop(name, None)
         logger.info("stream '%s' deleted", name)
+        if self.on_deleted:
+            await self.on_deleted(name)
         if self.on_subjects:
             await self.on_subjects(stream, list(stream.config.subjects), [])
         await self._advise(name, "delete")
@@ -177,7 +181,7 @@ class StreamManager:
             first_ts=timefmt.format_ns(c.first_ns),
             last_seq=c.last_seq,
             last_ts=timefmt.format_ns(c.last_ns),
-            consumer_count=0,
+            consumer_count=self.consumer_count(stream.name),
         )
         if c.num_subjects:
             state.num_subjects = c.num_subjects

@@ -87,3 +87,122 @@ def require(store: Store, stream: Stream | None) -> Stream:
     if stream is None or stream.deleted:
         raise errors.STREAM_NOT_FOUND()
     return stream
+
+
+def covers_all(stream: Stream, filters: list[str]) -> bool:
+    """True when the filters select every subject the stream can hold (so no per-message matching is needed)."""
+    if not filters:
+        return True
+    return all(any(subjects.is_subset(s, f) for f in filters) for s in stream.config.subjects)
+
+
+def matches_any(filters: list[str], subject: str) -> bool:
+    return not filters or any(subjects.matches(f, subject) for f in filters)
+
+
+def next_matching(
+    txn: lmdb.Transaction, stream: Stream, filters: list[str], start: int, limit: int, scan_limit: int = 10_000
+) -> tuple[list[Found], int]:
+    """Up to `limit` messages with seq >= start that the filters select, in order; -> (found, resume_seq).
+
+    `resume_seq` is where a later call may continue: after the last message returned, or after the last record
+    scanned when a filtered scan gave up after `scan_limit` records (so a sparse filter never stalls the loop).
+    """
+    out: list[Found] = []
+    start = max(start, 1)
+    every = covers_all(stream, filters)
+    if not every and all(subjects.is_literal(f) for f in filters):
+        cur = txn.cursor(db=stream.dbs.subjects)
+        heads: list[int] = []
+        for f in filters:
+            if cur.set_range_dup(f.encode(), SEQ.pack(start)):
+                heads.extend(SEQ.unpack(v)[0] for v in _take_dups(cur, limit))
+        for seq in sorted(heads)[:limit]:
+            found = load(txn, stream, seq)
+            if found is not None:
+                out.append(found)
+        return out, (out[-1].seq + 1 if out else stream.committed.last_seq + 1)
+    cur = txn.cursor(db=stream.dbs.msgs)
+    if not cur.set_range(SEQ.pack(start)):
+        return out, stream.committed.last_seq + 1
+    scanned = 0
+    seq = start
+    for key, raw in cur:
+        seq = SEQ.unpack(key)[0]
+        scanned += 1
+        if every or matches_any(filters, message_subject_str(raw)):
+            out.append(Found(seq, raw))
+            if len(out) >= limit:
+                return out, seq + 1
+        if scanned >= scan_limit:
+            return out, seq + 1
+    return out, max(seq + 1, stream.committed.last_seq + 1)
+
+
+def _take_dups(cur: lmdb.Cursor, limit: int) -> list[bytes]:
+    out = [bytes(cur.value())]
+    while len(out) < limit and cur.next_dup():
+        out.append(bytes(cur.value()))
+    return out
+
+
+def message_subject_str(raw: Buf) -> str:
+    from .store import message_subject
+
+    return message_subject(raw).decode(errors="replace")
+
+
+def count_after(txn: lmdb.Transaction, stream: Stream, filters: list[str], after: int) -> int:
+    """Stored messages with seq > after that the filters select (exact; O(matching messages) at worst)."""
+    c = stream.committed
+    if not c.messages or after >= c.last_seq:
+        return 0
+    if covers_all(stream, filters):
+        if not stream.num_deleted():
+            return c.last_seq - max(after, c.first_seq - 1)
+        cur = txn.cursor(db=stream.dbs.msgs)
+        if not cur.set_range(SEQ.pack(after + 1)):
+            return 0
+        return sum(1 for _ in cur.iternext(keys=True, values=False))
+    total = 0
+    cur = txn.cursor(db=stream.dbs.subjects)
+    for f in filters:
+        for subject in matching_subjects(txn, stream, f):
+            if cur.set_key(subject):
+                if SEQ.unpack(cur.value())[0] > after:
+                    total += cur.count()
+                    continue
+                if cur.set_range_dup(subject, SEQ.pack(after + 1)):
+                    total += 1 + sum(1 for _ in iter(cur.next_dup, False))
+    return total
+
+
+def last_per_subject(txn: lmdb.Transaction, stream: Stream, filters: list[str]) -> list[int]:
+    """The last stored seq of every subject the filters select, ascending (deliver policy last_per_subject)."""
+    seqs: list[int] = []
+    cur = txn.cursor(db=stream.dbs.subjects)
+    for f in filters or list(stream.config.subjects):
+        for subject in matching_subjects(txn, stream, f):
+            if cur.set_key(subject) and cur.last_dup():
+                seqs.append(SEQ.unpack(cur.value())[0])
+    return sorted(set(seqs))
+
+
+def first_seq_at_or_after(txn: lmdb.Transaction, stream: Stream, ts_ns: int) -> int:
+    """The first seq stored at or after `ts_ns` (binary search: stored times grow with the sequence)."""
+    from .store import message_time
+
+    c = stream.committed
+    lo, hi = c.first_seq, c.last_seq + 1
+    cur = txn.cursor(db=stream.dbs.msgs)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if not cur.set_range(SEQ.pack(mid)):
+            hi = mid
+            continue
+        seq = SEQ.unpack(cur.key())[0]
+        if message_time(cur.value()) >= ts_ns:
+            hi = mid
+        else:
+            lo = seq + 1
+    return lo

@@ -19,13 +19,16 @@ import logging
 import ssl
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import nats.errors
 
 from . import api, errors, streams, timefmt
 from .config import ServiceConfig, SyncMode, redact
 from .connection import Connection
+from .consumer_manager import ConsumerManager
 from .embedded import EmbeddedServer
+from .leaf import LeafConnection, LeafError
 from .manager import StreamManager
 from .models import API_PREFIX_TYPE
 from .store import Store
@@ -62,6 +65,7 @@ class Service:
         self._ingest_subs: dict[str, dict[str, Any]] = {}  # stream -> subject -> raw subscription
         self._direct_subs: dict[str, list[Any]] = {}
         self._api_subs: list[Any] = []
+        self._ack_subs: list[Any] = []
         self.url = ""
         self._overload_logged = 0.0
         self.conn: Connection | None = None
@@ -95,6 +99,8 @@ class Service:
             stack.push_async_callback(self._close_conn, conn)
             if cfg.check_api:
                 await self._check_api_free(conn)
+            leaf = await self._connect_leaf()
+            stack.push_async_callback(leaf.close)
             writer = Writer(
                 store,
                 self.registry,
@@ -108,20 +114,29 @@ class Service:
             manager.recover()
             manager.on_subjects = self._subjects_changed
             manager.on_advisory = self._advise
-            self.ctx = api.Context(manager=manager, conn=conn, domain=cfg.domain)
-            await self._run_serving(conn, writer, manager)
+            consumers = ConsumerManager(store, writer, manager, leaf, conn)
+            consumers.recover()
+            manager.on_deleted = consumers.stream_deleted
+            manager.consumer_count = consumers.count
+            api.install_consumer_routes()
+            self.ctx = api.Context(manager=manager, conn=conn, domain=cfg.domain, consumers=consumers)
+            await self._run_serving(conn, writer, manager, consumers)
         self.state = ServiceState.CLOSED
         logger.info("streamd stopped")
 
-    async def _run_serving(self, conn: Connection, writer: Writer, manager: StreamManager) -> None:
+    async def _run_serving(
+        self, conn: Connection, writer: Writer, manager: StreamManager, consumers: ConsumerManager
+    ) -> None:
         cfg = self.config
         async with asyncio.TaskGroup() as tg:
             writer_task = tg.create_task(writer.run(), name="streamd-writer")
+            consumers.start(tg)
             timers = [tg.create_task(self._retention_loop(manager), name="streamd-retention")]
             if cfg.sync == SyncMode.BATCH_INTERVAL:
                 timers.append(tg.create_task(self._sync_loop(writer), name="streamd-sync"))
             for stream in list(self.registry.values()):
                 await self._subjects_changed(stream, [], list(stream.config.subjects))
+            await self._subscribe_acks(conn, consumers)
             await self._subscribe_api(conn)
             await conn.flush()
             self.state = ServiceState.RUNNING
@@ -138,6 +153,7 @@ class Service:
             self.state = ServiceState.DRAINING
             pending = writer.pending
             await self._stop_intake(conn)
+            await consumers.stop()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(30):
                     await writer.wait_idle()
@@ -208,6 +224,29 @@ class Service:
             raise StartupError(f"could not connect to {redact(self.url)}: {connect.exception()}")
         raise StartupError(f"stopped before a connection to {redact(self.url)} was made")
 
+    def leaf_url(self) -> str:
+        cfg = self.config
+        if cfg.leaf:
+            return cfg.leaf
+        if not cfg.server:
+            return f"nats-leaf://{cfg.host}:{cfg.leaf_port}"
+        host = urlsplit(cfg.server if "://" in cfg.server else "nats://" + cfg.server).hostname or "127.0.0.1"
+        return f"nats-leaf://{host}:7422"
+
+    async def _connect_leaf(self) -> LeafConnection:
+        """The leafnode connection that carries consumer deliveries (see README: attaching to a server)."""
+        cfg = self.config
+        url = self.leaf_url()
+        user = cfg.leaf_user or cfg.user
+        password = cfg.leaf_password if cfg.leaf_user else cfg.password
+        try:
+            return await LeafConnection.connect(url, user=user, password=password, name=cfg.name)
+        except (LeafError, OSError, TimeoutError) as exc:
+            raise StartupError(
+                f"cannot open the leafnode connection to {redact(url)} ({exc}); consumers need it: add "
+                "'leafnodes { listen: 127.0.0.1:7422 }' to the server config or pass --leaf nats-leaf://host:port"
+            ) from None
+
     async def _close_conn(self, conn: Connection) -> None:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5):
@@ -242,7 +281,7 @@ class Service:
         logger.warning("nats: %s", exc)
 
     async def _on_disconnect(self) -> None:
-        if self.state in (ServiceState.DRAINING, ServiceState.CLOSED):
+        if self.state != ServiceState.RUNNING:
             return
         logger.warning("disconnected from %s; data is kept, reconnecting", redact(self.url))
 
@@ -259,12 +298,18 @@ class Service:
             assert self.ctx is not None
             await api.dispatch(self.ctx, msg.subject[cut:].split("."), msg.reply, msg.data, msg.headers)
 
-        for subject in (f"{prefix}.INFO", f"{prefix}.STREAM.>"):
+        for subject in (f"{prefix}.INFO", f"{prefix}.STREAM.>", f"{prefix}.CONSUMER.>"):
             self._api_subs.append(
                 await conn.subscribe(
                     subject, cb=on_api, pending_msgs_limit=API_PENDING_MSGS, pending_bytes_limit=API_PENDING_BYTES
                 )
             )
+
+    async def _subscribe_acks(self, conn: Connection, consumers: ConsumerManager) -> None:
+        self._ack_subs = [
+            await conn.subscribe_raw("$JS.ACK.>", consumers.on_ack),
+            await conn.subscribe_raw("$JS.FC.>", consumers.on_flow_control),
+        ]
 
     async def _subjects_changed(self, stream: streams.Stream, old: list[str], new: list[str]) -> None:
         """Keep one raw subscription per stream subject: drop the removed ones, add the new ones."""
@@ -336,6 +381,9 @@ class Service:
             for sub in group.values():
                 with contextlib.suppress(Exception):
                     await conn.unsubscribe_raw(sub)
+        for sub in self._ack_subs:
+            with contextlib.suppress(Exception):
+                await conn.unsubscribe_raw(sub)
         with contextlib.suppress(Exception):
             await conn.flush(timeout=5)
 

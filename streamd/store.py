@@ -251,8 +251,46 @@ class Store:
     def drop_stream(self, txn: lmdb.Transaction, name: str, stream_id: int, dbs: StreamDbs) -> None:
         txn.delete(b"stream:" + name.encode(), db=self.meta)
         txn.delete(b"state:%d" % stream_id, db=self.meta)
+        for prefix in (b"consumer:%d:" % stream_id, b"cstate:%d:" % stream_id):
+            for key in self._keys_with_prefix(txn, prefix):
+                txn.delete(key, db=self.meta)
         for db in dbs.all():
             txn.drop(db, delete=True)
+
+    def _keys_with_prefix(self, txn: lmdb.Transaction, prefix: bytes) -> list[bytes]:
+        cur = txn.cursor(db=self.meta)
+        out: list[bytes] = []
+        if cur.set_range(prefix):
+            for key in cur.iternext(keys=True, values=False):
+                key = bytes(key)
+                if not key.startswith(prefix):
+                    break
+                out.append(key)
+        return out
+
+    # ---- consumers: config record and state record, keyed by stream id and name ---------------------------
+
+    def put_consumer(self, txn: lmdb.Transaction, stream_id: int, name: str, record: bytes) -> None:
+        txn.put(b"consumer:%d:" % stream_id + name.encode(), record, db=self.meta)
+
+    def put_consumer_state(self, txn: lmdb.Transaction, stream_id: int, name: str, state: bytes) -> None:
+        txn.put(b"cstate:%d:" % stream_id + name.encode(), state, db=self.meta)
+
+    def delete_consumer(self, txn: lmdb.Transaction, stream_id: int, name: str) -> None:
+        txn.delete(b"consumer:%d:" % stream_id + name.encode(), db=self.meta)
+        txn.delete(b"cstate:%d:" % stream_id + name.encode(), db=self.meta)
+
+    def load_consumers(self, stream_id: int) -> list[tuple[str, bytes, bytes | None]]:
+        """(name, config record, state record or None) of every consumer of a stream."""
+        prefix = b"consumer:%d:" % stream_id
+        out: list[tuple[str, bytes, bytes | None]] = []
+        with self.read() as txn:
+            for key in self._keys_with_prefix(txn, prefix):
+                name = key[len(prefix) :].decode()
+                record = bytes(txn.get(key, db=self.meta) or b"")
+                state = txn.get(b"cstate:%d:" % stream_id + name.encode(), db=self.meta)
+                out.append((name, record, bytes(state) if state is not None else None))
+        return out
 
 
 def _round_up(n: int, start: int) -> int:

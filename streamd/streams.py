@@ -82,6 +82,11 @@ class Batch:
     txn: lmdb.Transaction
     now_ns: int
     touched: dict[int, Stream] = field(default_factory=dict)
+    # What changed, for consumers once the commit succeeded: (stream, seq, subject) stored and removed;
+    # streams purged whole (their removals are not listed one by one).
+    stored: list[tuple[Stream, int, bytes]] = field(default_factory=list)
+    removed: list[tuple[Stream, int, bytes]] = field(default_factory=list)
+    purged: list[Stream] = field(default_factory=list)
 
     def touch(self, stream: Stream) -> None:
         self.touched[stream.id] = stream
@@ -180,6 +185,7 @@ def store_message(b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, 
     key = SEQ.pack(seq)
     txn.put(key, pack_message(subject, hdrs, data, b.now_ns), db=stream.dbs.msgs, append=True)
     txn.put(subject, key, db=stream.dbs.subjects, dupdata=True)
+    b.stored.append((stream, seq, subject))
     if c.messages == 0:
         c.first_seq = seq
         c.first_ns = b.now_ns
@@ -322,6 +328,7 @@ def delete_seq(b: Batch, stream: Stream, seq: int) -> bool:
         return False
     b.touch(stream)
     subject = message_subject(raw)
+    b.removed.append((stream, seq, subject))
     txn.delete(subject, key, db=dbs.subjects)
     cur = txn.cursor(db=dbs.subjects)
     if not cur.set_key(subject):
@@ -360,6 +367,7 @@ def purge(b: Batch, stream: Stream, *, filter_subject: str = "", seq: int = 0, k
         purged = c.messages
         for db in (stream.dbs.msgs, stream.dbs.subjects, stream.dbs.ttl):
             b.txn.drop(db, delete=False)
+        b.purged.append(stream)
         c.first_seq, c.first_ns, c.messages, c.total_bytes, c.num_subjects = c.last_seq + 1, 0, 0, 0, 0
         return purged
     purged = 0

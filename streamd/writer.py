@@ -26,8 +26,11 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Replies = list[tuple[bytes, bytes]]
+Committed = Callable[[streams.Batch], None]
 # (stream, subject, reply, headers, data) for a publish; (None, fn, future) for any other change.
 Item = tuple[Any, Any, Any, Any, Any]
+Outcomes = list[tuple[Any, bool, Any]]
+Applied = tuple[Replies, Outcomes, list[streams.Batch]]  # the batches committed
 _JSON = msgspec.json.Encoder()
 
 
@@ -66,6 +69,7 @@ class Writer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamd-lmdb-writer")
+        self.on_commit: Committed | None = None  # told what a committed batch stored and removed (loop thread)
         self.extra_replies: Replies = []  # refusals made on the loop, sent with the next batch's replies
         self.committed_batches = 0
         self.committed_items = 0
@@ -108,7 +112,12 @@ class Writer:
                 self._wake.clear()
                 while self._queue:
                     items = self._take()
-                    replies, outcomes = await loop.run_in_executor(self._executor, self._apply, items)
+                    replies, outcomes, batches = await loop.run_in_executor(self._executor, self._apply, items)
+                    for batch in batches if self.on_commit is not None else ():
+                        try:
+                            self.on_commit(batch)  # type: ignore[misc]
+                        except Exception:
+                            logger.exception("commit listener failed")
                     self.committed_batches += 1
                     self.committed_items += len(items)
                     for fut, ok, value in outcomes:
@@ -147,7 +156,7 @@ class Writer:
 
     # ---- writer thread ------------------------------------------------------------------------------------
 
-    def _apply(self, items: list[Item]) -> tuple[Replies, list[tuple[Any, bool, Any]]]:
+    def _apply(self, items: list[Item]) -> Applied:
         while True:
             try:
                 return self._apply_once(items)
@@ -164,7 +173,7 @@ class Writer:
                 logger.exception("write batch failed; retrying it one item at a time")
                 return self._apply_one_by_one(items)
 
-    def _apply_once(self, items: list[Item]) -> tuple[Replies, list[tuple[Any, bool, Any]]]:
+    def _apply_once(self, items: list[Item]) -> Applied:
         replies: Replies = []
         outcomes: list[tuple[Any, bool, Any]] = []
         txn = self.store.begin_write()
@@ -186,7 +195,7 @@ class Writer:
             raise _CommitFailed() from exc
         for stream in batch.touched.values():
             stream.committed = msgspec.structs.replace(stream.counters)
-        return replies, outcomes
+        return replies, outcomes, [batch]
 
     def _apply_item(
         self, batch: streams.Batch, item: Item, replies: Replies, outcomes: list[tuple[Any, bool, Any]]
@@ -210,22 +219,24 @@ class Writer:
             else:
                 replies.append((b, b"%s%d}" % (stream.puback_prefix, seq)))
 
-    def _apply_one_by_one(self, items: list[Item]) -> tuple[Replies, list[tuple[Any, bool, Any]]]:
+    def _apply_one_by_one(self, items: list[Item]) -> Applied:
         replies: Replies = []
-        outcomes: list[tuple[Any, bool, Any]] = []
+        outcomes: Outcomes = []
+        batches: list[streams.Batch] = []
         for item in items:
             try:
-                r, o = self._apply_once([item])
+                r, o, b = self._apply_once([item])
             except Exception as exc:  # the poisonous item: refuse it, keep going
                 self._reload_counters([item])
                 logger.exception("write of one item failed")
                 err = errors.STREAM_GENERAL(err="stream store failed")
-                r, o = self._refuse_all([item], err if not isinstance(exc, errors.ApiError) else exc)
+                r, o, b = self._refuse_all([item], err if not isinstance(exc, errors.ApiError) else exc)
             replies.extend(r)
             outcomes.extend(o)
-        return replies, outcomes
+            batches.extend(b)
+        return replies, outcomes, batches
 
-    def _refuse_all(self, items: list[Item], exc: errors.ApiError) -> tuple[Replies, list[tuple[Any, bool, Any]]]:
+    def _refuse_all(self, items: list[Item], exc: errors.ApiError) -> Applied:
         replies: Replies = []
         outcomes: list[tuple[Any, bool, Any]] = []
         for stream, _a, b, _h, _d in items:
@@ -233,7 +244,7 @@ class Writer:
                 outcomes.append((b, False, exc))
             elif b:
                 replies.append((b, error_puback(stream.name, exc)))
-        return replies, outcomes
+        return replies, outcomes, []
 
     def _reload_counters(self, items: list[Item]) -> None:
         """After an abort the committed state is the truth; in-memory counters and flags may have run ahead."""

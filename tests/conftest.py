@@ -49,7 +49,12 @@ async def start_service(nats_server: NatsServer, tmp_path: Path) -> AsyncIterato
     running: list[RunningService] = []
 
     async def start(**overrides: Any) -> RunningService:
-        settings: dict[str, Any] = {"server": nats_server.url, "data": tmp_path / "data", **overrides}
+        settings: dict[str, Any] = {
+            "server": nats_server.url,
+            "leaf": nats_server.leaf_url,
+            "data": tmp_path / "data",
+            **overrides,
+        }
         service = Service(ServiceConfig(**settings))
         task = asyncio.create_task(service.run())
         ready = asyncio.create_task(service.ready.wait())

@@ -29,10 +29,14 @@ class NatsServer:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
+    @property
+    def leaf_url(self) -> str:
+        return f"nats-leaf://127.0.0.1:{self.leaf_port}"
+
 
 async def _wait_ready(proc: asyncio.subprocess.Process) -> None:
     assert proc.stderr is not None
-    lines = []
+    lines: list[str] = []
     while True:
         raw = await proc.stderr.readline()
         if not raw:
@@ -50,14 +54,20 @@ async def _drain(proc: asyncio.subprocess.Process) -> None:
 
 @contextlib.asynccontextmanager
 async def run_nats_server(
-    workdir: Path, *, jetstream: bool = False, port: int = 0, leaf_port: int = 0, extra: str = ""
+    workdir: Path,
+    *,
+    jetstream: bool = False,
+    port: int = 0,
+    leaf_port: int = 0,
+    extra: str = "",
+    leaf_auth: str = "",
 ) -> AsyncIterator[NatsServer]:
     """A nats-server on loopback; core only unless `jetstream` (then with a store dir under `workdir`)."""
     port = port or free_port()
     leaf_port = leaf_port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (test setup, a local directory)
     conf = workdir / f"nats-{port}.conf"
-    text = f"listen: 127.0.0.1:{port}\nleafnodes {{ listen: 127.0.0.1:{leaf_port} }}\n"
+    text = f"listen: 127.0.0.1:{port}\nleafnodes {{\n  listen: 127.0.0.1:{leaf_port}\n  {leaf_auth}\n}}\n"
     if jetstream:
         text += f'jetstream {{ store_dir: "{workdir / "js"}" }}\n'
     text += extra

@@ -13,6 +13,9 @@ from tests.conftest import StartService
 from tests.helpers import start_streamd_process, wait_for
 from tests.natsd import NatsServer, free_port, run_nats_server
 
+LEAF_AUTH = 'authorization { user: leaf, password: "leaf-pw" }'
+LEAF_CREDS = {"leaf_user": "leaf", "leaf_password": "leaf-pw"}
+
 
 @pytest.mark.parametrize(
     ("auth_conf", "client_auth", "service_auth"),
@@ -23,7 +26,12 @@ from tests.natsd import NatsServer, free_port, run_nats_server
             {"user": "app", "password": "pw-123"},
             id="user-password",
         ),
-        pytest.param('authorization { token: "tok-456" }', {"token": "tok-456"}, {"token": "tok-456"}, id="token"),
+        pytest.param(
+            'authorization { token: "tok-456" }',
+            {"token": "tok-456"},
+            {"token": "tok-456", **LEAF_CREDS},
+            id="token",
+        ),
     ],
 )
 async def test_authenticated_server(
@@ -33,8 +41,9 @@ async def test_authenticated_server(
     client_auth: dict[str, str],
     service_auth: dict[str, str],
 ) -> None:
-    async with run_nats_server(tmp_path / "auth", extra=auth_conf + "\n") as server:
-        await start_service(server=server.url, **service_auth)
+    leaf_auth = LEAF_AUTH if "leaf_user" in service_auth else ""
+    async with run_nats_server(tmp_path / "auth", extra=auth_conf + "\n", leaf_auth=leaf_auth) as server:
+        await start_service(server=server.url, leaf=server.leaf_url, **service_auth)
         nc = await nats.connect(server.url, **client_auth)
         js = nc.jetstream(timeout=5)
         await js.add_stream(name="AUTH", subjects=["auth.>"])
@@ -57,7 +66,9 @@ async def test_wrong_credentials_fail_fast_with_one_line(tmp_path: Path) -> None
 
 async def test_waits_for_a_server_that_is_not_up_yet(start_service: StartService, tmp_path: Path) -> None:
     port, leaf_port = free_port(), free_port()
-    starting = asyncio.create_task(start_service(server=f"nats://127.0.0.1:{port}"))
+    starting = asyncio.create_task(
+        start_service(server=f"nats://127.0.0.1:{port}", leaf=f"nats-leaf://127.0.0.1:{leaf_port}")
+    )
     await asyncio.sleep(0)  # let it begin connecting before the server exists
     async with run_nats_server(tmp_path / "late", port=port, leaf_port=leaf_port) as server:
         await asyncio.wait_for(starting, 30)
@@ -72,7 +83,7 @@ async def test_reconnects_and_keeps_serving_after_the_server_restarts(
     port, leaf_port = free_port(), free_port()
     url = f"nats://127.0.0.1:{port}"
     async with run_nats_server(tmp_path / "first", port=port, leaf_port=leaf_port):
-        await start_service(server=url)
+        await start_service(server=url, leaf=f"nats-leaf://127.0.0.1:{leaf_port}")
         nc = await nats.connect(url)
         js = nc.jetstream(timeout=5)
         await js.add_stream(name="RC", subjects=["rc.>"])
@@ -140,8 +151,9 @@ async def test_nkey_authentication(start_service: StartService, tmp_path: Path) 
     seed_file = tmp_path / "streamd.nk"
     seed_file.write_bytes(seed)
     seed_file.chmod(0o600)
-    async with run_nats_server(tmp_path / "nk", extra=f"authorization {{ users: [ {{ nkey: {public} }} ] }}\n") as srv:
-        await start_service(server=srv.url, nkey_seed=str(seed_file))
+    auth = f"authorization {{ users: [ {{ nkey: {public} }} ] }}\n"
+    async with run_nats_server(tmp_path / "nk", extra=auth, leaf_auth=LEAF_AUTH) as srv:
+        await start_service(server=srv.url, leaf=srv.leaf_url, nkey_seed=str(seed_file), **LEAF_CREDS)
         nc = await nats.connect(srv.url, nkeys_seed=str(seed_file))
         js = nc.jetstream(timeout=5)
         await js.add_stream(name="NK", subjects=["nk"])
@@ -205,7 +217,7 @@ async def test_tls_server(start_service: StartService, tmp_path: Path) -> None:
     ca, cert, key = _make_tls(tmp_path)
     conf = f'tls {{ cert_file: "{cert}", key_file: "{key}" }}\n'
     async with run_nats_server(tmp_path / "tls", extra=conf) as server:
-        await start_service(server=server.url, tls_ca=str(ca))
+        await start_service(server=server.url, leaf=server.leaf_url, tls_ca=str(ca))
         ctx = ssl.create_default_context(cafile=str(ca))
         nc = await nats.connect(server.url, tls=ctx)
         js = nc.jetstream(timeout=5)

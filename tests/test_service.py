@@ -76,7 +76,7 @@ async def test_graceful_stop_answers_everything_it_took(start_service: StartServ
 
 async def test_kill_9_under_load_loses_no_acknowledged_message(nats_server: NatsServer, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    args = ("--server", nats_server.url, "--data", str(data))
+    args = ("--server", nats_server.url, "--leaf", nats_server.leaf_url, "--data", str(data))
     proc = await start_streamd_process(*args)
     await read_until(proc, "streamd serving")
     drain = asyncio.create_task(drain_stderr(proc))
@@ -175,7 +175,7 @@ async def test_refuses_to_start_where_jetstream_already_answers(jetstream_server
 
 
 async def test_a_domain_lets_it_run_beside_jetstream(start_service: StartService, jetstream_server: NatsServer) -> None:
-    await start_service(server=jetstream_server.url, domain="edge")
+    await start_service(server=jetstream_server.url, leaf=jetstream_server.leaf_url, domain="edge")
     nc = await nats.connect(jetstream_server.url)
     js = nc.jetstream(domain="edge", timeout=5)
     await js.add_stream(name="EDGE", subjects=["edge.>"])
@@ -225,6 +225,8 @@ async def test_full_disk_refuses_publishes_and_keeps_what_is_stored(nats_server:
         "serve",
         "--server",
         nats_server.url,
+        "--leaf",
+        nats_server.leaf_url,
         "--data",
         str(tmp_path),
         stderr=asyncio.subprocess.PIPE,

@@ -1,0 +1,568 @@
+"""One consumer's runtime: choosing messages, pull requests, push delivery, heartbeats and flow control.
+
+All decisions about acks and redelivery are in ``acks`` (pure functions); this module applies them, reads
+messages, and sends deliveries and status messages over the leaf connection so receivers see the original subject
+and a ``$JS.ACK`` reply. Each consumer has one task (``run``) that wakes on new messages, acks, pull requests,
+interest changes and its own timers. State changes mark the consumer dirty; ``ConsumerManager`` persists them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from . import acks, consumer_rules, headers, reads, timefmt
+from .leaf import LeafConnection
+from .models import ConsumerConfig, DeliverPolicy, PullRequest, ReplayPolicy
+from .streams import Stream
+
+if TYPE_CHECKING:
+    from .consumer_manager import ConsumerManager
+
+logger = logging.getLogger(__name__)
+
+FC_LIMIT = 32 << 20  # the most bytes a push consumer keeps unacknowledged by flow control
+_PULL = msgspec.json.Decoder(PullRequest)
+_PREFETCH = 128
+
+
+def settings_for(cfg: ConsumerConfig) -> acks.AckSettings:
+    return acks.AckSettings(
+        ack_policy=acks.AckPolicy(cfg.ack_policy.value),
+        ack_wait_ns=cfg.ack_wait,
+        backoff_ns=list(cfg.backoff) if isinstance(cfg.backoff, list) else [],
+        max_deliver=cfg.max_deliver,
+        max_ack_pending=cfg.max_ack_pending if isinstance(cfg.max_ack_pending, int) else -1,
+    )
+
+
+def status(code: int, text: str, extra: dict[str, str] | None = None) -> bytes:
+    return headers.status(code, text, extra)
+
+
+@dataclass(slots=True)
+class PullWaiter:
+    """An open pull request (nats-server `waitingRequest`)."""
+
+    reply: str
+    batch: int
+    max_bytes: int
+    expires_ns: int  # wall-clock deadline; 0 = none
+    no_wait: bool
+    heartbeat_ns: int
+    last_sent_ns: int
+    sent: int = 0
+    bytes_sent: int = 0
+
+
+@dataclass(slots=True)
+class FlowControl:
+    """Push flow control, as consumer.go: a window that doubles on every answered FlowControl Request."""
+
+    window: int = FC_LIMIT // 16
+    outstanding: int = 0
+    pending_subject: str = ""
+    bytes_at_request: int = 0
+
+
+@dataclass(eq=False)
+class Consumer:
+    manager: ConsumerManager
+    stream: Stream
+    name: str
+    config: ConsumerConfig
+    created_ns: int
+    state: acks.ConsumerState
+    settings: acks.AckSettings = field(init=False)
+    filters: list[str] = field(init=False)
+    num_pending: int = 0
+    lps: deque[int] = field(default_factory=deque)  # last_per_subject seqs still to deliver first
+    waiting: deque[PullWaiter] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    deleted: bool = False
+    last_active_ns: int = 0
+    last_delivered_ns: int = 0
+    last_ack_ns: int = 0
+    last_sent_ns: int = 0  # push: anything sent to the deliver subject (for idle heartbeats)
+    paused_until_ns: int = 0
+    inactive_since_ns: int = 0
+    fc: FlowControl = field(default_factory=FlowControl)
+    _buffer: deque[reads.Found] = field(default_factory=deque)
+    _resume_seq: int = 0
+    _replay_base: tuple[int, int] | None = None  # (stored ns, wall ns) of the first replayed message
+
+    def __post_init__(self) -> None:
+        self.configure(self.config)
+        self._resume_seq = self.state.delivered.stream_seq + 1
+        now = time.time_ns()
+        self.last_active_ns = now
+        self.inactive_since_ns = now
+
+    def configure(self, cfg: ConsumerConfig) -> None:
+        self.config = cfg
+        self.settings = settings_for(cfg)
+        self.filters = consumer_rules.filters(cfg)
+        self.paused_until_ns = timefmt.parse(cfg.pause_until) if isinstance(cfg.pause_until, str) else 0
+
+    # ---- properties ----------------------------------------------------------------------------------------
+
+    @property
+    def is_push(self) -> bool:
+        return bool(self.config.deliver_subject)
+
+    @property
+    def durable(self) -> bool:
+        return bool(self.config.durable_name)
+
+    @property
+    def leaf(self) -> LeafConnection:
+        return self.manager.leaf
+
+    def push_bound(self) -> bool:
+        return self.is_push and self.leaf.has_interest(str(self.config.deliver_subject))
+
+    def paused(self, now_ns: int) -> bool:
+        return self.paused_until_ns > now_ns
+
+    def matches(self, subject: str) -> bool:
+        return reads.matches_any(self.filters, subject)
+
+    def touch(self) -> None:
+        self.manager.mark_dirty(self)
+
+    # ---- events from the outside ---------------------------------------------------------------------------
+
+    def on_stored(self, seq: int, subject: bytes) -> None:
+        if seq > self.state.delivered.stream_seq and (not self.filters or self.matches(subject.decode())):
+            self.num_pending += 1
+
+    def on_removed(self, seq: int, subject: bytes) -> None:
+        if seq > self.state.delivered.stream_seq and seq not in self.lps:
+            if not self.filters or self.matches(subject.decode()):
+                self.num_pending = max(0, self.num_pending - 1)
+        if seq in self.lps:
+            self.lps.remove(seq)
+            self.num_pending = max(0, self.num_pending - 1)
+        if acks.drop(self.state, seq):
+            self.touch()
+        self._buffer.clear()
+        self._resume_seq = min(self._resume_seq, self.state.delivered.stream_seq + 1)
+
+    def on_purged(self) -> None:
+        self.num_pending = 0
+        self.lps.clear()
+        self._buffer.clear()
+        first = self.stream.committed.first_seq
+        if acks.skip_before(self.state, first) or first - 1 > self.state.delivered.stream_seq:
+            self.touch()
+        self._resume_seq = self.state.delivered.stream_seq + 1
+
+    def request_next(self, reply: str, body: bytes, now_ns: int) -> None:
+        """A pull request (MSG.NEXT or +NXT): check it, queue it, or answer with a status at once."""
+        if self.is_push:
+            self._status(reply, 409, "Consumer is push based")
+            return
+        try:
+            req = _parse_pull(body)
+        except ValueError as exc:
+            self._status(reply, 400, f"Bad Request - {exc}")
+            return
+        refusal = self._check_pull(req)
+        if refusal:
+            self._status(reply, 409, refusal)
+            return
+        if req.idle_heartbeat and (not req.expires or req.idle_heartbeat * 2 > req.expires):
+            self._status(reply, 400, "Bad Request - heartbeat value too large")
+            return
+        max_waiting = self.config.max_waiting if isinstance(self.config.max_waiting, int) else 512
+        if len(self.waiting) >= max_waiting:
+            if req.idle_heartbeat:
+                self.waiting.popleft()
+            else:
+                self._status(reply, 409, "Exceeded MaxWaiting")
+                return
+        self.last_active_ns = now_ns
+        self.waiting.append(
+            PullWaiter(
+                reply=reply,
+                batch=max(req.batch, 1),
+                max_bytes=req.max_bytes,
+                expires_ns=now_ns + req.expires if req.expires > 0 else 0,
+                no_wait=req.no_wait,
+                heartbeat_ns=req.idle_heartbeat,
+                last_sent_ns=now_ns,
+            )
+        )
+        self.wake.set()
+
+    def _check_pull(self, req: PullRequest) -> str:
+        cfg = self.config
+        if isinstance(cfg.max_batch, int) and cfg.max_batch and req.batch > cfg.max_batch:
+            return f"Exceeded MaxRequestBatch of {cfg.max_batch}"
+        if isinstance(cfg.max_expires, int) and cfg.max_expires and req.expires > cfg.max_expires:
+            return f"Exceeded MaxRequestExpires of {_go_duration(cfg.max_expires)}"
+        if isinstance(cfg.max_bytes, int) and cfg.max_bytes and req.max_bytes > cfg.max_bytes:
+            return f"Exceeded MaxRequestMaxBytes of {cfg.max_bytes}"
+        return ""
+
+    def on_ack(self, info: acks.AckInfo, ack: acks.Ack, now_ns: int) -> list[int]:
+        """Apply one ack; -> the stream seqs it acknowledged (for retention)."""
+        st, s = self.state, self.settings
+        seq = info.stream_seq
+        self.last_active_ns = self.last_ack_ns = now_ns
+        done: list[int] = []
+        if ack.kind in (acks.AckKind.ACK, acks.AckKind.NEXT):
+            done = acks.on_ack(st, s, seq)
+        elif ack.kind is acks.AckKind.NAK:
+            if acks.on_nak(st, s, seq, now_ns, ack.delay_ns):
+                self.manager.advise_nak(self, info)
+        elif ack.kind is acks.AckKind.PROGRESS:
+            acks.on_progress(st, s, seq, now_ns)
+        elif ack.kind is acks.AckKind.TERM:
+            if acks.on_term(st, seq):
+                done = [seq]
+                self.manager.advise_term(self, info, ack.reason)
+        self.touch()
+        self.wake.set()
+        return done
+
+    def on_fc_reply(self, subject: str) -> None:
+        fc = self.fc
+        if subject != fc.pending_subject:
+            return  # an answer to an older request
+        fc.outstanding = max(0, fc.outstanding - fc.bytes_at_request)
+        fc.pending_subject = ""
+        fc.window = min(fc.window * 2, FC_LIMIT)
+        self.wake.set()
+
+    def on_interest_change(self) -> None:
+        self.wake.set()
+
+    def close(self, reason_status: bool = True) -> None:
+        """Stop the task; waiting pulls get `409 Consumer Deleted`."""
+        self.deleted = True
+        if reason_status:
+            for w in self.waiting:
+                self._status(w.reply, 409, "Consumer Deleted")
+        self.waiting.clear()
+        self.wake.set()
+
+    # ---- the delivery task ---------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while not self.deleted:
+            timeout = self._next_wakeup()
+            if timeout is None or timeout > 0:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self.wake.wait()
+                except TimeoutError:
+                    pass
+            self.wake.clear()
+            if self.deleted:
+                break
+            try:
+                await self._step(time.time_ns())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("consumer '%s > %s' delivery step failed", self.stream.name, self.name)
+                await asyncio.sleep(0.1)
+
+    def _next_wakeup(self) -> float | None:
+        now = time.time_ns()
+        times: list[int] = []
+        deadline = acks.next_deadline(self.state)
+        if deadline:
+            times.append(deadline)
+        for w in self.waiting:
+            if w.expires_ns:
+                times.append(w.expires_ns)
+            if w.heartbeat_ns:
+                times.append(w.last_sent_ns + w.heartbeat_ns)
+        hb = self.config.idle_heartbeat
+        if self.is_push and isinstance(hb, int) and hb:
+            times.append(self.last_sent_ns + hb)
+        if self.paused_until_ns > now:
+            times.append(self.paused_until_ns)
+        if not times:
+            return None
+        return max(0.0, (min(times) - now) / 1e9)
+
+    async def _step(self, now: int) -> None:
+        for event in acks.expire(self.state, self.settings, now):
+            self.manager.advise_max_deliveries(self, event)
+            self.touch()
+        self._expire_waiters(now)
+        if self.is_push:
+            self._push_heartbeat(now)
+        if self.paused(now):
+            return
+        if self.is_push:
+            await self._deliver_push(now)
+        else:
+            await self._deliver_pull(now)
+
+    def _expire_waiters(self, now: int) -> None:
+        keep: deque[PullWaiter] = deque()
+        for w in self.waiting:
+            if w.expires_ns and w.expires_ns <= now:
+                self._status(w.reply, 408, "Request Timeout", self._pending_headers(w))
+                continue
+            if not self.leaf.has_interest(w.reply):
+                continue  # the requester went away (LS-): drop silently
+            if w.heartbeat_ns and now - w.last_sent_ns >= w.heartbeat_ns:
+                self._heartbeat(w.reply)
+                w.last_sent_ns = now
+            keep.append(w)
+        self.waiting = keep
+
+    def _pending_headers(self, w: PullWaiter) -> dict[str, str]:
+        left_bytes = max(0, w.max_bytes - w.bytes_sent) if w.max_bytes else 0
+        return {"Nats-Pending-Messages": str(w.batch - w.sent), "Nats-Pending-Bytes": str(left_bytes)}
+
+    async def _deliver_pull(self, now: int) -> None:
+        while self.waiting:
+            w = self.waiting[0]
+            if not self.leaf.connected:
+                return
+            item = self._take(now)
+            if item is None:
+                if w.no_wait and (w.sent or not w.expires_ns):
+                    self._status(w.reply, 404, "No Messages")
+                    self.waiting.popleft()
+                    continue
+                return
+            found, size, delivery, reply, hdrs, data = item
+            if w.max_bytes and w.bytes_sent + size > w.max_bytes:
+                self._undo(delivery)
+                self._status(w.reply, 409, "Message Size Exceeds MaxBytes", self._pending_headers(w))
+                self.waiting.popleft()
+                continue
+            self._send(w.reply, reply, hdrs, data, None, delivery)
+            w.sent += 1
+            w.bytes_sent += size
+            w.last_sent_ns = now
+            if w.sent >= w.batch:
+                self.waiting.popleft()
+                if w.max_bytes and w.bytes_sent < w.max_bytes:
+                    self._status(w.reply, 409, "Batch Completed", self._pending_headers(w))
+            if self.leaf.pending_bytes > 4 << 20:
+                await self.leaf.wait_writable()
+
+    async def _deliver_push(self, now: int) -> None:
+        if not self.push_bound() or not self.leaf.connected:
+            return
+        deliver = str(self.config.deliver_subject)
+        group = self.config.deliver_group
+        queues = self.leaf.queue_groups(deliver) if group else None
+        if group and isinstance(group, str) and queues is not None and group not in queues:
+            queues.append(group)
+        fc_on = self.config.flow_control is True
+        sent = 0
+        while True:
+            if fc_on and self.fc.outstanding > self.fc.window:
+                return
+            item = self._take(now)
+            if item is None:
+                return
+            found, size, delivery, reply, hdrs, data = item
+            if self.config.replay_policy == ReplayPolicy.ORIGINAL and delivery.num_delivered == 1:
+                await self._pace(found.ts_ns)
+            self._send(deliver, reply, hdrs, data, queues, delivery)
+            self.last_sent_ns = time.time_ns()
+            sent += 1
+            if fc_on:
+                self.fc.outstanding += size
+                if not self.fc.pending_subject and self.fc.outstanding > self.fc.window // 2:
+                    self._flow_control_request(deliver, queues)
+            rate = self.config.rate_limit_bps
+            if isinstance(rate, int) and rate > 0:
+                await asyncio.sleep(size * 8 / rate)
+            elif sent % 256 == 0 or self.leaf.pending_bytes > 4 << 20:
+                await self.leaf.wait_writable()
+                await asyncio.sleep(0)  # let acks and other consumers in
+
+    async def _pace(self, ts_ns: int) -> None:
+        now = time.time_ns()
+        if self._replay_base is None:
+            self._replay_base = (ts_ns, now)
+            return
+        due = self._replay_base[1] + (ts_ns - self._replay_base[0])
+        if due > now:
+            await asyncio.sleep((due - now) / 1e9)
+
+    def _flow_control_request(self, deliver: str, queues: list[str] | None) -> None:
+        subject = f"$JS.FC.{self.stream.name}.{self.name}.{secrets.token_hex(2)}"
+        self.fc.pending_subject = subject
+        self.fc.bytes_at_request = self.fc.outstanding
+        self.leaf.send(deliver, subject, status(100, "FlowControl Request"), b"", queues)
+
+    def _push_heartbeat(self, now: int) -> None:
+        hb = self.config.idle_heartbeat
+        if not isinstance(hb, int) or not hb or now - self.last_sent_ns < hb:
+            return
+        if self.push_bound():
+            self._heartbeat(str(self.config.deliver_subject), stalled=self.fc.pending_subject)
+        self.last_sent_ns = now
+
+    def _heartbeat(self, to: str, stalled: str = "") -> None:
+        extra = {
+            "Nats-Last-Consumer": str(self.state.delivered.consumer_seq),
+            "Nats-Last-Stream": str(self.state.delivered.stream_seq),
+        }
+        if stalled:
+            extra["Nats-Consumer-Stalled"] = stalled
+        queues = self.leaf.queue_groups(to) or None
+        self.leaf.send(to, None, status(100, "Idle Heartbeat", extra), b"", queues)
+
+    def _status(self, to: str, code: int, text: str, extra: dict[str, str] | None = None) -> None:
+        if to:
+            self.leaf.send(to, None, status(code, text, extra), b"")
+
+    # ---- choosing and recording one delivery ---------------------------------------------------------------
+
+    def _take(self, now: int) -> tuple[reads.Found, int, acks.Delivery, str, bytes | None, bytes] | None:
+        """The next message to send (redeliveries first), recorded as delivered; None when there is none."""
+        found = self._next_redelivery()
+        if found is None:
+            if not acks.can_deliver_new(self.state, self.settings):
+                return None
+            found = self._next_new()
+            if found is None:
+                return None
+            self.num_pending = max(0, self.num_pending - 1)
+        delivery = acks.on_deliver(self.state, self.settings, found.seq, now)
+        self.last_delivered_ns = now
+        self.last_active_ns = now
+        self.touch()
+        subject = found.subject.decode()
+        pending = self.num_pending
+        reply = (
+            f"$JS.ACK.{self.stream.name}.{self.name}.{delivery.num_delivered}.{found.seq}."
+            f"{delivery.consumer_seq}.{found.ts_ns}.{pending}@{subject}"
+        )
+        hdrs: bytes | None = found.hdrs or None
+        data = found.data
+        if self.config.headers_only is True:
+            hdrs = headers.build([("Nats-Msg-Size", str(len(data)))], hdrs)
+            data = b""
+        size = len(subject) + len(reply) + (len(hdrs) if hdrs else 0) + len(data)
+        return found, size, delivery, reply, hdrs, data
+
+    def _send(
+        self, to: str, reply: str, hdrs: bytes | None, data: bytes, queues: list[str] | None, d: acks.Delivery
+    ) -> None:
+        try:
+            self.leaf.send(to, reply, hdrs, data, queues)
+        except ValueError:
+            logger.error(
+                "consumer '%s > %s': message %d is larger than the server's max_payload; terminated",
+                self.stream.name,
+                self.name,
+                d.stream_seq,
+            )
+            acks.on_term(self.state, d.stream_seq)
+
+    def _undo(self, delivery: acks.Delivery) -> None:
+        """A chosen message that did not fit the request: make it due again at once."""
+        if self.settings.ack_policy is acks.AckPolicy.NONE:
+            return
+        acks.on_nak(self.state, self.settings, delivery.stream_seq, time.time_ns(), None)
+
+    def _next_redelivery(self) -> reads.Found | None:
+        while True:
+            seq = acks.next_to_redeliver(self.state, self.settings)
+            if seq is None:
+                return None
+            with self.manager.store.read() as txn:
+                found = reads.load(txn, self.stream, seq)
+            if found is not None:
+                return found
+            acks.drop(self.state, seq)
+            self.touch()
+
+    def _next_new(self) -> reads.Found | None:
+        while self.lps:
+            seq = self.lps.popleft()
+            with self.manager.store.read() as txn:
+                found = reads.load(txn, self.stream, seq)
+            if found is not None and seq > self.state.delivered.stream_seq:
+                if not self.lps:
+                    self._after_last_per_subject()
+                return found
+        if not self._buffer:
+            start = max(self._resume_seq, self.state.delivered.stream_seq + 1)
+            if start > self.stream.committed.last_seq:
+                return None
+            with self.manager.store.read() as txn:
+                got, self._resume_seq = reads.next_matching(txn, self.stream, self.filters, start, _PREFETCH)
+            self._buffer.extend(got)
+            if not got:
+                return None
+        return self._buffer.popleft()
+
+    def _after_last_per_subject(self) -> None:
+        """The last-per-subject snapshot is done: continue with what was stored after it was taken."""
+        self._resume_seq = max(self._resume_seq, self.state.delivered.stream_seq + 1)
+
+
+def _parse_pull(body: bytes) -> PullRequest:
+    text = body.strip()
+    if not text:
+        return PullRequest(batch=1)
+    if text.isdigit():
+        return PullRequest(batch=int(text))
+    try:
+        req = _PULL.decode(text)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ValueError(str(exc)) from None
+    if req.batch < 0 or req.expires < 0 or req.max_bytes < 0 or req.idle_heartbeat < 0:
+        raise ValueError("negative values are not allowed")
+    if req.group or req.min_pending or req.min_ack_pending or req.priority:
+        raise ValueError("priority groups are not supported by this consumer")
+    return req
+
+
+def _go_duration(ns: int) -> str:
+    if ns % 1_000_000_000 == 0:
+        return f"{ns // 1_000_000_000}s"
+    if ns % 1_000_000 == 0:
+        return f"{ns // 1_000_000}ms"
+    return f"{ns}ns"
+
+
+def initial_position(cfg: ConsumerConfig, stream: Stream, txn: object, filters: list[str]) -> tuple[int, list[int]]:
+    """Where a new consumer starts: -> (first stream seq to consider, last-per-subject seqs to deliver first)."""
+    import lmdb  # noqa: F401  (txn is an lmdb.Transaction)
+
+    c = stream.committed
+    policy = cfg.deliver_policy
+    if policy == DeliverPolicy.ALL:
+        return max(c.first_seq, 1), []
+    if policy == DeliverPolicy.NEW:
+        return c.last_seq + 1, []
+    if policy == DeliverPolicy.BY_START_SEQUENCE:
+        return int(cfg.opt_start_seq) if isinstance(cfg.opt_start_seq, int) else 1, []
+    if policy == DeliverPolicy.BY_START_TIME:
+        ts = timefmt.parse(str(cfg.opt_start_time))
+        return reads.first_seq_at_or_after(txn, stream, ts), []  # type: ignore[arg-type]
+    if policy == DeliverPolicy.LAST:
+        if filters and not reads.covers_all(stream, filters):
+            last = max((reads.last_by_subject(txn, stream, f) for f in filters), key=_seq, default=None)  # type: ignore[arg-type]
+            return (last.seq if last is not None else c.last_seq + 1), []
+        return max(c.last_seq, 1), []
+    seqs = reads.last_per_subject(txn, stream, filters)  # type: ignore[arg-type]
+    return (seqs[0] if seqs else c.last_seq + 1), seqs
+
+
+def _seq(found: reads.Found | None) -> int:
+    return found.seq if found is not None else 0
