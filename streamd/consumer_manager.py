@@ -344,6 +344,8 @@ class ConsumerManager:
                     if present:
                         c.inactive_since_ns = time.time_ns()
                     c.on_interest_change()
+                elif present and c.waiting:  # a pull request may have been waiting for its inbox to show up
+                    c.on_interest_change()
 
     # ---- persistence ---------------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+INTEREST_GRACE = 2_000_000_000  # how long a pull request may wait for the hub to report its inbox
 FC_LIMIT = 32 << 20  # the most bytes a push consumer keeps unacknowledged by flow control
 _PULL = msgspec.json.Decoder(PullRequest)
 _PREFETCH = 128
@@ -58,6 +59,7 @@ class PullWaiter:
     no_wait: bool
     heartbeat_ns: int
     last_sent_ns: int
+    created_ns: int = 0
     sent: int = 0
     bytes_sent: int = 0
 
@@ -199,6 +201,7 @@ class Consumer:
                 no_wait=req.no_wait,
                 heartbeat_ns=req.idle_heartbeat,
                 last_sent_ns=now_ns,
+                created_ns=now_ns,
             )
         )
         self.wake.set()
@@ -317,7 +320,7 @@ class Consumer:
             if w.expires_ns and w.expires_ns <= now:
                 self._status(w.reply, 408, "Request Timeout", self._pending_headers(w))
                 continue
-            if not self.leaf.has_interest(w.reply):
+            if not self.leaf.has_interest(w.reply) and now - w.created_ns > INTEREST_GRACE:
                 continue  # the requester went away (LS-): drop silently
             if w.heartbeat_ns and now - w.last_sent_ns >= w.heartbeat_ns:
                 self._heartbeat(w.reply)
@@ -334,6 +337,13 @@ class Consumer:
             w = self.waiting[0]
             if not self.leaf.connected:
                 return
+            if not self.leaf.has_interest(w.reply):
+                # The request can come in on the client connection before the hub has told the leaf about the
+                # requester's inbox: wait for its LS+ (the manager wakes us) rather than send into the void.
+                if now - w.created_ns <= INTEREST_GRACE:
+                    return
+                self.waiting.popleft()
+                continue
             item = self._take(now)
             if item is None:
                 if w.no_wait and (w.sent or not w.expires_ns):
