@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+NEVER = 2**63 - 1
 INTEREST_GRACE = 2_000_000_000  # how long a pull request may wait for the hub to report its inbox
 FC_LIMIT = 32 << 20  # the most bytes a push consumer keeps unacknowledged by flow control
 _PULL = msgspec.json.Decoder(PullRequest)
@@ -100,6 +101,9 @@ class Consumer:
     _buffer: deque[reads.Found] = field(default_factory=deque)
     _resume_seq: int = 0
     _replay_base: tuple[int, int] | None = None  # (stored ns, wall ns) of the first replayed message
+    # Earliest ack deadline, or NEVER; 0 = unknown. Scanning pending (up to max_ack_pending entries) on every wake
+    # would cost O(pending) per ack; deadlines are only added by deliveries, naks and +WPI, which lower this hint.
+    _deadline_hint: int = 0
 
     def __post_init__(self) -> None:
         self.configure(self.config)
@@ -227,8 +231,10 @@ class Consumer:
         elif ack.kind is acks.AckKind.NAK:
             if acks.on_nak(st, s, seq, now_ns, ack.delay_ns):
                 self.manager.advise_nak(self, info)
+                self._deadline_hint = 0
         elif ack.kind is acks.AckKind.PROGRESS:
-            acks.on_progress(st, s, seq, now_ns)
+            if acks.on_progress(st, s, seq, now_ns):
+                self._deadline_hint = 0
         elif ack.kind is acks.AckKind.TERM:
             if acks.on_term(st, seq):
                 done = [seq]
@@ -283,9 +289,10 @@ class Consumer:
     def _next_wakeup(self) -> float | None:
         now = time.time_ns()
         times: list[int] = []
-        deadline = acks.next_deadline(self.state)
-        if deadline:
-            times.append(deadline)
+        if not self._deadline_hint:
+            self._deadline_hint = acks.next_deadline(self.state) or NEVER
+        if self._deadline_hint != NEVER:
+            times.append(self._deadline_hint)
         for w in self.waiting:
             if w.expires_ns:
                 times.append(w.expires_ns)
@@ -301,9 +308,11 @@ class Consumer:
         return max(0.0, (min(times) - now) / 1e9)
 
     async def _step(self, now: int) -> None:
-        for event in acks.expire(self.state, self.settings, now):
-            self.manager.advise_max_deliveries(self, event)
-            self.touch()
+        if not self._deadline_hint or now >= self._deadline_hint:
+            for event in acks.expire(self.state, self.settings, now):
+                self.manager.advise_max_deliveries(self, event)
+                self.touch()
+            self._deadline_hint = acks.next_deadline(self.state) or NEVER
         self._expire_waiters(now)
         if self.is_push:
             self._push_heartbeat(now)
@@ -451,6 +460,9 @@ class Consumer:
                 return None
             self.num_pending = max(0, self.num_pending - 1)
         delivery = acks.on_deliver(self.state, self.settings, found.seq, now)
+        entry = self.state.pending.get(found.seq)
+        if entry is not None and entry.deadline_ns and entry.deadline_ns < self._deadline_hint:
+            self._deadline_hint = entry.deadline_ns
         self.last_delivered_ns = now
         self.last_active_ns = now
         self.touch()

@@ -568,6 +568,9 @@ class ConsumerMachine(RuleBasedStateMachine):
         assert all(seq in state.pending and state.pending[seq].deadline_ns == 0 for seq in state.redeliver_queue)
         assert all(seq in state.pending and count >= 2 for seq, count in state.redelivered.items())
         assert acks.decode_state(acks.encode_state(state)) == state
+        # _remove relies on pending being keyed in stream order (its first key is the lowest)
+        assert list(state.pending) == sorted(state.pending)
+        assert list(acks.decode_state(acks.encode_state(state)).pending) == list(state.pending)
 
 
 ConsumerMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
