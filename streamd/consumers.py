@@ -159,8 +159,9 @@ class Consumer:
             self.num_pending = max(0, self.num_pending - 1)
         if acks.drop(self.state, seq):
             self.touch()
-        self._buffer.clear()
-        self._resume_seq = min(self._resume_seq, self.state.delivered.stream_seq + 1)
+        if self._buffer and seq >= self._buffer[0].seq:  # a prefetched message is gone: read again
+            self._buffer.clear()
+            self._resume_seq = self.state.delivered.stream_seq + 1
 
     def on_purged(self) -> None:
         self.num_pending = 0
