@@ -121,7 +121,8 @@ def _check_deliver_policy(c: ConsumerConfig) -> None:
 
 
 def _check_acks(c: ConsumerConfig, stream: StreamConfig) -> None:
-    if c.ack_wait < 0:
+    ack_wait = c.ack_wait if isinstance(c.ack_wait, int) else 0
+    if ack_wait < 0:
         raise errors.ACK_WAIT_NEGATIVE()
     backoff = c.backoff if isinstance(c.backoff, list) else []
     if any(b <= 0 for b in backoff):
@@ -135,14 +136,13 @@ def _check_acks(c: ConsumerConfig, stream: StreamConfig) -> None:
     if c.ack_policy == AckPolicyWire.NONE:
         if c.max_ack_pending not in (UNSET, 0, -1) and is_push(c):
             raise errors.MAX_PENDING_NEEDS_ACK()
-        if c.ack_wait == 0:
-            c.ack_wait = DEFAULT_ACK_WAIT
+        c.ack_wait = ack_wait or UNSET  # omitted by the server when nothing is acked
         if c.max_ack_pending == 0:
             c.max_ack_pending = UNSET
         return
     if backoff:
         c.ack_wait = backoff[0]
-    elif c.ack_wait == 0:
+    elif not ack_wait:
         c.ack_wait = DEFAULT_ACK_WAIT
     if c.max_ack_pending is UNSET or c.max_ack_pending == 0:
         c.max_ack_pending = stream.consumer_limits.max_ack_pending or DEFAULT_MAX_ACK_PENDING

@@ -38,7 +38,7 @@ _PREFETCH = 128
 def settings_for(cfg: ConsumerConfig) -> acks.AckSettings:
     return acks.AckSettings(
         ack_policy=acks.AckPolicy(cfg.ack_policy.value),
-        ack_wait_ns=cfg.ack_wait,
+        ack_wait_ns=cfg.ack_wait if isinstance(cfg.ack_wait, int) else acks.DEFAULT_ACK_WAIT_NS,
         backoff_ns=list(cfg.backoff) if isinstance(cfg.backoff, list) else [],
         max_deliver=cfg.max_deliver,
         max_ack_pending=cfg.max_ack_pending if isinstance(cfg.max_ack_pending, int) else -1,
