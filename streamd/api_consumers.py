@@ -36,8 +36,6 @@ def _consumers(ctx: Context) -> ConsumerManager:
 
 
 def _create_request(data: bytes, stream: str) -> ConsumerCreateRequest:
-    if not data.strip():
-        raise errors.ApiError(400, 10078, "consumer config required")
     req: ConsumerCreateRequest = _decode(data, ConsumerCreateRequest)
     if req.stream_name != stream:
         raise errors.STREAM_NAME_MISMATCH()
@@ -55,17 +53,14 @@ async def consumer_create(ctx: Context, names: list[str], data: bytes) -> Consum
     stream = names[0]
     req = _create_request(data, stream)
     cfg = req.config
-    if len(names) == 1:  # legacy ephemeral
+    if len(names) == 1:  # legacy ephemeral: a generated name, not echoed in the config
         if cfg.durable_name:
             raise errors.EPHEMERAL_WITH_DURABLE()
-        if not cfg.name:
-            cfg.name = consumer_rules.random_name()
+        name = cfg.name if isinstance(cfg.name, str) and cfg.name else consumer_rules.random_name()
     else:
-        name = names[1]
+        name = names[1]  # the subject's name wins over the config's
         if cfg.durable_name and cfg.durable_name != name:
             raise errors.DURABLE_NAME_MISMATCH()
-        if cfg.name and cfg.durable_name and cfg.name != cfg.durable_name:
-            raise errors.DURABLE_AND_NAME_MISMATCH()
         if len(names) > 2:
             if cfg.filter_subjects:
                 raise errors.MULTIPLE_FILTERS_NOT_ALLOWED()
@@ -73,7 +68,7 @@ async def consumer_create(ctx: Context, names: list[str], data: bytes) -> Consum
                 raise errors.FILTER_MISMATCH()
         cfg.name = name
     consumers = _consumers(ctx)
-    c = await consumers.add(stream, cfg, req.action)
+    c = await consumers.add(stream, cfg, req.action, name)
     return _as_response(consumers.info(c))
 
 
@@ -86,11 +81,9 @@ async def consumer_durable_create(ctx: Context, names: list[str], data: bytes) -
         raise errors.DURABLE_NAME_NOT_SET()
     if cfg.durable_name != durable:
         raise errors.DURABLE_NAME_MISMATCH()
-    if cfg.name and cfg.name != durable:
-        raise errors.DURABLE_AND_NAME_MISMATCH()
     cfg.name = durable
     consumers = _consumers(ctx)
-    c = await consumers.add(stream, cfg, req.action)
+    c = await consumers.add(stream, cfg, req.action, durable)
     return _as_response(consumers.info(c))
 
 
@@ -134,12 +127,12 @@ async def consumer_pause(ctx: Context, names: list[str], data: bytes) -> PauseRe
         until = timefmt.parse(req.pause_until) if req.pause_until else 0
     except ValueError:
         raise errors.BAD_REQUEST() from None
-    c = await _consumers(ctx).pause(names[0], names[1], until)
+    c = await _consumers(ctx).pause(names[0], names[1], until, req.pause_until)
     now = time.time_ns()
     paused = c.paused(now)
     return PauseResponse(
         paused=paused,
-        pause_until=timefmt.format_ns(c.paused_until_ns) if paused else timefmt.ZERO_TIME,
+        pause_until=req.pause_until or timefmt.ZERO_TIME,
         pause_remaining=c.paused_until_ns - now if paused else UNSET,
     )
 
@@ -159,9 +152,11 @@ ROUTES: dict[str, Route] = {
     "CONSUMER.CREATE": Route("consumer_create_response", consumer_create, -1),
     "CONSUMER.DURABLE.CREATE": Route("consumer_create_response", consumer_durable_create, 2),
     "CONSUMER.INFO": Route("consumer_info_response", consumer_info, 2),
-    "CONSUMER.DELETE": Route("consumer_delete_response", consumer_delete, 2, {"success": False}),
+    "CONSUMER.DELETE": Route("consumer_delete_response", consumer_delete, 2),
     "CONSUMER.NAMES": Route("consumer_names_response", consumer_names, 1, {**_PAGED, "consumers": []}),
     "CONSUMER.LIST": Route("consumer_list_response", consumer_list, 1, {**_PAGED, "consumers": []}),
-    "CONSUMER.PAUSE": Route("consumer_pause_response", consumer_pause, 2),
+    "CONSUMER.PAUSE": Route(
+        "consumer_pause_response", consumer_pause, 2, {"paused": False, "pause_until": timefmt.ZERO_TIME}
+    ),
 }
 _ = _ENCODER

@@ -139,12 +139,11 @@ class ConsumerManager:
 
     # ---- create / update / delete --------------------------------------------------------------------------
 
-    async def add(self, stream_name: str, requested: ConsumerConfig, action: str) -> Consumer:
+    async def add(self, stream_name: str, requested: ConsumerConfig, action: str, name: str) -> Consumer:
         stream = self.streams.get(stream_name)
         self._hook_stream(stream)
         group = self.by_stream.setdefault(stream_name, {})
-        cfg = consumer_rules.normalize(requested, stream.config)
-        name = str(cfg.name)
+        cfg = consumer_rules.normalize(requested, stream.config, name)
         existing = group.get(name)
         if existing is not None:
             if action == "create" and not _same(existing.config, cfg):
@@ -179,13 +178,13 @@ class ConsumerManager:
     def _check_workqueue(self, stream: streams.Stream, cfg: ConsumerConfig, group: dict[str, Consumer]) -> None:
         if stream.config.retention != Retention.WORKQUEUE:
             return
+        from .subjects import collide
+
         mine = consumer_rules.filters(cfg)
         for other in group.values():
-            if not mine or not other.filters:
+            if not mine:
                 raise errors.WQ_MULTIPLE_UNFILTERED()
-            from .subjects import collide
-
-            if any(collide(a, b) for a in mine for b in other.filters):
+            if not other.filters or any(collide(a, b) for a in mine for b in other.filters):
                 raise errors.WQ_NOT_UNIQUE()
 
     async def _update(self, c: Consumer, cfg: ConsumerConfig) -> Consumer:
@@ -224,11 +223,11 @@ class ConsumerManager:
             await self._remove(c, persist=False)
         self.by_stream.pop(stream_name, None)
 
-    async def pause(self, stream_name: str, name: str, until_ns: int) -> Consumer:
+    async def pause(self, stream_name: str, name: str, until_ns: int, text: str = "") -> Consumer:
         c = self.get(stream_name, name)
-        cfg = msgspec.structs.replace(
-            c.config, pause_until=timefmt.format_ns(until_ns) if until_ns > time.time_ns() else UNSET
-        )
+        # A time in the past (nats-py resumes with 1970) is kept, as the server does; only zero time clears it.
+        keep = bool(text) and text != timefmt.ZERO_TIME
+        cfg = msgspec.structs.replace(c.config, pause_until=text if keep else UNSET)
         record = msgspec.msgpack.encode(ConsumerRecord(cfg, c.created_ns, list(c.lps)))
         await self.writer.call(lambda b: b.store.put_consumer(b.txn, c.stream.id, c.name, record))
         c.configure(cfg)

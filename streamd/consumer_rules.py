@@ -36,25 +36,28 @@ def filters(cfg: ConsumerConfig) -> list[str]:
     return list(cfg.filter_subjects) if cfg.filter_subjects else []
 
 
-def check_name(name: str, *, durable: bool) -> None:
+def check_name(name: str) -> None:
     if "/" in name or "\\" in name:
         raise errors.CONSUMER_NAME_PATH_SEPARATORS()
     if len(name) > subjects.MAX_NAME_LEN:
         raise errors.CONSUMER_NAME_TOO_LONG(max=subjects.MAX_NAME_LEN)
     if not subjects.is_valid_name(name):
-        raise errors.BAD_DURABLE_NAME()
+        raise errors.STREAM_INVALID_CONFIG(err="consumer name can not contain '.', '*', '>', '\\', '/'")
 
 
-def normalize(cfg: ConsumerConfig, stream: StreamConfig) -> ConsumerConfig:
-    """Apply defaults and reject what the server rejects; returns a new config. `cfg.name` must be set."""
+def normalize(cfg: ConsumerConfig, stream: StreamConfig, name: str) -> ConsumerConfig:
+    """Apply defaults and reject what the server rejects; returns a new config for the consumer `name`."""
     c = ConsumerConfig(**{f: getattr(cfg, f) for f in cfg.__struct_fields__})
     durable = bool(c.durable_name)
-    check_name(str(c.name), durable=durable)
+    check_name(name)
     if c.durable_name == "":
         c.durable_name = UNSET
     if c.priority_groups not in (UNSET, None) or c.priority_policy not in (UNSET, None, "", "none"):
         raise errors.CONSUMER_CREATE(err="streamd does not support priority groups")
-    c.priority_groups = c.priority_policy = c.priority_timeout = UNSET
+    c.priority_groups = c.priority_policy = c.priority_timeout = c.pinned_ttl = UNSET
+    if c.sourcing not in (UNSET, None) or c.direct is True:
+        raise errors.CONSUMER_CREATE(err="streamd does not support direct or sourcing consumers")
+    c.sourcing = c.direct = UNSET
     if c.description == "":
         c.description = UNSET
     elif isinstance(c.description, str) and len(c.description) > MAX_DESCRIPTION:
@@ -76,7 +79,7 @@ def normalize(cfg: ConsumerConfig, stream: StreamConfig) -> ConsumerConfig:
             c.inactive_threshold = limit or DEFAULT_EPHEMERAL_INACTIVE
     elif isinstance(c.inactive_threshold, int) and c.inactive_threshold < 0:
         raise errors.CONSUMER_CREATE(err="consumer inactive threshold can not be negative")
-    if c.pause_until in ("", timefmt.ZERO_TIME):
+    if c.pause_until == "":
         c.pause_until = UNSET
     elif isinstance(c.pause_until, str):
         try:
@@ -95,7 +98,7 @@ def _check_deliver_policy(c: ConsumerConfig) -> None:
         c.opt_start_seq = UNSET
     if c.opt_start_time in ("", timefmt.ZERO_TIME):
         c.opt_start_time = UNSET
-    words = p.value.replace("_", " ").replace("by start sequence", "by start sequence")
+    words = p.value.replace("_", " ")
     if p == DeliverPolicy.BY_START_SEQUENCE:
         if c.opt_start_seq is UNSET:
             raise errors.CONSUMER_INVALID_POLICY(
@@ -225,8 +228,9 @@ def _check_filters(c: ConsumerConfig) -> None:
     if isinstance(c.filter_subject, str) and not subjects.is_valid_subject(c.filter_subject):
         raise errors.CONSUMER_CREATE(err=f"consumer filter subject is not a valid subject: {c.filter_subject}")
     if c.deliver_policy == DeliverPolicy.LAST_PER_SUBJECT and not filters(c):
-        # Without a filter the stream's own subjects are the filter.
-        pass
+        raise errors.CONSUMER_INVALID_POLICY(
+            err="consumer delivery policy is deliver last per subject, but optional filter subject is not set"
+        )
 
 
 def _check_workqueue(c: ConsumerConfig, stream: StreamConfig) -> None:
@@ -234,8 +238,10 @@ def _check_workqueue(c: ConsumerConfig, stream: StreamConfig) -> None:
         return
     if c.deliver_policy != DeliverPolicy.ALL:
         raise errors.WQ_NOT_DELIVER_ALL()
+    if c.ack_policy == AckPolicyWire.NONE and not is_push(c):
+        raise errors.PULL_REQUIRES_ACK()
     if c.ack_policy != AckPolicyWire.EXPLICIT:
-        raise errors.PULL_REQUIRES_ACK() if not is_push(c) else errors.WQ_REQUIRES_EXPLICIT_ACK()
+        raise errors.WQ_REQUIRES_EXPLICIT_ACK()
 
 
 _IMMUTABLE = (
@@ -247,7 +253,7 @@ _IMMUTABLE = (
     ("idle_heartbeat", "heart beats"),
     ("flow_control", "flow control"),
     ("max_waiting", "max waiting"),
-    ("mem_storage", "mem storage"),
+    ("mem_storage", "storage type"),
 )
 
 

@@ -13,6 +13,7 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -104,6 +105,7 @@ class Consumer:
     # Earliest ack deadline, or NEVER; 0 = unknown. Scanning pending (up to max_ack_pending entries) on every wake
     # would cost O(pending) per ack; deadlines are only added by deliveries, naks and +WPI, which lower this hint.
     _deadline_hint: int = 0
+    _from_lps: bool = False
 
     def __post_init__(self) -> None:
         self.configure(self.config)
@@ -197,6 +199,9 @@ class Consumer:
                 self._status(reply, 409, "Exceeded MaxWaiting")
                 return
         self.last_active_ns = now_ns
+        if req.no_wait and not req.expires and (self.paused(now_ns) or self._available() <= 0):
+            self._status(reply, 404, "No Messages")  # nothing for it now: a no_wait request never queues
+            return
         self.waiting.append(
             PullWaiter(
                 reply=reply,
@@ -318,6 +323,8 @@ class Consumer:
         if self.is_push:
             self._push_heartbeat(now)
         if self.paused(now):
+            if not self.is_push:
+                self._no_messages(lambda w: bool(w.sent or not w.expires_ns))
             return
         if self.is_push:
             await self._deliver_push(now)
@@ -338,6 +345,21 @@ class Consumer:
             keep.append(w)
         self.waiting = keep
 
+    def _no_messages(self, which: Callable[[PullWaiter], bool]) -> None:
+        """Answer `404 No Messages` to the no_wait requests `which` selects, and forget them."""
+        keep: deque[PullWaiter] = deque()
+        for w in self.waiting:
+            if w.no_wait and which(w):
+                self._status(w.reply, 404, "No Messages")
+            else:
+                keep.append(w)
+        self.waiting = keep
+
+    def _available(self) -> int:
+        """Messages a new request could get now, after the requests already waiting."""
+        ready = self.num_pending + len(self.state.redeliver_queue)
+        return ready - sum(w.batch - w.sent for w in self.waiting)
+
     def _pending_headers(self, w: PullWaiter) -> dict[str, str]:
         left_bytes = max(0, w.max_bytes - w.bytes_sent) if w.max_bytes else 0
         return {"Nats-Pending-Messages": str(w.batch - w.sent), "Nats-Pending-Bytes": str(left_bytes)}
@@ -354,7 +376,12 @@ class Consumer:
                     return
                 self.waiting.popleft()
                 continue
-            item = self._take(now)
+            try:
+                item = self._take(now, w.max_bytes - w.bytes_sent if w.max_bytes else 0)
+            except _TooBig:
+                self._status(w.reply, 409, "Message Size Exceeds MaxBytes", self._pending_headers(w))
+                self.waiting.popleft()
+                continue
             if item is None:
                 if w.no_wait and (w.sent or not w.expires_ns):
                     self._status(w.reply, 404, "No Messages")
@@ -362,11 +389,6 @@ class Consumer:
                     continue
                 return
             found, size, delivery, reply, hdrs, data = item
-            if w.max_bytes and w.bytes_sent + size > w.max_bytes:
-                self._undo(delivery)
-                self._status(w.reply, 409, "Message Size Exceeds MaxBytes", self._pending_headers(w))
-                self.waiting.popleft()
-                continue
             self._send(w.reply, reply, hdrs, data, None, delivery)
             w.sent += 1
             w.bytes_sent += size
@@ -375,6 +397,8 @@ class Consumer:
                 self.waiting.popleft()
                 if w.max_bytes and w.bytes_sent < w.max_bytes:
                     self._status(w.reply, 409, "Batch Completed", self._pending_headers(w))
+            elif w.max_bytes and w.bytes_sent >= w.max_bytes:
+                self.waiting.popleft()  # the byte budget is spent exactly: the request is over
             if self.leaf.pending_bytes > 4 << 20:
                 await self.leaf.wait_writable()
 
@@ -450,36 +474,54 @@ class Consumer:
 
     # ---- choosing and recording one delivery ---------------------------------------------------------------
 
-    def _take(self, now: int) -> tuple[reads.Found, int, acks.Delivery, str, bytes | None, bytes] | None:
-        """The next message to send (redeliveries first), recorded as delivered; None when there is none."""
+    def _take(self, now: int, room: int = 0) -> tuple[reads.Found, int, acks.Delivery, str, bytes | None, bytes] | None:
+        """The next message to send (redeliveries first), recorded as delivered; None when there is none.
+
+        `room` (bytes, 0 = unlimited) is a pull request's remaining max_bytes: a message that does not fit raises
+        `_TooBig` and stays undelivered, as if it had not been looked at.
+        """
         found = self._next_redelivery()
+        is_new = found is None
         if found is None:
             if not acks.can_deliver_new(self.state, self.settings):
                 return None
             found = self._next_new()
             if found is None:
                 return None
-            self.num_pending = max(0, self.num_pending - 1)
-        delivery = acks.on_deliver(self.state, self.settings, found.seq, now)
-        entry = self.state.pending.get(found.seq)
-        if entry is not None and entry.deadline_ns and entry.deadline_ns < self._deadline_hint:
-            self._deadline_hint = entry.deadline_ns
-        self.last_delivered_ns = now
-        self.last_active_ns = now
-        self.touch()
+        st = self.state
+        count = acks.num_delivered(st, found.seq) + 1
+        pending = max(0, self.num_pending - 1) if is_new else self.num_pending
         subject = found.subject.decode()
-        pending = self.num_pending
-        reply = (
-            f"$JS.ACK.{self.stream.name}.{self.name}.{delivery.num_delivered}.{found.seq}."
-            f"{delivery.consumer_seq}.{found.ts_ns}.{pending}@{subject}"
+        ack = (
+            f"$JS.ACK.{self.stream.name}.{self.name}.{count}.{found.seq}."
+            f"{st.delivered.consumer_seq + 1}.{found.ts_ns}.{pending}"
         )
         hdrs: bytes | None = found.hdrs or None
         data = found.data
         if self.config.headers_only is True:
             hdrs = headers.build([("Nats-Msg-Size", str(len(data)))], hdrs)
             data = b""
-        size = len(subject) + len(reply) + (len(hdrs) if hdrs else 0) + len(data)
-        return found, size, delivery, reply, hdrs, data
+        size = len(subject) + len(ack) + (len(hdrs) if hdrs else 0) + len(data)
+        if room and size > room:
+            if is_new:
+                self._unread(found)
+            raise _TooBig
+        if is_new:
+            self.num_pending = pending
+        delivery = acks.on_deliver(st, self.settings, found.seq, now)
+        entry = st.pending.get(found.seq)
+        if entry is not None and entry.deadline_ns and entry.deadline_ns < self._deadline_hint:
+            self._deadline_hint = entry.deadline_ns
+        self.last_delivered_ns = now
+        self.last_active_ns = now
+        self.touch()
+        return found, size, delivery, f"{ack}@{subject}", hdrs, data
+
+    def _unread(self, found: reads.Found) -> None:
+        if self._from_lps:
+            self.lps.appendleft(found.seq)
+        else:
+            self._buffer.appendleft(found)
 
     def _send(
         self, to: str, reply: str, hdrs: bytes | None, data: bytes, queues: list[str] | None, d: acks.Delivery
@@ -495,12 +537,6 @@ class Consumer:
             )
             acks.on_term(self.state, d.stream_seq)
 
-    def _undo(self, delivery: acks.Delivery) -> None:
-        """A chosen message that did not fit the request: make it due again at once."""
-        if self.settings.ack_policy is acks.AckPolicy.NONE:
-            return
-        acks.on_nak(self.state, self.settings, delivery.stream_seq, time.time_ns(), None)
-
     def _next_redelivery(self) -> reads.Found | None:
         while True:
             seq = acks.next_to_redeliver(self.state, self.settings)
@@ -514,6 +550,7 @@ class Consumer:
             self.touch()
 
     def _next_new(self) -> reads.Found | None:
+        self._from_lps = bool(self.lps)
         while self.lps:
             seq = self.lps.popleft()
             with self.manager.store.read() as txn:
@@ -536,6 +573,10 @@ class Consumer:
     def _after_last_per_subject(self) -> None:
         """The last-per-subject snapshot is done: continue with what was stored after it was taken."""
         self._resume_seq = max(self._resume_seq, self.state.delivered.stream_seq + 1)
+
+
+class _TooBig(Exception):
+    """The next message is larger than what is left of a pull request's max_bytes."""
 
 
 def _parse_pull(body: bytes) -> PullRequest:

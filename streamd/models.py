@@ -268,7 +268,7 @@ class ReplayPolicy(enum.StrEnum):
     ORIGINAL = "original"
 
 
-class ConsumerConfig(msgspec.Struct, kw_only=True):
+class ConsumerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A consumer's settings; omitted-when-empty fields stay UNSET, as the server's omitempty ones."""
 
     durable_name: str | UnsetType = UNSET
@@ -305,9 +305,12 @@ class ConsumerConfig(msgspec.Struct, kw_only=True):
     priority_groups: Any | UnsetType = UNSET
     priority_policy: Any | UnsetType = UNSET
     priority_timeout: Any | UnsetType = UNSET
+    pinned_ttl: Any | UnsetType = UNSET
+    direct: bool | UnsetType = UNSET
+    sourcing: Any | UnsetType = UNSET
 
 
-class ConsumerCreateRequest(msgspec.Struct, kw_only=True):
+class ConsumerCreateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     stream_name: str = ""
     config: ConsumerConfig = msgspec.field(default_factory=ConsumerConfig)
     action: str = ""
