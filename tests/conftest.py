@@ -12,6 +12,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from streamd import Service, ServiceConfig
+from tests.helpers import wait_for
 from tests.natsd import NatsServer, run_nats_server
 
 
@@ -63,6 +64,7 @@ async def start_service(nats_server: NatsServer, tmp_path: Path) -> AsyncIterato
             ready.cancel()
             task.result()
         assert ready in done, "streamd did not become ready"
+        await _api_answers(str(settings["server"]), str(settings.get("domain") or ""))
         handle = RunningService(service, task)
         running.append(handle)
         return handle
@@ -71,6 +73,24 @@ async def start_service(nats_server: NatsServer, tmp_path: Path) -> AsyncIterato
     for handle in running:
         if not handle.task.done():
             await handle.stop()
+
+
+async def _api_answers(url: str, domain: str) -> None:
+    """Right after a restart the server may, for a few ms, still report no responders: wait that out."""
+    prefix = f"$JS.{domain}.API" if domain else "$JS.API"
+    probe = await nats.connect(url)
+    try:
+
+        async def answered() -> bool:
+            try:
+                await probe.request(f"{prefix}.INFO", b"", timeout=1)
+            except nats.errors.NoRespondersError:
+                return False
+            return True
+
+        await wait_for(answered, timeout=10)
+    finally:
+        await probe.close()
 
 
 @pytest.fixture

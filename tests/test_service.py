@@ -67,7 +67,7 @@ async def test_graceful_stop_answers_everything_it_took(start_service: StartServ
     assert acked, "the stop came before anything was acknowledged; the test proves nothing"
 
     await start_service()
-    info = await js.stream_info("STOP")
+    info = await wait_for(lambda: js.stream_info("STOP"))
     assert info.state.last_seq >= max(acked)
     for seq in sorted(acked)[:: max(1, len(acked) // 50)]:
         assert (await js.get_msg("STOP", seq)).seq == seq

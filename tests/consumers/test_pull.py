@@ -185,7 +185,7 @@ async def test_durable_survives_restart(start_service: StartService, streamd: Ru
     await msgs[0].ack_sync()
     await streamd.stop()
     await start_service()
-    info = await js.consumer_info("P", "keep")
+    info = await wait_for(lambda: js.consumer_info("P", "keep"))
     assert info.ack_floor.stream_seq == 1 and info.delivered.stream_seq == 2 and info.num_pending == 2
     sub2 = await js.pull_subscribe_bind("keep", "P")
     got = await sub2.fetch(10, timeout=2)
