@@ -40,7 +40,7 @@ from .models import (
 
 logger = logging.getLogger(__name__)
 
-API_LEVEL = 0
+API_LEVEL = 1  # 2.11 features: per-message TTL and subject delete markers
 NAMES_LIMIT = 1024
 LIST_LIMIT = 256
 SUBJECTS_LIMIT = 100_000

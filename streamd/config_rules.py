@@ -103,7 +103,9 @@ def _check_needs_no_ack(subj: str) -> None:
 def _check_flags(c: StreamConfig) -> None:
     if c.sealed:  # a sealed stream is read-only for good: the server makes that explicit in its config
         c.deny_delete = c.deny_purge = True
+        c.allow_rollup_hdrs = False
         c.discard = Discard.NEW
+        c.max_age = 0
     if c.deny_purge and c.allow_rollup_hdrs:
         raise _invalid("roll-ups require the purge permission")
     if c.discard_new_per_subject is True:

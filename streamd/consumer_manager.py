@@ -29,6 +29,10 @@ from .writer import Writer
 
 logger = logging.getLogger(__name__)
 _NO_RESPONDERS = b"NATS/1.0 503\r\n\r\n"
+# Deliveries and acks without a reply change state constantly under load; persisting them at most every
+# LAZY_FLUSH turns one commit (and fsync) per fetch into a few per second. After a crash the last fraction of a
+# second of such acks may be redelivered (at least once, as JetStream); acks with a reply are never lost.
+LAZY_FLUSH = 0.1
 _ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER."
 _ENC = msgspec.json.Encoder()
 
@@ -58,6 +62,7 @@ class ConsumerManager:
         self._flush = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._advisories: list[tuple[str, bytes]] = []
+        self._lazy: asyncio.TimerHandle | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------------------------
 
@@ -317,7 +322,7 @@ class ConsumerManager:
                     subject = found.subject.decode(errors="replace")
                     if all(_acked(o, seq) for o in group.values() if o.matches(subject)):
                         self._retire.append((stream, seq))
-        self._flush.set()
+        self._flush_soon()
 
     def on_commit(self, batch: streams.Batch) -> None:
         """From the writer, on the loop, after a commit: keep pending counts right and wake consumers."""
@@ -349,8 +354,13 @@ class ConsumerManager:
     # ---- persistence ---------------------------------------------------------------------------------------
 
     def mark_dirty(self, c: Consumer) -> None:
+        """State changed; it is persisted within LAZY_FLUSH (an ack with a reply flushes at once)."""
         self._dirty.add(c)
-        self._flush.set()
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        if self._lazy is None and not self._flush.is_set():
+            self._lazy = asyncio.get_running_loop().call_later(LAZY_FLUSH, self._flush.set)
 
     def schedule_flush(self) -> None:
         self._flush.set()
@@ -359,6 +369,9 @@ class ConsumerManager:
         while True:
             await self._flush.wait()
             self._flush.clear()
+            if self._lazy is not None:
+                self._lazy.cancel()
+                self._lazy = None
             try:
                 await self._persist()
             except Exception:

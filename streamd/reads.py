@@ -105,8 +105,10 @@ def next_matching(
 ) -> tuple[list[Found], int]:
     """Up to `limit` messages with seq >= start that the filters select, in order; -> (found, resume_seq).
 
-    `resume_seq` is where a later call may continue: after the last message returned, or after the last record
-    scanned when a filtered scan gave up after `scan_limit` records (so a sparse filter never stalls the loop).
+    `resume_seq` is where a later call may continue: after the last record this read transaction saw (returned,
+    or scanned and skipped; a filtered scan gives up after `scan_limit` records so a sparse filter never stalls
+    the loop). It is never derived from the stream's live counters: those may already include commits that this
+    snapshot does not, and skipping past them would lose those messages for the consumer.
     """
     out: list[Found] = []
     start = max(start, 1)
@@ -121,10 +123,13 @@ def next_matching(
             found = load(txn, stream, seq)
             if found is not None:
                 out.append(found)
-        return out, (out[-1].seq + 1 if out else stream.committed.last_seq + 1)
+        if len(out) >= limit:
+            return out, out[-1].seq + 1
+        # Resume after what this snapshot holds, never after what was committed since (that is not seen here).
+        return out, max(start, _snapshot_last(txn, stream) + 1)
     cur = txn.cursor(db=stream.dbs.msgs)
     if not cur.set_range(SEQ.pack(start)):
-        return out, stream.committed.last_seq + 1
+        return out, start
     scanned = 0
     seq = start
     for key, raw in cur:
@@ -136,7 +141,12 @@ def next_matching(
                 return out, seq + 1
         if scanned >= scan_limit:
             return out, seq + 1
-    return out, max(seq + 1, stream.committed.last_seq + 1)
+    return out, seq + 1
+
+
+def _snapshot_last(txn: lmdb.Transaction, stream: Stream) -> int:
+    cur = txn.cursor(db=stream.dbs.msgs)
+    return int(SEQ.unpack(cur.key())[0]) if cur.last() else 0
 
 
 def _take_dups(cur: lmdb.Cursor, limit: int) -> list[bytes]:

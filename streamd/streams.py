@@ -31,6 +31,7 @@ from .store import (
 )
 
 MAX_HEADER = 64 * 1024
+MARKER_REASON = b"Nats-Marker-Reason"
 MAX_PLAIN_ID = 400
 MAX_SUBJECT = 480  # the subject is an LMDB key in the subject index (511 bytes at most)
 _NS = 1_000_000_000
@@ -418,8 +419,18 @@ def expire(b: Batch, stream: Stream) -> None:
         return
     if cfg.max_age > 0:
         cutoff = b.now_ns - cfg.max_age
+        emptied: list[bytes] = []
         while c.messages and c.first_ns and c.first_ns <= cutoff:
+            raw = b.txn.get(SEQ.pack(c.first_seq), db=stream.dbs.msgs)
             delete_seq(b, stream, c.first_seq)
+            if raw is not None and MARKER_REASON not in bytes(raw[:4096]):
+                subject = message_subject(raw)
+                if not _subject_count(b, stream, subject):
+                    emptied.append(subject)
+        marker_ttl = cfg.subject_delete_marker_ttl
+        if isinstance(marker_ttl, int) and marker_ttl > 0:
+            for subject in emptied:
+                _write_marker(b, stream, subject, b"MaxAge", marker_ttl)
     cur = b.txn.cursor(db=stream.dbs.ttl)
     while cur.first():
         due, seq = unpack_pair(cur.key())
@@ -428,6 +439,16 @@ def expire(b: Batch, stream: Stream) -> None:
         cur.delete()
         delete_seq(b, stream, seq)
     trim_dedup(b, stream)
+
+
+def _write_marker(b: Batch, stream: Stream, subject: bytes, reason: bytes, ttl_ns: int) -> None:
+    """A subject delete marker: watchers learn the subject is gone; it expires itself after `ttl_ns`."""
+    ttl = f"{ttl_ns // _NS}s" if ttl_ns % _NS == 0 else f"{ttl_ns}ns"
+    hdrs = b"NATS/1.0\r\n" + MARKER_REASON + b": " + reason + b"\r\nNats-TTL: " + ttl.encode() + b"\r\n\r\n"
+    try:
+        store_message(b, stream, subject, hdrs, b"")
+    except errors.ApiError:
+        pass  # a full stream (discard new) refuses the marker, as it would any message
 
 
 def trim_dedup(b: Batch, stream: Stream) -> None:

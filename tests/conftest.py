@@ -64,7 +64,8 @@ async def start_service(nats_server: NatsServer, tmp_path: Path) -> AsyncIterato
             ready.cancel()
             task.result()
         assert ready in done, "streamd did not become ready"
-        await _api_answers(str(settings["server"]), str(settings.get("domain") or ""))
+        if not any(settings.get(k) for k in ("user", "token", "nkey_seed", "creds", "tls_ca")):
+            await _api_answers(str(settings["server"]), str(settings.get("domain") or ""))
         handle = RunningService(service, task)
         running.append(handle)
         return handle

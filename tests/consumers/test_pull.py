@@ -205,3 +205,58 @@ async def test_unknown_consumer_and_push_consumer_pulls(nc: Client, js: JetStrea
     await nc.publish("$JS.API.CONSUMER.MSG.NEXT.U.pushy", b'{"batch":1}', reply=inbox)
     status = await sub.next_msg(timeout=3)
     assert status.headers == {"Status": "409", "Description": "Consumer is push based"}
+
+
+async def test_consumers_reading_at_the_tail_miss_nothing_while_publishes_arrive(js: JetStreamContext) -> None:
+    """Regression: the resume point of a read must come from its own snapshot, not from newer commits."""
+    await js.add_stream(name="TAIL", subjects=["tail"])
+    total = 4000
+    sub = await js.pull_subscribe("tail", durable="tail", stream="TAIL", config=ConsumerConfig(ack_policy="none"))
+    pushed: list[int] = []
+
+    async def on_push(msg: nats.aio.msg.Msg) -> None:
+        pushed.append(msg.metadata.sequence.stream)
+
+    await js.subscribe("tail", cb=on_push, stream="TAIL", config=ConsumerConfig(ack_policy="none"))
+
+    async def produce() -> None:
+        for i in range(0, total, 200):
+            futures = [await js.publish_async("tail", b"%d" % n) for n in range(i, i + 200)]
+            await asyncio.gather(*futures)
+
+    producer = asyncio.create_task(produce())
+    pulled: list[int] = []
+    while len(pulled) < total:
+        try:
+            pulled += [m.metadata.sequence.stream for m in await sub.fetch(50, timeout=1)]
+        except nats.errors.TimeoutError:
+            assert not producer.done() or len(pulled) == total, f"stalled after {len(pulled)} of {total}"
+    await producer
+    assert pulled == list(range(1, total + 1))
+    await wait_for(lambda: len(pushed) == total)
+    assert pushed == list(range(1, total + 1))
+
+
+async def test_a_read_resumes_after_its_own_snapshot(streamd: RunningService, js: JetStreamContext) -> None:
+    """Regression (messages were skipped): a read that began before newer commits resumes after what it saw."""
+    from streamd import reads
+
+    await js.add_stream(name="SNAP", subjects=["snap.>"])
+    for i in range(5):
+        await js.publish("snap.a", b"%d" % i)
+    ctx = streamd.service.ctx
+    assert ctx is not None
+    stream = ctx.manager.get("SNAP")
+    txn = ctx.manager.store.env.begin()  # a snapshot holding seqs 1..5
+    try:
+        for i in range(5):
+            await js.publish("snap.a", b"later %d" % i)
+        assert stream.committed.last_seq == 10
+        found, resume = reads.next_matching(txn, stream, [], 1, 100)
+        assert [f.seq for f in found] == [1, 2, 3, 4, 5] and resume == 6
+        found, resume = reads.next_matching(txn, stream, ["snap.a"], 1, 100)
+        assert [f.seq for f in found] == [1, 2, 3, 4, 5] and resume == 6
+        found, resume = reads.next_matching(txn, stream, ["snap.*"], 3, 100)
+        assert [f.seq for f in found] == [3, 4, 5] and resume == 6
+    finally:
+        txn.abort()
