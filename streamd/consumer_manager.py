@@ -281,6 +281,11 @@ class ConsumerManager:
         c.request_next(reply, body, time.time_ns())
         return True
 
+    def pull_request_or_503(self, stream_name: str, name: str, reply: str, body: bytes) -> None:
+        """MSG.NEXT from the raw path; an unknown consumer gets the 503 status no responders would give."""
+        if not self.pull_request(stream_name, name, reply, body):
+            self.leaf.send(reply, None, _NO_RESPONDERS, b"")
+
     def on_ack(self, subject: bytes, reply: bytes, data: bytes, _hdrs: bytes | None) -> None:
         """Raw handler for `$JS.ACK.>` on the client connection (never raises on foreign input)."""
         info = acks.parse_ack_subject(subject.decode(errors="replace"))

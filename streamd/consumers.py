@@ -106,6 +106,7 @@ class Consumer:
     # would cost O(pending) per ack; deadlines are only added by deliveries, naks and +WPI, which lower this hint.
     _deadline_hint: int = 0
     _from_lps: bool = False
+    _stepping: bool = False
 
     def __post_init__(self) -> None:
         self.configure(self.config)
@@ -214,7 +215,12 @@ class Consumer:
                 created_ns=now_ns,
             )
         )
-        self.wake.set()
+        if self._stepping or self.paused(now_ns) or self._deadline_hint <= now_ns:
+            self.wake.set()  # the task has work to do first (or is doing it)
+        elif self._deliver_pull_now(now_ns) or self.waiting:
+            # Served at once without a trip through the task; the task takes over what is left (back-pressure,
+            # or a request still open: it must arm the timers for its expiry and heartbeats).
+            self.wake.set()
 
     def _check_pull(self, req: PullRequest) -> str:
         cfg = self.config
@@ -246,7 +252,8 @@ class Consumer:
                 done = [seq]
                 self.manager.advise_term(self, info, ack.reason)
         self.touch()
-        self.wake.set()
+        if self.waiting or self.is_push:  # freed capacity or a redelivery: only useful to someone waiting
+            self.wake.set()
         return done
 
     def on_fc_reply(self, subject: str) -> None:
@@ -284,6 +291,7 @@ class Consumer:
             self.wake.clear()
             if self.deleted:
                 break
+            self._stepping = True
             try:
                 await self._step(time.time_ns())
             except asyncio.CancelledError:
@@ -291,6 +299,8 @@ class Consumer:
             except Exception:
                 logger.exception("consumer '%s > %s' delivery step failed", self.stream.name, self.name)
                 await asyncio.sleep(0.1)
+            finally:
+                self._stepping = False
 
     def _next_wakeup(self) -> float | None:
         now = time.time_ns()
@@ -365,15 +375,20 @@ class Consumer:
         return {"Nats-Pending-Messages": str(w.batch - w.sent), "Nats-Pending-Bytes": str(left_bytes)}
 
     async def _deliver_pull(self, now: int) -> None:
+        while self._deliver_pull_now(now):
+            await self.leaf.wait_writable()
+
+    def _deliver_pull_now(self, now: int) -> bool:
+        """Serve waiting pull requests with what is available; True when stopped by leaf back-pressure."""
         while self.waiting:
             w = self.waiting[0]
             if not self.leaf.connected:
-                return
+                return False
             if not self.leaf.has_interest(w.reply):
                 # The request can come in on the client connection before the hub has told the leaf about the
                 # requester's inbox: wait for its LS+ (the manager wakes us) rather than send into the void.
                 if now - w.created_ns <= INTEREST_GRACE:
-                    return
+                    return False
                 self.waiting.popleft()
                 continue
             try:
@@ -387,7 +402,7 @@ class Consumer:
                     self._status(w.reply, 404, "No Messages")
                     self.waiting.popleft()
                     continue
-                return
+                return False
             found, size, delivery, reply, hdrs, data = item
             self._send(w.reply, reply, hdrs, data, None, delivery)
             w.sent += 1
@@ -400,7 +415,8 @@ class Consumer:
             elif w.max_bytes and w.bytes_sent >= w.max_bytes:
                 self.waiting.popleft()  # the byte budget is spent exactly: the request is over
             if self.leaf.pending_bytes > 4 << 20:
-                await self.leaf.wait_writable()
+                return True
+        return False
 
     async def _deliver_push(self, now: int) -> None:
         if not self.push_bound() or not self.leaf.connected:

@@ -298,7 +298,9 @@ class Service:
             assert self.ctx is not None
             await api.dispatch(self.ctx, msg.subject[cut:].split("."), msg.reply, msg.data, msg.headers)
 
-        for subject in (f"{prefix}.INFO", f"{prefix}.STREAM.>", f"{prefix}.CONSUMER.>"):
+        verbs = ("CREATE", "DURABLE", "INFO", "DELETE", "NAMES", "LIST", "PAUSE")
+        consumer_subjects = [f"{prefix}.CONSUMER.{verb}.>" for verb in verbs]
+        for subject in (f"{prefix}.INFO", f"{prefix}.STREAM.>", *consumer_subjects):
             self._api_subs.append(
                 await conn.subscribe(
                     subject, cb=on_api, pending_msgs_limit=API_PENDING_MSGS, pending_bytes_limit=API_PENDING_BYTES
@@ -306,9 +308,19 @@ class Service:
             )
 
     async def _subscribe_acks(self, conn: Connection, consumers: ConsumerManager) -> None:
+        """Acks, flow-control replies and pull requests take the raw path: no Msg objects, no queue hop."""
+        next_prefix = f"{self.config.api_prefix}.CONSUMER.MSG.NEXT."
+        cut = len(next_prefix)
+
+        def on_next(subject: bytes, reply: bytes, data: bytes, _hdrs: bytes | None) -> None:
+            names = subject[cut:].decode(errors="replace").split(".")
+            if len(names) == 2 and reply:
+                consumers.pull_request_or_503(names[0], names[1], reply.decode(), bytes(data))
+
         self._ack_subs = [
             await conn.subscribe_raw("$JS.ACK.>", consumers.on_ack),
             await conn.subscribe_raw("$JS.FC.>", consumers.on_flow_control),
+            await conn.subscribe_raw(next_prefix + ">", on_next),
         ]
 
     async def _subjects_changed(self, stream: streams.Stream, old: list[str], new: list[str]) -> None:
