@@ -378,15 +378,31 @@ def _remove(state: ConsumerState, seqs: list[int]) -> bool:
     if removed and not state.pending:
         state.ack_floor = state.delivered
     elif moved:
-        # pending is keyed in first-delivery order, which is stream order (new deliveries only go up, and a
-        # redelivery updates its entry in place), so its first key is the lowest: O(1) instead of a scan per ack.
-        lowest_stream = next(iter(state.pending))
+        only = seqs[0] if len(seqs) == 1 and seqs[0] == floor.stream_seq + 1 else 0
+        lowest_stream = _lowest_pending(state, only)
         if state.redelivered:
             lowest_consumer = min(p.consumer_seq for p in state.pending.values())
         else:  # first deliveries get consumer seqs in stream order
             lowest_consumer = state.pending[lowest_stream].consumer_seq
         state.ack_floor = SequencePair(lowest_consumer - 1, lowest_stream - 1)
     return removed
+
+
+def _lowest_pending(state: ConsumerState, removed_lowest: int) -> int:
+    """The lowest pending stream seq, cheaply in the common case of in-order acks.
+
+    When the one message just removed (`removed_lowest`) was `floor + 1`, nothing at or below it is pending,
+    so probing upwards finds the minimum after a few dict lookups. Otherwise: pending is keyed in
+    first-delivery order, which is stream order (new deliveries only go up; a redelivery updates its entry in
+    place), so its first key is the lowest (CPython skips deleted slots while iterating, which is why the probe
+    comes first).
+    """
+    pending = state.pending
+    if removed_lowest:
+        for candidate in range(removed_lowest + 1, removed_lowest + 33):
+            if candidate in pending:
+                return candidate
+    return next(iter(pending))
 
 
 # ---- ack payloads -----------------------------------------------------------------------------------------------

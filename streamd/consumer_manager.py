@@ -285,10 +285,11 @@ class ConsumerManager:
         """MSG.NEXT from the raw path; an unknown consumer gets the 503 status no responders would give."""
         if not self.pull_request(stream_name, name, reply, body):
             self.leaf.send(reply, None, _NO_RESPONDERS, b"")
+        self.leaf.write_now()
 
     def on_ack(self, subject: bytes, reply: bytes, data: bytes, _hdrs: bytes | None) -> None:
         """Raw handler for `$JS.ACK.>` on the client connection (never raises on foreign input)."""
-        info = acks.parse_ack_subject(subject.decode(errors="replace"))
+        info = _fast_ack_info(subject) or acks.parse_ack_subject(subject.decode(errors="replace"))
         if info is None:
             return
         c = self.by_stream.get(info.stream, {}).get(info.consumer)
@@ -491,6 +492,14 @@ class ConsumerManager:
                 "deliveries": event.deliveries,
             },
         )
+
+
+def _fast_ack_info(subject: bytes) -> acks.AckInfo | None:
+    """The v1 ack subject every delivery from streamd carries, parsed without the general path's checks."""
+    p = subject.split(b".")
+    if len(p) != 9 or p[1] != b"ACK" or not b"".join(p[4:9]).isdigit() or not p[2] or not p[3]:
+        return None
+    return acks.AckInfo(p[2].decode(), p[3].decode(), int(p[4]), int(p[5]), int(p[6]), int(p[7]), int(p[8]))
 
 
 def _same(a: ConsumerConfig, b: ConsumerConfig) -> bool:

@@ -230,6 +230,18 @@ class LeafConnection:
         while self._connected and len(self._out) > self._limit:
             await self._writable.wait()
 
+    def write_now(self) -> None:
+        """Hand what is buffered to the socket now instead of on the writer task's next turn: for a reply to a
+        request in hand (one loop iteration less of latency). Safe to call any time; a no-op when idle."""
+        session = self._session
+        if not self._out or not self._connected or session is None:
+            return
+        if session.writer.transport.get_write_buffer_size() > self._limit:
+            return  # back-pressure: leave it to the writer task, which drains
+        data, self._out = self._out, bytearray()
+        session.writer.write(data)
+        self._writable.set()
+
     async def flush(self, timeout: float = 5.0) -> None:
         """Barrier: returns when the hub has processed everything sent before (PING/PONG); TimeoutError if slow."""
         if not self._connected:
