@@ -63,6 +63,7 @@ class ConsumerManager:
         self._tasks: set[asyncio.Task[None]] = set()
         self._advisories: list[tuple[str, bytes]] = []
         self._lazy: asyncio.TimerHandle | None = None
+        self._acks_in: list[tuple[bytes, bytes, bytes]] = []
 
     # ---- lifecycle -----------------------------------------------------------------------------------------
 
@@ -288,7 +289,25 @@ class ConsumerManager:
         self.leaf.write_now()
 
     def on_ack(self, subject: bytes, reply: bytes, data: bytes, _hdrs: bytes | None) -> None:
-        """Raw handler for `$JS.ACK.>` on the client connection (never raises on foreign input)."""
+        """Raw handler for `$JS.ACK.>`: acks are applied right after the current socket read is parsed.
+
+        A client acks a batch and then asks for the next one on the same connection; deferring the acks lets
+        that pull request be served first instead of waiting behind a hundred acks.
+        """
+        self._acks_in.append((subject, reply, data))
+        if len(self._acks_in) == 1:
+            asyncio.get_running_loop().call_soon(self._apply_acks)
+
+    def _apply_acks(self) -> None:
+        batch, self._acks_in = self._acks_in, []
+        for subject, reply, data in batch:
+            try:
+                self._apply_ack(subject, reply, data)
+            except Exception:
+                logger.exception("ack on %r failed", subject[:200])
+
+    def _apply_ack(self, subject: bytes, reply: bytes, data: bytes) -> None:
+        """One ack (never raises on foreign input)."""
         info = _fast_ack_info(subject) or acks.parse_ack_subject(subject.decode(errors="replace"))
         if info is None:
             return

@@ -1,0 +1,1 @@
+"""Runnable examples: `python -m streamd.examples.jobs`, `python -m streamd.examples.projection`."""
