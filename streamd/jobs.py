@@ -420,7 +420,7 @@ class Worker:
             try:
                 if not self._stopping.is_set():
                     msgs = await self._sub.fetch(free, timeout=self.fetch_timeout)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats-py raises its own subclass or, near the deadline, the plain one
                 pass
             except Exception:
                 log.exception("jobs: fetch from %s failed", self.queue.stream)

@@ -118,7 +118,7 @@ class _Reader:
             assert self._sub is not None
             try:
                 self._buffer = await self._sub.fetch(self._batch, timeout=_FETCH_TIMEOUT)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats-py raises its own subclass or, near the deadline, the plain one
                 if not self._follow and await self._caught_up():
                     self._done = True
         msg = self._buffer.pop(0)
