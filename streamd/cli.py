@@ -136,5 +136,10 @@ async def _serve(cfg: ServiceConfig) -> None:
     await service.run()
 
 
+from .cli_admin import register  # noqa: E402  (the admin commands: stream, consumer, publish, context, report)
+
+register(app)
+
+
 def main() -> None:
     app()
