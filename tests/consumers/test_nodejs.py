@@ -17,15 +17,13 @@ import fcntl
 import json
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
-from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from tests.differential import backend, js, nc, server_url  # noqa: F401
 from tests.helpers import wait_for
 
 JS_DIR = Path(__file__).resolve().parent.parent / "js"
@@ -70,34 +68,6 @@ def node() -> str:
                     pytrace=False,
                 )
     return node_bin
-
-
-@pytest.fixture(params=["jetstream", "streamd"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def server_url(backend: str, request: pytest.FixtureRequest) -> str:
-    """URL of a NATS server whose `$JS.API` is answered by the backend under test."""
-    if backend == "jetstream":
-        return str(request.getfixturevalue("jetstream_server").url)
-    request.getfixturevalue("streamd")  # in-process streamd attached to the core `nats_server`
-    return str(request.getfixturevalue("nats_server").url)
-
-
-# `nc` and `js` shadow the streamd-only fixtures of tests/conftest.py in this module.
-@pytest.fixture
-async def nc(server_url: str) -> AsyncIterator[Client]:
-    client = await nats.connect(server_url)
-    yield client
-    with contextlib.suppress(Exception):
-        await client.close()
-
-
-@pytest.fixture
-def js(nc: Client) -> JetStreamContext:
-    return nc.jetstream(timeout=5)
 
 
 async def run_js(node: str, script: str, url: str) -> dict[str, Any]:

@@ -7,34 +7,11 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator
 
-import nats
 import pytest
-from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from streamd.replay import CheckpointedReader, Event, Projection, replay
 from tests.helpers import wait_for
-
-
-@pytest.fixture(params=["jetstream", "streamd"])
-def server_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "jetstream":
-        return str(request.getfixturevalue("jetstream_server").url)
-    request.getfixturevalue("streamd")
-    return str(request.getfixturevalue("nats_server").url)
-
-
-@pytest.fixture
-async def nc(server_url: str) -> AsyncIterator[Client]:
-    client = await nats.connect(server_url)
-    yield client
-    with contextlib.suppress(Exception):
-        await client.close()
-
-
-@pytest.fixture
-def js(nc: Client) -> JetStreamContext:
-    return nc.jetstream(timeout=5)
 
 
 async def _fill(js: JetStreamContext) -> None:
