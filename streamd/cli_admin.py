@@ -33,8 +33,10 @@ def register(app: typer.Typer) -> None:
     app.add_typer(stream_app, name="stream")
     app.add_typer(consumer_app, name="consumer")
     from .cli_jobs import jobs_app
+    from .cli_streaming import register as register_streaming
 
     app.add_typer(jobs_app, name="jobs")
+    register_streaming(app)
     app.registered_commands.extend(top_app.registered_commands)
 
 
