@@ -129,6 +129,44 @@ async def consumer_add(
     s.emit(info, lambda: _print_consumer(info, f"Created consumer {name} on stream {stream}"))
 
 
+@admin_command(consumer_app, "edit")
+async def consumer_edit(
+    s: Session,
+    stream: StreamName,
+    name: ConsumerName,
+    filter_subject: Annotated[
+        list[str] | None, typer.Option("--filter", help="Only messages on this subject (repeatable).")
+    ] = None,
+    ack_wait: Annotated[str | None, typer.Option(help="Redeliver when not acknowledged within this, e.g. 30s.")] = None,
+    max_deliver: Annotated[int | None, typer.Option(help="Stop redelivering after N deliveries.")] = None,
+    max_ack_pending: Annotated[int | None, typer.Option(help="Most messages waiting for acknowledgement.")] = None,
+    description: Annotated[str | None, typer.Option(help="Free text describing the consumer.")] = None,
+) -> None:
+    """Change a consumer's settings that may change (the rest stay as they are)."""
+    current = await s.api(f"CONSUMER.INFO.{stream}.{name}")
+    config: dict[str, Any] = dict(current["config"])
+    if filter_subject:
+        config.pop("filter_subject", None)
+        config.pop("filter_subjects", None)
+        if len(filter_subject) == 1:
+            config["filter_subject"] = filter_subject[0]
+        else:
+            config["filter_subjects"] = filter_subject
+    if ack_wait is not None:
+        config["ack_wait"] = parse_duration(ack_wait, "--ack-wait")
+    if max_deliver is not None:
+        config["max_deliver"] = max_deliver
+    if max_ack_pending is not None:
+        config["max_ack_pending"] = max_ack_pending
+    if description is not None:
+        config["description"] = description
+    if config == current["config"]:
+        raise CliError("nothing to change: give at least one of --filter, --ack-wait, --max-deliver, ...")
+    body = {"stream_name": stream, "config": config, "action": "update"}
+    info = await s.api(f"CONSUMER.CREATE.{stream}.{name}", body, hint="only some settings may change")
+    s.emit(info, lambda: _print_consumer(info, f"Changed consumer {name} on stream {stream}"))
+
+
 @admin_command(consumer_app, "info")
 async def consumer_info(s: Session, stream: StreamName, name: ConsumerName) -> None:
     """Show a consumer's configuration and progress."""

@@ -108,3 +108,13 @@ async def test_pause_resume_report_explain(streamd: object, nats_server: NatsSer
     await asyncio.sleep(0.3)
     assert "Nothing holds consumer IDLE back" in await ok(url, "consumer", "explain", "ORDERS", "IDLE")
     await fetch
+
+
+async def test_consumer_edit_changes_only_what_is_given(streamd: object, nats_server: NatsServer) -> None:
+    url = nats_server.url
+    await _orders(url, 1)
+    await ok(url, "consumer", "add", "ORDERS", "EDITME", "--max-deliver", "5")
+    info = await ok_json(url, "consumer", "edit", "ORDERS", "EDITME", "--ack-wait", "45s", "--max-ack-pending", "7")
+    assert info["config"]["ack_wait"] == 45_000_000_000 and info["config"]["max_ack_pending"] == 7
+    assert info["config"]["max_deliver"] == 5
+    assert "nothing to change" in one_line_error(await cli(url, "consumer", "edit", "ORDERS", "EDITME"))
