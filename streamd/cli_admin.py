@@ -32,11 +32,13 @@ def register(app: typer.Typer) -> None:
     """Add the admin commands to the root `streamd` app."""
     app.add_typer(stream_app, name="stream")
     app.add_typer(consumer_app, name="consumer")
+    from .cli_backup import register as register_backup
     from .cli_jobs import jobs_app
     from .cli_streaming import register as register_streaming
 
     app.add_typer(jobs_app, name="jobs")
     register_streaming(app)
+    register_backup(app)
     app.registered_commands.extend(top_app.registered_commands)
 
 

@@ -1,0 +1,153 @@
+"""`streamd backup` and `streamd restore`: streamd → nats-server -js → streamd, with messages, headers and consumers."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+
+from streamd import cli_backup
+from streamd.cli import app
+from tests.cli import cli, ok, ok_json, one_line_error
+from tests.natsd import NatsServer
+
+cli_backup.register(app)  # a no-op once streamd.cli_admin registers the commands itself
+
+COUNT = 1201  # more than two publish windows
+
+
+def _message(i: int) -> tuple[str, bytes, dict[str, str] | None]:
+    subject = f"orders.{'ab'[i % 2]}"
+    data = b"" if i % 7 == 0 else (b"\x00\xff binary " if i % 11 == 0 else f"order {i}".encode())
+    headers = {"Trace-Id": str(i), "Kind": "x y"} if i % 3 == 0 else None
+    return subject, data, headers
+
+
+async def _fill(url: str) -> None:
+    nc = await nats.connect(url)
+    try:
+        for i in range(1, COUNT + 1):
+            subject, data, headers = _message(i)
+            reply = await nc.request(subject, data, timeout=5, headers=headers)
+            assert json.loads(reply.data)["seq"] == i
+    finally:
+        await nc.close()
+
+
+async def _messages(url: str, stream: str) -> list[tuple[str, str, dict[str, str]]]:
+    viewed = await ok_json(url, "stream", "view", stream, "--limit", str(COUNT + 10))
+    return [(m["subject"], m["data"], m["headers"]) for m in viewed]
+
+
+async def _consumers(url: str, stream: str) -> dict[str, dict[str, Any]]:
+    keys = ("durable_name", "filter_subject", "ack_policy", "ack_wait", "deliver_policy", "max_deliver", "description")
+    listed = await ok_json(url, "consumer", "list", stream)
+    return {c["name"]: {k: c["config"].get(k) for k in keys} for c in listed}
+
+
+def _lines(file: Path) -> list[dict[str, Any]]:
+    with gzip.open(file, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+async def test_backup_streamd_restore_jetstream_and_back(
+    streamd: object, nats_server: NatsServer, jetstream_server: NatsServer, tmp_path: Path
+) -> None:
+    src, js = nats_server.url, jetstream_server.url
+    await ok(src, "stream", "add", "ORDERS", "--subject", "orders.>", "--max-messages", "100000", "--description", "d")
+    await _fill(src)
+    await ok(src, "stream", "delete-message", "ORDERS", "5")
+    await ok(src, "consumer", "add", "ORDERS", "A", "--pull", "--filter", "orders.a", "--ack-wait", "30s")
+    await ok(src, "consumer", "add", "ORDERS", "ALL", "--pull", "--max-deliver", "3", "--description", "every one")
+    expected = await _messages(src, "ORDERS")
+    assert len(expected) == COUNT - 1 and expected[0] == ("orders.b", "order 1", {})
+    assert expected[2] == ("orders.b", "order 3", {"Trace-Id": "3", "Kind": "x y"})
+    consumers = await _consumers(src, "ORDERS")
+    assert set(consumers) == {"A", "ALL"}
+
+    # backup: the documented file format
+    file = tmp_path / "orders.backup.gz"
+    saved = await ok_json(src, "backup", "ORDERS", str(file))
+    assert saved["messages"] == COUNT - 1 and sorted(saved["consumers"]) == ["A", "ALL"]
+    lines = _lines(file)
+    header, records, trailer = lines[0], lines[1:-1], lines[-1]
+    assert header["format"] == "streamd-backup" and header["version"] == 1
+    assert header["stream"]["name"] == "ORDERS" and header["stream"]["description"] == "d"
+    assert header["state"]["messages"] == COUNT - 1 and len(header["consumers"]) == 2
+    assert trailer == {"end": True, "messages": COUNT - 1}
+    assert [r["seq"] for r in records] == [i for i in range(1, COUNT + 1) if i != 5]
+    assert base64.b64decode(records[9]["data"]) == b"\x00\xff binary "  # seq 11 (5 is gone)
+    assert "hdrs" not in records[0] and b"Trace-Id: 3" in base64.b64decode(records[2]["hdrs"])
+    text = await cli(src, "backup", "ORDERS", str(tmp_path / "again.gz"))
+    assert text.exit_code == 0 and "Saved stream ORDERS" in text.stdout and "1200 messages" in text.stdout
+
+    # restore into nats-server -js
+    out = await ok(js, "restore", str(file))
+    assert f"Restored stream ORDERS from {file}: {COUNT - 1} of {COUNT - 1} messages, 2 consumers" in out
+    assert "Sequences and times were assigned anew: 1..1200 (were 1..1201)" in out
+    assert await _messages(js, "ORDERS") == expected
+    assert await _consumers(js, "ORDERS") == consumers
+    info = await ok_json(js, "stream", "info", "ORDERS")
+    assert info["config"]["description"] == "d" and info["config"]["max_msgs"] == 100000
+    assert info["state"]["first_seq"] == 1 and info["state"]["last_seq"] == COUNT - 1
+    line = one_line_error(await cli(js, "restore", str(file)))
+    assert "stream ORDERS already exists" in line and "--stream" in line
+
+    # and back: nats-server -js → streamd, renamed
+    back = tmp_path / "from-js.gz"
+    await ok(js, "backup", "ORDERS", str(back))
+    await ok(src, "stream", "delete", "ORDERS", "--force")
+    restored = await ok_json(src, "restore", str(back), "--stream", "COPY")
+    assert restored["stream"] == "COPY" and restored["messages"] == COUNT - 1
+    assert sorted(restored["consumers"]) == ["A", "ALL"] and restored["duplicates"] == 0
+    assert await _messages(src, "COPY") == expected
+    assert await _consumers(src, "COPY") == consumers
+    cfg = (await ok_json(src, "stream", "info", "COPY"))["config"]
+    assert cfg["subjects"] == ["orders.>"] and cfg["description"] == "d"
+
+
+async def test_bad_files_and_interrupted_backup(
+    streamd: object, nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = nats_server.url
+    not_backup = tmp_path / "plain.txt"
+    not_backup.write_text("hello")
+    assert "cannot read" in one_line_error(await cli(url, "restore", str(not_backup)))
+    assert "cannot read" in one_line_error(await cli(url, "restore", str(tmp_path / "missing.gz")))
+    wrong = tmp_path / "wrong.gz"
+    with gzip.open(wrong, "wt") as f:
+        f.write(json.dumps({"format": "other"}) + "\n")
+    assert "is not a streamd backup file" in one_line_error(await cli(url, "restore", str(wrong)))
+
+    await ok(url, "stream", "add", "S", "--subject", "s.>")
+    for n in range(3):
+        await ok(url, "publish", f"s.{n}", f"m{n}")
+    good = tmp_path / "s.gz"
+    await ok(url, "backup", "S", str(good))
+    truncated = tmp_path / "truncated.gz"
+    with gzip.open(truncated, "wt") as f:
+        f.writelines(json.dumps(r) + "\n" for r in _lines(good)[:-1])
+    line = one_line_error(await cli(url, "restore", str(truncated), "--stream", "T"))
+    assert "is truncated" in line
+    assert "(404/10059)" in one_line_error(await cli(url, "stream", "info", "T"))  # nothing was created
+    assert "(404/10059)" in one_line_error(await cli(url, "backup", "NOPE", str(tmp_path / "nope.gz")))
+
+    # Ctrl-C during a backup: no file left, one line, exit 1
+    real = cli_backup._next_message
+
+    async def interrupted(s: Any, name: str, seq: int) -> Any:
+        if seq >= 2:
+            raise KeyboardInterrupt
+        return await real(s, name, seq)
+
+    monkeypatch.setattr(cli_backup, "_next_message", interrupted)
+    target = tmp_path / "out" / "s.gz"
+    target.parent.mkdir()
+    line = one_line_error(await cli(url, "backup", "S", str(target)))
+    assert line == f"streamd: interrupted after 1 messages — no backup written to {target}"
+    assert list(target.parent.iterdir()) == []
