@@ -32,11 +32,9 @@ import os
 import shlex
 import signal
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import nats
@@ -46,9 +44,9 @@ from bench_publish import (
     check_interrupted,
     fresh_stream,
     interrupted,
+    run_main,
     server_version,
-    start_jetstream,
-    start_streamd,
+    with_system,
 )
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -306,25 +304,14 @@ async def run_system(name: str, url: str, args: argparse.Namespace, log: Log) ->
 
 
 async def run_one(name: str, args: argparse.Namespace, log: Log) -> Results:
-    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmpdir:
-        children: list[Child] = []
-        try:
-            async with contextlib.AsyncExitStack() as stack:
-                starter = start_jetstream if name == "jetstream" else start_streamd
-                url = await starter(stack, Path(tmpdir), args, children)
-                for child in children:
-                    if child.proc is not None:
-                        log.progress(f"{child.name} pid {child.proc.pid}")
-                return await run_system(name, url, args, log)
-        finally:
-            for child in children:
-                for kind, lines in (("", child.problems), (" during shutdown", child.late_problems)):
-                    if lines:
-                        (log.notes if kind else log.warn).append(
-                            f"{child.name} stderr problems{kind} ({len(lines)}):\n"
-                            + "\n".join(f"    {line}" for line in lines[:10]))
-                if child.proc is not None and child.proc.returncode not in (0, -signal.SIGTERM):
-                    log.warn.append(f"{child.name} exit status {child.proc.returncode}; last stderr:\n" + child.dump())
+    def started(children: list[Child]) -> None:
+        for child in children:
+            if child.proc is not None:
+                log.progress(f"{child.name} pid {child.proc.pid}")
+
+    return await with_system(
+        name, args, log.warn, log.notes, lambda url: run_system(name, url, args, log), started
+    )
 
 
 def rows(results: dict[str, Results], args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -406,12 +393,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> int:
-    args = parse_args()
-    try:
-        return asyncio.run(amain(args))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted; child processes stopped", file=sys.stderr)
-        return 130
+    return run_main(amain, parse_args())
 
 
 if __name__ == "__main__":

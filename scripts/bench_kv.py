@@ -31,21 +31,18 @@ import os
 import shlex
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import nats
 from bench_publish import (
-    Child,
     check_interrupted,
     interrupted,
     percentile,
+    run_main,
     server_version,
-    start_jetstream,
-    start_streamd,
+    with_system,
 )
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
@@ -234,23 +231,7 @@ async def run_system(name: str, url: str, args: argparse.Namespace, warn: list[s
 
 
 async def run_one(name: str, args: argparse.Namespace, warn: list[str], notes: list[str]) -> Results:
-    with tempfile.TemporaryDirectory(prefix=f"bench-kv-{name}-") as tmpdir:
-        children: list[Child] = []
-        try:
-            async with contextlib.AsyncExitStack() as stack:
-                starter = start_jetstream if name == "jetstream" else start_streamd
-                url = await starter(stack, Path(tmpdir), args, children)
-                return await run_system(name, url, args, warn)
-        finally:
-            for child in children:
-                for kind, lines in (("", child.problems), (" during shutdown", child.late_problems)):
-                    if lines:
-                        (notes if kind else warn).append(
-                            f"{child.name} stderr problems{kind} ({len(lines)}):\n"
-                            + "\n".join(f"    {line}" for line in lines[:10])
-                        )
-                if child.proc is not None and child.proc.returncode not in (0, -signal.SIGTERM):
-                    warn.append(f"{child.name} exit status {child.proc.returncode}; last stderr:\n" + child.dump())
+    return await with_system(name, args, warn, notes, lambda url: run_system(name, url, args, warn))
 
 
 def fmt(metric: str, value: float | None) -> str:
@@ -345,12 +326,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> int:
-    args = parse_args()
-    try:
-        return asyncio.run(amain(args))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted; child processes stopped", file=sys.stderr)
-        return 130
+    return run_main(amain, parse_args())
 
 
 if __name__ == "__main__":

@@ -29,9 +29,9 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import nats
 from nats.js import JetStreamContext
@@ -267,14 +267,29 @@ async def run_system(name: str, url: str, args: argparse.Namespace, warn: list[s
     return results
 
 
-async def run_one(name: str, args: argparse.Namespace, warn: list[str], notes: list[str]) -> Results:
+T = TypeVar("T")
+
+
+async def with_system(
+    name: str,
+    args: argparse.Namespace,
+    warn: list[str],
+    notes: list[str],
+    body: Callable[[str], Awaitable[T]],
+    started: Callable[[list[Child]], None] | None = None,
+) -> T:
+    """Start `name` ("jetstream" or streamd) in a temp dir, run `body(url)`, stop it, report its stderr problems.
+
+    Shared by every benchmark in scripts/, so each one only says what it measures."""
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmpdir:
         children: list[Child] = []
         try:
             async with contextlib.AsyncExitStack() as stack:
                 starter = start_jetstream if name == "jetstream" else start_streamd
                 url = await starter(stack, Path(tmpdir), args, children)
-                return await run_system(name, url, args, warn)
+                if started is not None:
+                    started(children)
+                return await body(url)
         finally:
             for child in children:
                 for kind, lines in (("", child.problems), (" during shutdown", child.late_problems)):
@@ -284,6 +299,19 @@ async def run_one(name: str, args: argparse.Namespace, warn: list[str], notes: l
                             + "\n".join(f"    {line}" for line in lines[:10]))
                 if child.proc is not None and child.proc.returncode not in (0, -signal.SIGTERM):
                     warn.append(f"{child.name} exit status {child.proc.returncode}; last stderr:\n" + child.dump())
+
+
+async def run_one(name: str, args: argparse.Namespace, warn: list[str], notes: list[str]) -> Results:
+    return await with_system(name, args, warn, notes, lambda url: run_system(name, url, args, warn))
+
+
+def run_main(amain: Callable[[argparse.Namespace], Coroutine[Any, Any, int]], args: argparse.Namespace) -> int:
+    """asyncio.run with the benchmarks' Ctrl-C convention (children stopped, exit status 130)."""
+    try:
+        return asyncio.run(amain(args))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted; child processes stopped", file=sys.stderr)
+        return 130
 
 
 async def server_version() -> str:
@@ -369,12 +397,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> int:
-    args = parse_args()
-    try:
-        return asyncio.run(amain(args))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted; child processes stopped", file=sys.stderr)
-        return 130
+    return run_main(amain, parse_args())
 
 
 if __name__ == "__main__":
