@@ -24,7 +24,7 @@ from .consumers import Consumer, initial_position
 from .leaf import LeafConnection
 from .manager import StreamManager
 from .models import ConsumerConfig, ConsumerInfo, Retention, SequenceInfo
-from .store import Store
+from .store import SEQ, Store, message_subject
 from .writer import Writer
 
 logger = logging.getLogger(__name__)
@@ -218,10 +218,33 @@ class ConsumerManager:
         self.by_stream.get(c.stream.name, {}).pop(c.name, None)
         self._dirty.discard(c)
         if persist:
-            stream_id, name = c.stream.id, c.name
-            await self.writer.call(lambda b: b.store.delete_consumer(b.txn, stream_id, name))
+            stream, name = c.stream, c.name
+            interest = stream.config.retention == Retention.INTEREST
+
+            def delete(b: streams.Batch) -> None:
+                b.store.delete_consumer(b.txn, stream.id, name)
+                if interest:
+                    self._retire_unneeded(b, stream)
+
+            await self.writer.call(delete)
         logger.info("consumer '%s > %s' deleted", c.stream.name, c.name)
         self._advise_action(c, "DELETED", "delete")
+
+    def _retire_unneeded(self, b: streams.Batch, stream: streams.Stream) -> None:
+        """Interest retention after a consumer left: drop what no remaining consumer still needs (writer thread).
+
+        One pass over the stream's messages; the consumers' states are only read here."""
+        group = list(self.by_stream.get(stream.name, {}).values())
+        doomed: list[int] = []
+        cur = b.txn.cursor(db=stream.dbs.msgs)
+        if cur.first():
+            for key, raw in cur:
+                seq = int(SEQ.unpack(key)[0])
+                subject = message_subject(raw).decode(errors="replace")
+                if all(_acked(o, seq) for o in group if o.matches(subject)):
+                    doomed.append(seq)
+        for seq in doomed:
+            streams.delete_seq(b, stream, seq)
 
     async def stream_deleted(self, stream_name: str) -> None:
         """The stream and its records are gone: stop its consumers (their waiters get 409 Consumer Deleted)."""

@@ -70,3 +70,20 @@ async def test_interest_retention_removes_once_every_consumer_acked(js: JetStrea
         return (await js.stream_info("INT")).state.messages == 0
 
     await wait_for(gone)
+
+
+async def test_interest_messages_go_when_the_last_interested_consumer_is_deleted(js: JetStreamContext) -> None:
+    await js.add_stream(name="GONE", subjects=["gone.>"], retention=RetentionPolicy.INTEREST)
+    a = await js.pull_subscribe("gone.>", durable="a", stream="GONE")
+    await js.pull_subscribe("gone.a", durable="b", stream="GONE")
+    for subject in ("gone.a", "gone.a", "gone.b"):
+        await js.publish(subject, b"x")
+    for m in await a.fetch(3, timeout=2):
+        await m.ack_sync()
+    assert (await js.stream_info("GONE")).state.messages == 2  # b still wants the two on gone.a
+    await js.delete_consumer("GONE", "b")
+
+    async def gone() -> bool:
+        return (await js.stream_info("GONE")).state.messages == 0
+
+    await wait_for(gone)
