@@ -301,8 +301,10 @@ async def dispatch(ctx: Context, api_tokens: list[str], reply: str, data: bytes,
     await ctx.conn.publish_raw(reply.encode(), body)
 
 
-async def direct_get(ctx: Context, name: str, subject_tail: list[str], reply: str, data: bytes) -> None:
-    """DIRECT.GET answers with the stored message itself, or a status-only message."""
+def direct_get(ctx: Context, name: str, subject_tail: list[str], reply: bytes, data: bytes) -> None:
+    """DIRECT.GET answers with the stored message itself, or a status-only message.
+
+    Synchronous, from the raw subscription path: a read of committed data and one queued reply, no task hop."""
     if not reply:
         return
     ctx.stats.total += 1
@@ -326,7 +328,7 @@ async def direct_get(ctx: Context, name: str, subject_tail: list[str], reply: st
             raise _DirectError(404, "Message Not Found") from None
     except _DirectError as exc:
         ctx.stats.errors += 1
-        await ctx.conn.publish_raw(reply.encode(), b"", headers.status(exc.code, exc.text))
+        ctx.conn.send_soon(reply, b"", headers.status(exc.code, exc.text))
         return
     extra = [
         ("Nats-Stream", name),
@@ -334,7 +336,7 @@ async def direct_get(ctx: Context, name: str, subject_tail: list[str], reply: st
         ("Nats-Sequence", str(found.seq)),
         ("Nats-Time-Stamp", timefmt.format_ns(found.ts_ns)),
     ]
-    await ctx.conn.publish_raw(reply.encode(), found.data, headers.build(extra, found.hdrs or None))
+    ctx.conn.send_soon(reply, found.data, headers.build(extra, found.hdrs or None))
 
 
 class _DirectError(Exception):

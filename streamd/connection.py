@@ -8,6 +8,8 @@ handed the subject, reply, header block and payload exactly as the parser read t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -59,6 +61,19 @@ class Connection(Client):
         """Publish (subject, payload) pairs, without headers, as one write."""
         await self._write(b"".join(b"PUB %s %d\r\n%s\r\n" % (s, len(p), p) for s, p in messages))
         self.stats["out_msgs"] += len(messages)
+
+    def send_soon(self, subject: bytes, payload: bytes, hdrs: bytes | None = None) -> None:
+        """Publish without awaiting, for raw handlers: the command joins nats-py's pending buffer and its flusher
+        task writes it on its next turn (as `publish` would, minus the coroutine)."""
+        if self.is_closed:
+            return
+        cmd = _command(subject, b"", hdrs, payload)
+        self._pending.append(cmd)
+        self._pending_data_size += len(cmd)
+        queue = self._flush_queue
+        if queue is not None and queue.empty():
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(asyncio.get_running_loop().create_future())
 
     async def _write(self, cmd: bytes) -> None:
         if self.is_closed:

@@ -346,18 +346,18 @@ class Service:
             self._direct_subs[stream.name] = await self._subscribe_direct(conn, stream.name)
         elif not wanted and subs is not None:
             for sub in self._direct_subs.pop(stream.name):
-                await sub.unsubscribe()
+                await conn.unsubscribe_raw(sub)
 
     async def _subscribe_direct(self, conn: Connection, name: str) -> list[Any]:
         base = f"{self.config.api_prefix}.DIRECT.GET.{name}"
         skip = len(base) + 1
 
-        async def on_direct(msg: Any) -> None:
+        def on_direct(subject: bytes, reply: bytes, data: bytes, _hdrs: bytes | None) -> None:
             assert self.ctx is not None
-            tail = msg.subject[skip:].split(".") if len(msg.subject) > len(base) else []
-            await api.direct_get(self.ctx, name, tail, msg.reply, msg.data)
+            tail = subject[skip:].decode(errors="replace").split(".") if len(subject) > len(base) else []
+            api.direct_get(self.ctx, name, tail, reply, bytes(data))
 
-        return [await conn.subscribe(s, cb=on_direct) for s in (base, base + ".>")]
+        return [await conn.subscribe_raw(s, on_direct) for s in (base, base + ".>")]
 
     def _ingest_handler(self, stream: streams.Stream) -> Any:
         registry = self.registry
@@ -386,13 +386,14 @@ class Service:
             self.ctx.manager.writer.extra_replies.append((reply, error_puback(stream.name, err)))
 
     async def _stop_intake(self, conn: Connection) -> None:
-        for sub in self._api_subs + [s for group in self._direct_subs.values() for s in group]:
+        for sub in self._api_subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-        for group in self._ingest_subs.values():
-            for sub in group.values():
-                with contextlib.suppress(Exception):
-                    await conn.unsubscribe_raw(sub)
+        raw = [s for group in self._ingest_subs.values() for s in group.values()]
+        raw += [s for group in self._direct_subs.values() for s in group]
+        for sub in raw:
+            with contextlib.suppress(Exception):
+                await conn.unsubscribe_raw(sub)
         for sub in self._ack_subs:
             with contextlib.suppress(Exception):
                 await conn.unsubscribe_raw(sub)
