@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from nats.aio.client import Client
 
+logger = logging.getLogger(__name__)
 NO_RESPONDERS = b"NATS/1.0 503\r\n\r\n"
 RawHandler = Callable[[bytes, bytes, bytes, bytes | None], None]
 
@@ -24,6 +26,7 @@ class Connection(Client):
         super().__init__()
         self._raw_handlers: dict[int, RawHandler] = {}
         self._retired: set[int] = set()
+        self.raw_handler_errors = 0
 
     async def subscribe_raw(self, subject: str, handler: RawHandler, **kwargs: Any) -> Any:
         async def _unused(_msg: Any) -> None:  # nats-py requires a callback; raw messages never reach it
@@ -51,7 +54,12 @@ class Connection(Client):
             return
         self.stats["in_msgs"] += 1
         self.stats["in_bytes"] += len(data)
-        handler(subject, reply, data, headers)
+        try:
+            handler(subject, reply, data, headers)
+        except Exception:
+            # A raw handler runs inside nats-py's parser: letting this escape would drop the connection.
+            self.raw_handler_errors += 1
+            logger.exception("message on %r could not be handled", bytes(subject[:200]))
 
     async def publish_raw(self, subject: bytes, payload: bytes, hdrs: bytes | None = None, reply: bytes = b"") -> None:
         """Publish with a header block given as bytes (stored headers go back out byte for byte)."""

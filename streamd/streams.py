@@ -217,6 +217,12 @@ def _check_writable(stream: Stream, subject: bytes) -> None:
         raise errors.SEALED()
     if len(subject) > MAX_SUBJECT:
         raise errors.STORE_FAILED(err=f"subject is longer than {MAX_SUBJECT} bytes, streamd cannot store it")
+    if not subject.isascii():
+        try:
+            subject.decode()
+        except UnicodeDecodeError:
+            # Deliveries, filters and the API all treat subjects as text: refuse at the door, not mid-delivery.
+            raise errors.STORE_FAILED(err="subject is not valid UTF-8, streamd cannot store it") from None
 
 
 def _check_headers(

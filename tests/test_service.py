@@ -16,7 +16,7 @@ import pytest
 from nats.js.errors import APIError, TooManyStalledMsgsError
 
 from streamd import SyncMode
-from tests.conftest import StartService
+from tests.conftest import RunningService, StartService
 from tests.helpers import drain_stderr, read_until, start_streamd_process, wait_for
 from tests.natsd import NatsServer, free_port
 
@@ -282,3 +282,24 @@ async def test_oversized_keys_are_handled_without_harming_neighbours(js: nats.js
     nxt = await js.publish("keys.b", b"2", headers={"Nats-Expected-Last-Msg-Id": long_id})
     assert nxt.seq == 2
     assert (await js.stream_info("KEYS")).state.messages == 2
+
+
+async def test_non_utf8_subjects_are_refused_and_the_service_keeps_serving(
+    streamd: RunningService, nc: nats.NATS, js: nats.js.JetStreamContext
+) -> None:
+    """Raw protocol: NATS allows any non-space bytes in subjects; streamd treats subjects as text."""
+    await js.add_stream(name="BYTES", subjects=["bytes.>"])
+    await js.add_consumer("BYTES", nats.js.api.ConsumerConfig(durable_name="c", ack_policy="explicit"))
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    await nc.flush()
+    await nc._send_command(b"PUB bytes.\xff " + inbox.encode() + b" 1\r\nx\r\n")
+    await nc._send_command(b"PUB $JS.API.CONSUMER.MSG.NEXT.BYTES.c _INBOX.\xfe 0\r\n\r\n")
+    await nc.flush()
+    refused = json.loads((await sub.next_msg(timeout=3)).data)
+    assert refused["error"]["code"] == 503 and "UTF-8" in refused["error"]["description"]
+    assert (await js.publish("bytes.ok", b"fine")).seq == 1  # neighbours are unharmed, the connection is up
+    [msg] = await (await js.pull_subscribe_bind("c", "BYTES")).fetch(1, timeout=2)
+    assert msg.subject == "bytes.ok"
+    conn = streamd.service.conn
+    assert conn is not None and conn.raw_handler_errors == 1 and conn.stats["reconnects"] == 0

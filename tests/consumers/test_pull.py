@@ -66,7 +66,11 @@ async def test_fetch_waits_for_a_message_published_later(js: JetStreamContext) -
     await js.add_stream(name="W", subjects=["w.>"])
     sub = await js.pull_subscribe("w.>", durable="d", stream="W")
     fetching = asyncio.create_task(sub.fetch(1, timeout=5))
-    await wait_for(lambda: True)
+
+    async def request_waiting() -> bool:
+        return (await js.consumer_info("W", "d")).num_waiting == 1
+
+    await wait_for(request_waiting)  # the pull request is queued before anything is there to deliver
     await js.publish("w.1", b"x")
     [msg] = await fetching
     assert msg.data == b"x"
@@ -201,7 +205,6 @@ async def test_unknown_consumer_and_push_consumer_pulls(nc: Client, js: JetStrea
     inbox = nc.new_inbox()
     sub = await nc.subscribe(inbox)
     await nc.flush()
-    await wait_for(lambda: True)
     await nc.publish("$JS.API.CONSUMER.MSG.NEXT.U.pushy", b'{"batch":1}', reply=inbox)
     status = await sub.next_msg(timeout=3)
     assert status.headers == {"Status": "409", "Description": "Consumer is push based"}
