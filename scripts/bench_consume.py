@@ -29,7 +29,6 @@ import contextlib
 import json
 import math
 import os
-import shlex
 import signal
 import sys
 import time
@@ -44,8 +43,8 @@ from bench_publish import (
     check_interrupted,
     fresh_stream,
     interrupted,
+    run_header,
     run_main,
-    server_version,
     with_system,
 )
 from nats.aio.msg import Msg
@@ -329,15 +328,8 @@ async def amain(args: argparse.Namespace) -> int:
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    where = "embedded nats-server" if args.embedded else "on a core nats-server"
-    mode = f"attached to {args.attach} (sync mode unknown)" if args.attach else f"{args.sync} ({where})"
-    header = {
-        "streamd_sync": mode, "nats_server": await server_version(),
-        "jetstream_sync": "always" if args.js_sync_always else "server default",
-        "command": shlex.join([sys.executable, *sys.argv]),
-        "counts": {"count": args.count, "size": args.size, "wq_count": args.wq_count,
-                   "max_pending": args.max_pending, "fetch_timeout": args.fetch_timeout},
-    }
+    header = await run_header(args, {"count": args.count, "size": args.size, "wq_count": args.wq_count,
+                                     "max_pending": args.max_pending, "fetch_timeout": args.fetch_timeout})
     log = Log(args.verbose)
     try:
         results = {name: await run_one(name, args, log) for name in ("jetstream", "streamd")}

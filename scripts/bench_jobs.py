@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import shlex
 import signal
 import sys
 import time
@@ -29,7 +28,7 @@ from collections import Counter
 from typing import Any
 
 import nats
-from bench_publish import check_interrupted, interrupted, run_main, server_version, with_system
+from bench_publish import check_interrupted, interrupted, run_header, run_main, with_system
 from nats.js import JetStreamContext
 
 from streamd.jobs import Job, Queue, Worker
@@ -174,11 +173,7 @@ async def amain(args: argparse.Namespace) -> int:
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    header = {
-        "streamd_sync": f"{args.sync} (on a core nats-server)", "nats_server": await server_version(),
-        "jetstream_sync": "server default", "command": shlex.join([sys.executable, *sys.argv]),
-        "counts": {"jobs": args.count, "workers": args.workers, "concurrency": args.concurrency},
-    }
+    header = await run_header(args, {"jobs": args.count, "workers": args.workers, "concurrency": args.concurrency})
     warn: list[str] = []  # failures: exit status 1
     notes: list[str] = []  # worth a look, not a failure
     try:

@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shlex
 import signal
 import sys
 import time
@@ -38,10 +37,11 @@ from typing import Any
 import nats
 from bench_publish import (
     check_interrupted,
+    check_pubacks,
     interrupted,
     percentile,
+    run_header,
     run_main,
-    server_version,
     with_system,
 )
 from nats.js import JetStreamContext
@@ -130,23 +130,7 @@ async def put_async(
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(js.publish_async_completed(), timeout)
     elapsed = time.perf_counter() - start
-    seqs, errors, missing = [], [], 0
-    for fut in futures:
-        if not fut.done():
-            missing += 1
-            fut.cancel()
-        elif fut.exception() is not None:
-            errors.append(repr(fut.exception()))
-        else:
-            seqs.append(fut.result().seq)
-    expected = list(range(first, first + n))
-    ok = not missing and not errors and sorted(seqs) == expected
-    if not ok:
-        warn.append(
-            f"{where}: {missing} PubAcks never came within {timeout:.0f}s, {len(errors)} errors "
-            f"{errors[:3]}, {len(seqs) - len(set(seqs))} duplicate seqs, "
-            f"{len(set(expected) - set(seqs))} of seqs {first}..{first + n - 1} missing"
-        )
+    ok = check_pubacks(futures, n, first, timeout, where, warn)
     return n / elapsed if ok else None
 
 
@@ -253,22 +237,9 @@ async def amain(args: argparse.Namespace) -> int:
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    where = "embedded nats-server" if args.embedded else "on a core nats-server"
-    mode = f"attached to {args.attach} (sync mode unknown)" if args.attach else f"{args.sync} ({where})"
-    header = {
-        "streamd_sync": mode,
-        "nats_server": await server_version(),
-        "jetstream_sync": "always" if args.js_sync_always else "server default",
-        "command": shlex.join([sys.executable, *sys.argv]),
-        "counts": {
-            "sync": args.count_sync,
-            "async": args.count,
-            "keys": args.keys,
-            "size": args.size,
-            "warmup": args.warmup,
-            "max_pending": args.max_pending,
-        },
-    }
+    counts = {"sync": args.count_sync, "async": args.count, "keys": args.keys, "size": args.size,
+              "warmup": args.warmup, "max_pending": args.max_pending}
+    header = await run_header(args, counts)
     warn: list[str] = []  # failures: exit status 1
     notes: list[str] = []  # worth a look, not a failure
     try:

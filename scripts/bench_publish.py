@@ -206,6 +206,13 @@ async def bench_async(js: JetStreamContext, payload: bytes, n: int, timeout: flo
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(js.publish_async_completed(), timeout)
     elapsed = time.perf_counter() - start
+    ok = check_pubacks(futures, n, first, timeout, where, warn)
+    return n / elapsed if ok else None
+
+
+def check_pubacks(futures: Sequence[asyncio.Future[PubAck]], n: int, first: int, timeout: float, where: str,
+                  warn: list[str]) -> bool:
+    """Did every pipelined publish get its PubAck, with seqs exactly first..first+n-1? Warns with the details."""
     seqs, errors, missing = [], [], 0
     for fut in futures:
         if not fut.done():
@@ -222,7 +229,18 @@ async def bench_async(js: JetStreamContext, payload: bytes, n: int, timeout: flo
                     f"{errors[:3]}, {len(seqs) - len(unique)} duplicate seqs, "
                     f"{len(expected - unique)} of seqs {first}..{first + n - 1} missing, "
                     f"{len(unique - expected)} out of range")
-    return n / elapsed if ok else None
+    return ok
+
+
+async def run_header(args: argparse.Namespace, counts: dict[str, Any]) -> dict[str, Any]:
+    """What every benchmark prints first: both systems' settings, the server version and the command line."""
+    where = "embedded nats-server" if args.embedded else "on a core nats-server"
+    mode = f"attached to {args.attach} (sync mode unknown)" if args.attach else f"{args.sync} ({where})"
+    return {
+        "streamd_sync": mode, "nats_server": await server_version(),
+        "jetstream_sync": "always" if args.js_sync_always else "server default",
+        "command": shlex.join([sys.executable, *sys.argv]), "counts": counts,
+    }
 
 
 async def workload(js: JetStreamContext, args: argparse.Namespace, size: int, pipelined: bool, where: str,
@@ -341,15 +359,8 @@ async def amain(args: argparse.Namespace) -> int:
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    where = "embedded nats-server" if args.embedded else "on a core nats-server"
-    mode = f"attached to {args.attach} (sync mode unknown)" if args.attach else f"{args.sync} ({where})"
-    header = {
-        "streamd_sync": mode, "nats_server": await server_version(),
-        "jetstream_sync": "always" if args.js_sync_always else "server default",
-        "command": shlex.join([sys.executable, *sys.argv]),
-        "counts": {"sync": args.count_sync, "async": args.count, "warmup": args.warmup,
-                   "max_pending": args.max_pending},
-    }
+    header = await run_header(args, {"sync": args.count_sync, "async": args.count, "warmup": args.warmup,
+                                     "max_pending": args.max_pending})
     warn: list[str] = []  # failures: exit status 1
     notes: list[str] = []  # worth a look, not a failure
     try:
