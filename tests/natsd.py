@@ -62,23 +62,35 @@ async def run_nats_server(
     extra: str = "",
     leaf_auth: str = "",
 ) -> AsyncIterator[NatsServer]:
-    """A nats-server on loopback; core only unless `jetstream` (then with a store dir under `workdir`)."""
-    port = port or free_port()
-    leaf_port = leaf_port or free_port()
+    """A nats-server on loopback; core only unless `jetstream` (then with a store dir under `workdir`).
+
+    Ports picked here can be taken by someone else (e.g. as a client's ephemeral source port) before the server
+    binds them; then the start is retried on fresh ports."""
     workdir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (test setup, a local directory)
-    conf = workdir / f"nats-{port}.conf"
-    text = f"listen: 127.0.0.1:{port}\nleafnodes {{\n  listen: 127.0.0.1:{leaf_port}\n  {leaf_auth}\n}}\n"
-    if jetstream:
-        text += f'jetstream {{ store_dir: "{workdir / "js"}" }}\n'
-    text += extra
-    conf.write_text(text)
-    proc = await asyncio.create_subprocess_exec(
-        nats_server_binary(), "-c", str(conf), stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL
-    )
+    for attempt in range(5):
+        use_port, use_leaf = port or free_port(), leaf_port or free_port()
+        conf = workdir / f"nats-{use_port}.conf"
+        text = f"listen: 127.0.0.1:{use_port}\nleafnodes {{\n  listen: 127.0.0.1:{use_leaf}\n  {leaf_auth}\n}}\n"
+        if jetstream:
+            text += f'jetstream {{ store_dir: "{workdir / "js"}" }}\n'
+        conf.write_text(text + extra)
+        proc = await asyncio.create_subprocess_exec(
+            nats_server_binary(), "-c", str(conf), stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL
+        )
+        try:
+            async with asyncio.timeout(15):
+                await _wait_ready(proc)
+            break
+        except BaseException as exc:
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
+            port_taken = isinstance(exc, RuntimeError) and "address already in use" in str(exc)
+            if not port_taken or (port and leaf_port) or attempt == 4:
+                raise
+    port, leaf_port = use_port, use_leaf
     drain: asyncio.Task[None] | None = None
     try:
-        async with asyncio.timeout(15):
-            await _wait_ready(proc)
         drain = asyncio.create_task(_drain(proc))
         yield NatsServer(port, leaf_port, proc, conf)
     finally:
