@@ -24,7 +24,7 @@ from .consumers import Consumer, initial_position
 from .leaf import LeafConnection
 from .manager import StreamManager
 from .models import ConsumerConfig, ConsumerInfo, Retention, SequenceInfo
-from .store import SEQ, Store, message_subject
+from .store import Store, key_seq, message_subject, scan
 from .writer import Writer
 
 logger = logging.getLogger(__name__)
@@ -236,13 +236,11 @@ class ConsumerManager:
         One pass over the stream's messages; the consumers' states are only read here."""
         group = list(self.by_stream.get(stream.name, {}).values())
         doomed: list[int] = []
-        cur = b.txn.cursor(db=stream.dbs.msgs)
-        if cur.first():
-            for key, raw in cur:
-                seq = int(SEQ.unpack(key)[0])
-                subject = message_subject(raw).decode(errors="replace")
-                if all(_acked(o, seq) for o in group if o.matches(subject)):
-                    doomed.append(seq)
+        for key, raw in scan(b.txn.cursor(db=stream.dbs.msgs), stream.dbs.prefix):
+            seq = key_seq(key)
+            subject = message_subject(raw).decode(errors="replace")
+            if all(_acked(o, seq) for o in group if o.matches(subject)):
+                doomed.append(seq)
         for seq in doomed:
             streams.delete_seq(b, stream, seq)
 

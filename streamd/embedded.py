@@ -48,6 +48,7 @@ class EmbeddedServer:
     async def start(self, timeout: float = 10.0) -> None:
         self.conf.parent.mkdir(parents=True, exist_ok=True)
         self.conf.write_text(render_config(self.host, self.port, self.leaf_port))
+        self.conf.chmod(0o600)  # the data directory's files are streamd's alone, whatever the umask
         self.proc = await asyncio.create_subprocess_exec(
             nats_server_binary(),
             "-c",

@@ -29,16 +29,16 @@ class StreamManager:
         self.on_advisory: Advise | None = None
         self.on_deleted: Callable[[str], Awaitable[None]] | None = None
         self.consumer_count: Callable[[str], int] = lambda _name: 0
+        self.dropped: list[int] = []  # deleted streams whose rows are still being collected
 
     def recover(self) -> None:
         """Load every stream's record and counters: one read per stream, no scans of messages."""
-        records = self.store.load_streams()
-        with self.store.env.begin(write=True) as txn:  # opening named dbs once; nothing is written
-            for rec, counters in records:
-                dbs = self.store.open_stream_dbs(rec.id, txn)
-                self.streams[rec.config.name] = streams.Stream(
-                    rec.id, rec.config, rec.created_ns, counters, dbs, self.domain
-                )
+        for rec, counters in self.store.load_streams():
+            dbs = self.store.open_stream_dbs(rec.id)
+            self.streams[rec.config.name] = streams.Stream(
+                rec.id, rec.config, rec.created_ns, counters, dbs, self.domain
+            )
+        self.dropped = self.store.dropped()
 
     def get(self, name: str) -> streams.Stream:
         stream = self.streams.get(name)
@@ -75,7 +75,7 @@ class StreamManager:
                 counters.first_seq, counters.last_seq = cfg.first_seq, cfg.first_seq - 1
             b.store.put_stream(b.txn, StreamRecord(sid, cfg, b.now_ns))
             b.store.put_counters(b.txn, sid, counters)
-            dbs = b.store.open_stream_dbs(sid, b.txn)
+            dbs = b.store.open_stream_dbs(sid)
             return streams.Stream(sid, cfg, b.now_ns, counters, dbs, domain)
 
         stream = await self.writer.call(create)
@@ -109,11 +109,13 @@ class StreamManager:
     async def delete(self, name: str) -> None:
         stream = self.get(name)
 
-        def delete(b: streams.Batch) -> None:
-            b.store.drop_stream(b.txn, stream.name, stream.id, stream.dbs)
+        def delete(b: streams.Batch) -> bool:
+            b.store.drop_stream(b.txn, stream.name, stream.id)
             stream.deleted = True
+            return b.store.collect(b.txn, stream.id)
 
-        await self.writer.call(delete)
+        if not await self.writer.call(delete):
+            self.dropped.append(stream.id)  # the retention loop collects the rest, a chunk at a time
         self.streams.pop(name, None)
         logger.info("stream '%s' deleted", name)
         if self.on_deleted:
@@ -149,8 +151,23 @@ class StreamManager:
 
         await self.writer.call(delete)
 
+    async def collect_dropped(self) -> bool:
+        """Remove one chunk of a deleted stream's rows; True when there was work (so look again soon)."""
+        if not self.dropped:
+            return False
+        sid = self.dropped[0]
+        if await self.writer.call(lambda b: b.store.collect(b.txn, sid)):
+            self.dropped.remove(sid)
+        return True
+
     async def expire_due(self, now_ns: int) -> int:
         """Run retention for streams whose next deadline has passed; -> the next deadline (ns) or 0."""
+        if await self.collect_dropped():
+            await self._expire(now_ns)
+            return now_ns  # more rows to collect: come back at once
+        return await self._expire(now_ns)
+
+    async def _expire(self, now_ns: int) -> int:
         due: list[streams.Stream] = []
         upcoming = 0
         with self.store.read() as txn:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import lmdb
 
 from . import errors, subjects
-from .store import SEQ, Buf, Store, unpack_message
+from .store import SEQ, Buf, Store, key_seq, scan, seek_first, seek_last, unpack_message
 from .streams import Stream, matching_subjects
 
 
@@ -22,7 +22,7 @@ class Found:
 
 
 def load(txn: lmdb.Transaction, stream: Stream, seq: int) -> Found | None:
-    raw = txn.get(SEQ.pack(seq), db=stream.dbs.msgs)
+    raw = txn.get(stream.dbs.mkey(seq), db=stream.dbs.msgs)
     return Found(seq, raw) if raw is not None else None
 
 
@@ -30,7 +30,7 @@ def last_by_subject(txn: lmdb.Transaction, stream: Stream, filter_subject: str) 
     best = 0
     cur = txn.cursor(db=stream.dbs.subjects)
     for subject in matching_subjects(txn, stream, filter_subject):
-        if cur.set_key(subject) and cur.last_dup():
+        if cur.set_key(stream.dbs.skey(subject)) and cur.last_dup():
             best = max(best, SEQ.unpack(cur.value())[0])
     return load(txn, stream, best) if best else None
 
@@ -40,18 +40,18 @@ def next_by_subject(txn: lmdb.Transaction, stream: Stream, filter_subject: str, 
     start = max(start, 1)
     if subjects.is_literal(filter_subject):
         cur = txn.cursor(db=stream.dbs.subjects)
-        if cur.set_range_dup(filter_subject.encode(), SEQ.pack(start)):
+        if cur.set_range_dup(stream.dbs.skey(filter_subject.encode()), SEQ.pack(start)):
             return load(txn, stream, SEQ.unpack(cur.value())[0])
         return None
     if filter_subject == ">" or any(subjects.is_subset(s, filter_subject) for s in stream.config.subjects):
         cur = txn.cursor(db=stream.dbs.msgs)
-        if cur.set_range(SEQ.pack(start)):
-            return Found(SEQ.unpack(cur.key())[0], cur.value())
+        if seek_first(cur, stream.dbs.prefix, SEQ.pack(start)):
+            return Found(key_seq(cur.key()), cur.value())
         return None
     best = 0
     cur = txn.cursor(db=stream.dbs.subjects)
     for subject in matching_subjects(txn, stream, filter_subject):
-        if cur.set_range_dup(subject, SEQ.pack(start)):
+        if cur.set_range_dup(stream.dbs.skey(subject), SEQ.pack(start)):
             seq = SEQ.unpack(cur.value())[0]
             best = seq if not best else min(best, seq)
     return load(txn, stream, best) if best else None
@@ -61,7 +61,7 @@ def subject_counts(txn: lmdb.Transaction, stream: Stream, filter_subject: str) -
     cur = txn.cursor(db=stream.dbs.subjects)
     out: dict[str, int] = {}
     for subject in matching_subjects(txn, stream, filter_subject):
-        if cur.set_key(subject):
+        if cur.set_key(stream.dbs.skey(subject)):
             out[subject.decode()] = cur.count()
     return out
 
@@ -71,11 +71,10 @@ def deleted_seqs(txn: lmdb.Transaction, stream: Stream, limit: int = 1_000_000) 
     c = stream.committed
     out: list[int] = []
     expect = c.first_seq
-    cur = txn.cursor(db=stream.dbs.msgs)
-    if not c.messages or not cur.set_range(SEQ.pack(c.first_seq)):
+    if not c.messages:
         return out
-    for key in cur.iternext(keys=True, values=False):
-        seq = SEQ.unpack(key)[0]
+    for key, _raw in scan(txn.cursor(db=stream.dbs.msgs), stream.dbs.prefix, SEQ.pack(c.first_seq)):
+        seq = key_seq(key)
         out.extend(range(expect, min(seq, expect + limit - len(out))))
         expect = seq + 1
         if len(out) >= limit:
@@ -117,7 +116,7 @@ def next_matching(
         cur = txn.cursor(db=stream.dbs.subjects)
         heads: list[int] = []
         for f in filters:
-            if cur.set_range_dup(f.encode(), SEQ.pack(start)):
+            if cur.set_range_dup(stream.dbs.skey(f.encode()), SEQ.pack(start)):
                 heads.extend(SEQ.unpack(v)[0] for v in _take_dups(cur, limit))
         for seq in sorted(heads)[:limit]:
             found = load(txn, stream, seq)
@@ -127,13 +126,10 @@ def next_matching(
             return out, out[-1].seq + 1
         # Resume after what this snapshot holds, never after what was committed since (that is not seen here).
         return out, max(start, _snapshot_last(txn, stream) + 1)
-    cur = txn.cursor(db=stream.dbs.msgs)
-    if not cur.set_range(SEQ.pack(start)):
-        return out, start
     scanned = 0
-    seq = start
-    for key, raw in cur:
-        seq = SEQ.unpack(key)[0]
+    seq = start - 1
+    for key, raw in scan(txn.cursor(db=stream.dbs.msgs), stream.dbs.prefix, SEQ.pack(start)):
+        seq = key_seq(key)
         scanned += 1
         if every or matches_any(filters, message_subject_str(raw)):
             out.append(Found(seq, raw))
@@ -146,7 +142,7 @@ def next_matching(
 
 def _snapshot_last(txn: lmdb.Transaction, stream: Stream) -> int:
     cur = txn.cursor(db=stream.dbs.msgs)
-    return int(SEQ.unpack(cur.key())[0]) if cur.last() else 0
+    return key_seq(cur.key()) if seek_last(cur, stream.dbs.prefix) else 0
 
 
 def _take_dups(cur: lmdb.Cursor, limit: int) -> list[bytes]:
@@ -170,19 +166,17 @@ def count_after(txn: lmdb.Transaction, stream: Stream, filters: list[str], after
     if covers_all(stream, filters):
         if not stream.num_deleted():
             return c.last_seq - max(after, c.first_seq - 1)
-        cur = txn.cursor(db=stream.dbs.msgs)
-        if not cur.set_range(SEQ.pack(after + 1)):
-            return 0
-        return sum(1 for _ in cur.iternext(keys=True, values=False))
+        return sum(1 for _ in scan(txn.cursor(db=stream.dbs.msgs), stream.dbs.prefix, SEQ.pack(after + 1)))
     total = 0
     cur = txn.cursor(db=stream.dbs.subjects)
     for f in filters:
         for subject in matching_subjects(txn, stream, f):
-            if cur.set_key(subject):
+            skey = stream.dbs.skey(subject)
+            if cur.set_key(skey):
                 if SEQ.unpack(cur.value())[0] > after:
                     total += cur.count()
                     continue
-                if cur.set_range_dup(subject, SEQ.pack(after + 1)):
+                if cur.set_range_dup(skey, SEQ.pack(after + 1)):
                     total += 1 + sum(1 for _ in iter(cur.next_dup, False))
     return total
 
@@ -193,7 +187,7 @@ def last_per_subject(txn: lmdb.Transaction, stream: Stream, filters: list[str]) 
     cur = txn.cursor(db=stream.dbs.subjects)
     for f in filters or list(stream.config.subjects):
         for subject in matching_subjects(txn, stream, f):
-            if cur.set_key(subject) and cur.last_dup():
+            if cur.set_key(stream.dbs.skey(subject)) and cur.last_dup():
                 seqs.append(SEQ.unpack(cur.value())[0])
     return sorted(set(seqs))
 
@@ -207,10 +201,10 @@ def first_seq_at_or_after(txn: lmdb.Transaction, stream: Stream, ts_ns: int) -> 
     cur = txn.cursor(db=stream.dbs.msgs)
     while lo < hi:
         mid = (lo + hi) // 2
-        if not cur.set_range(SEQ.pack(mid)):
+        if not seek_first(cur, stream.dbs.prefix, SEQ.pack(mid)):
             hi = mid
             continue
-        seq = SEQ.unpack(cur.key())[0]
+        seq = key_seq(cur.key())
         if message_time(cur.value()) >= ts_ns:
             hi = mid
         else:

@@ -1,18 +1,23 @@
-"""The LMDB environment: layout, record codecs, the directory lock and map growth.
+"""The LMDB environment: layout, record codecs, the directory lock, map growth and the layout migration.
 
-Layout (one environment per data directory):
+Layout (one environment per data directory; a fixed set of shared tables, so the number of streams is not
+bounded by LMDB's max_dbs). ``sid`` is the stream id as u32 big-endian: every stream's keys share that prefix,
+so LMDB order is (stream, key) order and appends stay appends.
 
     meta                 b"stream:" + name  -> StreamRecord (msgpack: id, config, created)
                          b"state:" + id     -> counters (fixed binary, rewritten once per write batch)
                          b"next-id"         -> u32
-    m.<id>               seq (u64 BE)       -> message record (see ``pack_message``)
-    s.<id>  dupsort      subject            -> seq (u64 BE), one value per stored message on the subject
-    d.<id>               msg id             -> seq u64 | stored ns u64      (dedup table)
-    t.<id>               stored ns | msg id -> b""                          (dedup table, by age)
-    x.<id>               expiry ns | seq    -> b""                          (per-message TTL)
+                         b"format"          -> u32 layout version (absent: the old one-db-per-stream layout)
+                         b"gone:" + sid     -> b"" (a deleted stream whose rows are still being removed)
+    msgs                 sid | seq u64      -> message record (see ``pack_message``)
+    subjects  dupsort    sid | subject      -> seq (u64 BE), one value per stored message on the subject
+    dedup                sid | msg id       -> seq u64 | stored ns u64      (dedup table)
+    dedup-age            sid | ns | msg id  -> b""                          (dedup table, by age)
+    ttl                  sid | ns | seq     -> b""                          (per-message TTL)
 
 Write transactions belong to one thread (``writer.Writer``). Reads happen anywhere through ``Store.read()``, which
 also keeps map growth (``set_mapsize`` needs no live transaction in this process) from running under a reader.
+The data directory is 0700 and its files 0600 whatever the umask: messages are nobody else's to read.
 """
 
 from __future__ import annotations
@@ -41,7 +46,6 @@ _COUNTERS = struct.Struct(">QQQQQQQ")  # first_seq last_seq messages bytes first
 
 INITIAL_MAP_SIZE = 1 << 30
 Buf = bytes | memoryview  # what LMDB hands back
-MAX_DBS = 16384
 
 
 class StoreLocked(RuntimeError):
@@ -127,20 +131,98 @@ def unpack_pair(raw: Buf) -> tuple[int, int]:
     return int(a), int(b)
 
 
-class StreamDbs:
-    """Handles of one stream's sub-databases."""
+SID = struct.Struct(">I")
+FORMAT_VERSION = 2
+MAX_DBS = 16  # the shared tables below plus room; one environment never needs more
+OLD_MAX_DBS = 16384  # the old layout's limit: only a migration opens that many
+MAX_STREAM_ID = (1 << 32) - 1
+MAX_KEY = 511  # LMDB's key size limit (the default build)
+MAX_NAME = 255  # stream and consumer names in meta keys (nats-server's file store limit as well)
+DELETE_CHUNK = 10_000  # rows a stream delete or migration removes per transaction
+_TABLES = (b"msgs", b"subjects", b"dedup", b"dedup-age", b"ttl")
+_GONE = b"gone:"
+
+
+class Tables:
+    """Handles of the shared tables, opened once per environment."""
 
     __slots__ = ("dedup", "dedup_age", "msgs", "subjects", "ttl")
 
-    def __init__(self, env: lmdb.Environment, stream_id: int, txn: lmdb.Transaction) -> None:
-        self.msgs = env.open_db(b"m.%d" % stream_id, txn=txn, integerkey=False)
-        self.subjects = env.open_db(b"s.%d" % stream_id, txn=txn, dupsort=True, dupfixed=True)
-        self.dedup = env.open_db(b"d.%d" % stream_id, txn=txn)
-        self.dedup_age = env.open_db(b"t.%d" % stream_id, txn=txn)
-        self.ttl = env.open_db(b"x.%d" % stream_id, txn=txn)
+    def __init__(self, env: lmdb.Environment) -> None:
+        with env.begin(write=True) as txn:
+            self.msgs = env.open_db(b"msgs", txn=txn)
+            self.subjects = env.open_db(b"subjects", txn=txn, dupsort=True, dupfixed=True)
+            self.dedup = env.open_db(b"dedup", txn=txn)
+            self.dedup_age = env.open_db(b"dedup-age", txn=txn)
+            self.ttl = env.open_db(b"ttl", txn=txn)
 
     def all(self) -> tuple[lmdb._Database, ...]:
         return (self.msgs, self.subjects, self.dedup, self.dedup_age, self.ttl)
+
+
+class StreamDbs:
+    """One stream's view of the shared tables: their handles plus the stream's key prefix."""
+
+    __slots__ = ("dedup", "dedup_age", "msgs", "prefix", "subjects", "ttl")
+
+    def __init__(self, tables: Tables, stream_id: int) -> None:
+        self.prefix = SID.pack(stream_id)
+        self.msgs = tables.msgs
+        self.subjects = tables.subjects
+        self.dedup = tables.dedup
+        self.dedup_age = tables.dedup_age
+        self.ttl = tables.ttl
+
+    def all(self) -> tuple[lmdb._Database, ...]:
+        return (self.msgs, self.subjects, self.dedup, self.dedup_age, self.ttl)
+
+    def mkey(self, seq: int) -> bytes:
+        return self.prefix + SEQ.pack(seq)
+
+    def skey(self, subject: bytes) -> bytes:
+        return self.prefix + subject
+
+
+def key_seq(key: Buf) -> int:
+    """The seq of a ``msgs`` key (after the 4-byte stream prefix)."""
+    return int(SEQ.unpack_from(key, 4)[0])
+
+
+def seek_first(cur: lmdb.Cursor, prefix: bytes, start: bytes = b"") -> bool:
+    """Position at the first key >= prefix+start that still has the prefix."""
+    return bool(cur.set_range(prefix + start)) and bytes(cur.key()[: len(prefix)]) == prefix
+
+
+def seek_last(cur: lmdb.Cursor, prefix: bytes) -> bool:
+    """Position at the last key with the prefix (the last duplicate in a dupsort table)."""
+    n = int.from_bytes(prefix, "big")
+    found = cur.prev() if n < MAX_STREAM_ID and cur.set_range(SID.pack(n + 1)) else cur.last()
+    return bool(found) and bytes(cur.key()[: len(prefix)]) == prefix
+
+
+def scan(cur: lmdb.Cursor, prefix: bytes, start: bytes = b"") -> Iterator[tuple[Buf, Buf]]:
+    """(key, value) from prefix+start on, while the key has the prefix."""
+    if not seek_first(cur, prefix, start):
+        return
+    n = len(prefix)
+    for key, value in cur:
+        if key[:n] != prefix:
+            return
+        yield key, value
+
+
+def delete_prefix(cur: lmdb.Cursor, prefix: bytes, budget: int) -> int:
+    """Delete up to `budget` rows whose key has the prefix; -> rows deleted (< budget: none are left)."""
+    n = 0
+    if not seek_first(cur, prefix):
+        return 0
+    while n < budget:
+        if bytes(cur.key()[: len(prefix)]) != prefix:
+            break
+        n += 1
+        if not cur.delete() or not cur.key():
+            break
+    return n
 
 
 class Store:
@@ -152,12 +234,15 @@ class Store:
         self._lock_fd = lock_fd
         self._map_lock = threading.RLock()
         self.meta = env.open_db(b"meta")
+        self.tables = Tables(env)
 
     @classmethod
     def open(cls, path: Path, *, sync: bool = True, map_size: int = INITIAL_MAP_SIZE) -> Store:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(path, 0o700)
         lock_fd = os.open(path / "streamd.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
+            os.fchmod(lock_fd, 0o600)
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(lock_fd)
@@ -168,17 +253,9 @@ class Store:
             data_file = path / "data.mdb"
             if data_file.exists():
                 map_size = max(map_size, _round_up(data_file.stat().st_size * 2, map_size))
-            # writemap stays off: with it, a full disk turns into SIGBUS instead of a failed commit.
-            env = lmdb.open(
-                str(path),
-                map_size=map_size,
-                max_dbs=MAX_DBS,
-                sync=sync,
-                metasync=sync,
-                readahead=False,
-                max_readers=256,
-                lock=True,
-            )
+            if _layout(path, sync, map_size) < FORMAT_VERSION:
+                migrate(path, sync, map_size)
+            env = _open_env(path, sync, map_size, MAX_DBS)
         except BaseException:
             os.close(lock_fd)
             raise
@@ -209,8 +286,8 @@ class Store:
     def sync(self) -> None:
         self.env.sync(True)
 
-    def open_stream_dbs(self, stream_id: int, txn: lmdb.Transaction) -> StreamDbs:
-        return StreamDbs(self.env, stream_id, txn)
+    def open_stream_dbs(self, stream_id: int) -> StreamDbs:
+        return StreamDbs(self.tables, stream_id)
 
     # ---- meta records -------------------------------------------------------------------------------------
 
@@ -248,14 +325,33 @@ class Store:
         raw = txn.get(b"state:%d" % stream_id, db=self.meta)
         return Counters.unpack(raw) if raw else Counters()
 
-    def drop_stream(self, txn: lmdb.Transaction, name: str, stream_id: int, dbs: StreamDbs) -> None:
+    def drop_stream(self, txn: lmdb.Transaction, name: str, stream_id: int) -> None:
+        """Remove the stream's records and mark its rows for collection, in one transaction.
+
+        Without its record the stream cannot come back, and stream ids are never reused, so rows not yet
+        collected are invisible; ``collect`` removes them in bounded transactions (resumed after a restart).
+        """
         txn.delete(b"stream:" + name.encode(), db=self.meta)
         txn.delete(b"state:%d" % stream_id, db=self.meta)
         for prefix in (b"consumer:%d:" % stream_id, b"cstate:%d:" % stream_id):
             for key in self._keys_with_prefix(txn, prefix):
                 txn.delete(key, db=self.meta)
-        for db in dbs.all():
-            txn.drop(db, delete=True)
+        txn.put(_GONE + SID.pack(stream_id), b"", db=self.meta)
+
+    def collect(self, txn: lmdb.Transaction, stream_id: int, budget: int = DELETE_CHUNK) -> bool:
+        """Delete up to `budget` rows of a dropped stream; True when none are left (its mark is then removed)."""
+        prefix = SID.pack(stream_id)
+        for db in self.tables.all():
+            budget -= delete_prefix(txn.cursor(db=db), prefix, budget)
+            if budget <= 0:
+                return False
+        txn.delete(_GONE + prefix, db=self.meta)
+        return True
+
+    def dropped(self) -> list[int]:
+        """Ids of deleted streams whose rows are not all collected yet."""
+        with self.read() as txn:
+            return [SID.unpack(k[len(_GONE) :])[0] for k in self._keys_with_prefix(txn, _GONE)]
 
     def _keys_with_prefix(self, txn: lmdb.Transaction, prefix: bytes) -> list[bytes]:
         cur = txn.cursor(db=self.meta)
@@ -298,3 +394,84 @@ def _round_up(n: int, start: int) -> int:
     while size < n:
         size *= 2
     return size
+
+
+def _open_env(path: Path, sync: bool, map_size: int, max_dbs: int) -> lmdb.Environment:
+    # writemap stays off: with it, a full disk turns into SIGBUS instead of a failed commit.
+    env = lmdb.open(
+        str(path),
+        map_size=map_size,
+        max_dbs=max_dbs,
+        sync=sync,
+        metasync=sync,
+        readahead=False,
+        max_readers=256,
+        lock=True,
+        mode=0o600,
+    )
+    for name in ("data.mdb", "lock.mdb"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path / name, 0o600)
+    return env
+
+
+def _layout(path: Path, sync: bool, map_size: int) -> int:
+    """The data directory's layout version; a new directory is stamped with the current one."""
+    env = _open_env(path, sync, map_size, MAX_DBS)
+    try:
+        with env.begin(write=True) as txn:
+            meta = env.open_db(b"meta", txn=txn)
+            raw = txn.get(b"format", db=meta)
+            if raw is not None:
+                return int.from_bytes(raw, "big")
+            if txn.get(b"next-id", db=meta) is not None:
+                return 1  # streams were created by the old code (next-id is never removed)
+            txn.put(b"format", FORMAT_VERSION.to_bytes(4, "big"), db=meta)
+            return FORMAT_VERSION
+    finally:
+        env.close()
+
+
+def migrate(path: Path, sync: bool, map_size: int) -> None:
+    """Move the old layout (five databases per stream) into the shared tables, in place.
+
+    Each transaction moves up to DELETE_CHUNK rows (copy, then delete from the old database), so a kill at any
+    point leaves every row in exactly one place and a re-run carries on; the format stamp comes last.
+    """
+    env = _open_env(path, sync, map_size, OLD_MAX_DBS)
+    try:
+        meta = env.open_db(b"meta")
+        tables = Tables(env)
+        with env.begin() as txn:
+            names = [bytes(k) for k, _v in txn.cursor()]
+        old = [n for n in names if n[:2] in _OLD_TABLES and n[2:].isdigit()]
+        logger.warning("data directory %s has the old layout: migrating %d tables in place", path, len(old))
+        for name in old:
+            _move_table(env, name, getattr(tables, _OLD_TABLES[name[:2]]), SID.pack(int(name[2:])))
+        with env.begin(write=True) as txn:
+            txn.put(b"format", FORMAT_VERSION.to_bytes(4, "big"), db=meta)
+        logger.warning("data directory %s migrated to layout %d", path, FORMAT_VERSION)
+    finally:
+        env.close()
+
+
+_OLD_TABLES = {b"m.": "msgs", b"s.": "subjects", b"d.": "dedup", b"t.": "dedup_age", b"x.": "ttl"}
+
+
+def _move_table(env: lmdb.Environment, name: bytes, new: lmdb._Database, prefix: bytes) -> None:
+    """Move one old table's rows under `prefix`, DELETE_CHUNK per transaction, then drop it."""
+    dupsort = name[:2] == b"s."
+    while True:
+        with env.begin(write=True) as txn:
+            old = env.open_db(name, txn=txn, dupsort=dupsort, dupfixed=dupsort)
+            cur = txn.cursor(db=old)
+            moved = 0
+            if cur.first():
+                while moved < DELETE_CHUNK:
+                    txn.put(prefix + cur.key(), cur.value(), db=new, dupdata=dupsort)
+                    moved += 1
+                    if not cur.delete() or not cur.key():
+                        break
+            if moved < DELETE_CHUNK:
+                txn.drop(old, delete=True)
+                return

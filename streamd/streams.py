@@ -21,11 +21,14 @@ from .store import (
     Counters,
     Store,
     StreamDbs,
+    delete_prefix,
+    key_seq,
     message_subject,
     message_time,
     pack_message,
     pack_pair,
     record_size,
+    seek_first,
     stored_size,
     unpack_pair,
 )
@@ -138,14 +141,14 @@ def last_seq_on_subject(b: Batch, stream: Stream, subject: bytes) -> int:
     keys = [subject] if subjects.is_literal(text) else matching_subjects(b.txn, stream, text)
     best = 0
     for key in keys:
-        if cur.set_key(key) and cur.last_dup():
+        if cur.set_key(stream.dbs.skey(key)) and cur.last_dup():
             best = max(best, int(SEQ.unpack(cur.value())[0]))
     return best
 
 
 def _subject_count(b: Batch, stream: Stream, subject: bytes) -> int:
     cur = b.txn.cursor(db=stream.dbs.subjects)
-    return int(cur.count()) if cur.set_key(subject) else 0
+    return int(cur.count()) if cur.set_key(stream.dbs.skey(subject)) else 0
 
 
 def store_message(b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, data: bytes) -> tuple[int, bool]:
@@ -182,10 +185,9 @@ def store_message(b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, 
             c.first_seq = seq + 1
         return seq, False
 
-    txn = b.txn
-    key = SEQ.pack(seq)
-    txn.put(key, pack_message(subject, hdrs, data, b.now_ns), db=stream.dbs.msgs, append=True)
-    txn.put(subject, key, db=stream.dbs.subjects, dupdata=True)
+    txn, dbs = b.txn, stream.dbs
+    txn.put(dbs.mkey(seq), pack_message(subject, hdrs, data, b.now_ns), db=dbs.msgs)
+    txn.put(dbs.skey(subject), SEQ.pack(seq), db=dbs.subjects, dupdata=True)
     b.stored.append((stream, seq, subject))
     if c.messages == 0:
         c.first_seq = seq
@@ -193,10 +195,10 @@ def store_message(b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, 
     c.messages += 1
     c.total_bytes += size
     if msg_id:
-        txn.put(msg_id, pack_pair(seq, b.now_ns), db=stream.dbs.dedup)
-        txn.put(pack_pair(b.now_ns, 0)[:8] + msg_id, b"", db=stream.dbs.dedup_age)
+        txn.put(dbs.prefix + msg_id, pack_pair(seq, b.now_ns), db=dbs.dedup)
+        txn.put(dbs.prefix + SEQ.pack(b.now_ns) + msg_id, b"", db=dbs.dedup_age)
     if ttl > 0:
-        txn.put(pack_pair(b.now_ns + ttl, seq), b"", db=stream.dbs.ttl)
+        txn.put(dbs.prefix + pack_pair(b.now_ns + ttl, seq), b"", db=dbs.ttl)
     _count_subject_after_add(b, stream, subject)
     if rollup is not None:
         _apply_rollup(b, stream, subject, seq, rollup)
@@ -206,7 +208,7 @@ def store_message(b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, 
 
 def _count_subject_after_add(b: Batch, stream: Stream, subject: bytes) -> None:
     cur = b.txn.cursor(db=stream.dbs.subjects)
-    if cur.set_key(subject) and cur.count() == 1:
+    if cur.set_key(stream.dbs.skey(subject)) and cur.count() == 1:
         stream.counters.num_subjects += 1
 
 
@@ -247,7 +249,7 @@ def _check_headers(
         raise errors.WRONG_LAST_SEQUENCE(seq=c.last_seq)
     msg_id = dedup_key(h.get(headers.MSG_ID, b""))
     if msg_id:
-        prior = b.txn.get(msg_id, db=stream.dbs.dedup)
+        prior = b.txn.get(stream.dbs.prefix + msg_id, db=stream.dbs.dedup)
         if prior is not None:
             seq, stored = unpack_pair(prior)
             if b.now_ns - stored < stream.config.duplicate_window:
@@ -321,7 +323,7 @@ def _enforce_limits(b: Batch, stream: Stream, subject: bytes) -> None:
 
 def subject_seqs(b: Batch, stream: Stream, subject: bytes) -> list[int]:
     cur = b.txn.cursor(db=stream.dbs.subjects)
-    if not cur.set_key(subject):
+    if not cur.set_key(stream.dbs.skey(subject)):
         return []
     return [SEQ.unpack(v)[0] for v in cur.iternext_dup()]
 
@@ -329,16 +331,16 @@ def subject_seqs(b: Batch, stream: Stream, subject: bytes) -> list[int]:
 def delete_seq(b: Batch, stream: Stream, seq: int) -> bool:
     """Remove one message; keeps counters, the subject index and first_seq right. False if it was not there."""
     txn, dbs, c = b.txn, stream.dbs, stream.counters
-    key = SEQ.pack(seq)
-    raw = txn.pop(key, db=dbs.msgs)
+    raw = txn.pop(dbs.mkey(seq), db=dbs.msgs)
     if raw is None:
         return False
     b.touch(stream)
     subject = message_subject(raw)
     b.removed.append((stream, seq, subject))
-    txn.delete(subject, key, db=dbs.subjects)
+    skey = dbs.skey(subject)
+    txn.delete(skey, SEQ.pack(seq), db=dbs.subjects)
     cur = txn.cursor(db=dbs.subjects)
-    if not cur.set_key(subject):
+    if not cur.set_key(skey):
         c.num_subjects -= 1
     c.messages -= 1
     c.total_bytes -= record_size(raw)
@@ -350,8 +352,8 @@ def delete_seq(b: Batch, stream: Stream, seq: int) -> bool:
 def _advance_first(b: Batch, stream: Stream) -> None:
     c = stream.counters
     cur = b.txn.cursor(db=stream.dbs.msgs)
-    if c.messages and cur.set_range(SEQ.pack(c.first_seq)):
-        c.first_seq = SEQ.unpack(cur.key())[0]
+    if c.messages and seek_first(cur, stream.dbs.prefix, SEQ.pack(c.first_seq)):
+        c.first_seq = key_seq(cur.key())
         c.first_ns = message_time(cur.value())
     else:
         c.first_seq = c.last_seq + 1
@@ -373,7 +375,7 @@ def purge(b: Batch, stream: Stream, *, filter_subject: str = "", seq: int = 0, k
     if not seq and not keep:
         purged = c.messages
         for db in (stream.dbs.msgs, stream.dbs.subjects, stream.dbs.ttl):
-            b.txn.drop(db, delete=False)
+            delete_prefix(b.txn.cursor(db=db), stream.dbs.prefix, 1 << 62)
         b.purged.append(stream)
         c.first_seq, c.first_ns, c.messages, c.total_bytes, c.num_subjects = c.last_seq + 1, 0, 0, 0, 0
         return purged
@@ -398,12 +400,13 @@ def _purge_filtered(b: Batch, stream: Stream, filter_subject: str, seq: int, kee
 
 def matching_subjects(txn: lmdb.Transaction, stream: Stream, filter_subject: str) -> list[bytes]:
     """Stored subjects selected by a filter, read from the subject index (one key per subject)."""
+    dbs = stream.dbs
     if subjects.is_literal(filter_subject):
         key = filter_subject.encode()
-        cur = txn.cursor(db=stream.dbs.subjects)
-        return [key] if cur.set_key(key) else []
-    prefix = filter_subject.split("*")[0].split(">")[0].encode()
-    cur = txn.cursor(db=stream.dbs.subjects)
+        cur = txn.cursor(db=dbs.subjects)
+        return [key] if cur.set_key(dbs.skey(key)) else []
+    prefix = dbs.skey(filter_subject.split("*")[0].split(">")[0].encode())
+    cur = txn.cursor(db=dbs.subjects)
     out: list[bytes] = []
     if not cur.set_range(prefix):
         return out
@@ -411,6 +414,7 @@ def matching_subjects(txn: lmdb.Transaction, stream: Stream, filter_subject: str
         found = bytes(cur.key())
         if not found.startswith(prefix):
             break
+        found = found[4:]
         if subjects.matches(filter_subject, found.decode()):
             out.append(found)
         if not cur.next_nodup():
@@ -427,7 +431,7 @@ def expire(b: Batch, stream: Stream) -> None:
         cutoff = b.now_ns - cfg.max_age
         emptied: list[bytes] = []
         while c.messages and c.first_ns and c.first_ns <= cutoff:
-            raw = b.txn.get(SEQ.pack(c.first_seq), db=stream.dbs.msgs)
+            raw = b.txn.get(stream.dbs.mkey(c.first_seq), db=stream.dbs.msgs)
             delete_seq(b, stream, c.first_seq)
             if raw is not None and MARKER_REASON not in bytes(raw[:4096]):
                 subject = message_subject(raw)
@@ -438,8 +442,8 @@ def expire(b: Batch, stream: Stream) -> None:
             for subject in emptied:
                 _write_marker(b, stream, subject, b"MaxAge", marker_ttl)
     cur = b.txn.cursor(db=stream.dbs.ttl)
-    while cur.first():
-        due, seq = unpack_pair(cur.key())
+    while seek_first(cur, stream.dbs.prefix):
+        due, seq = unpack_pair(cur.key()[4:])
         if due > b.now_ns:
             break
         cur.delete()
@@ -459,17 +463,18 @@ def _write_marker(b: Batch, stream: Stream, subject: bytes, reason: bytes, ttl_n
 
 def trim_dedup(b: Batch, stream: Stream) -> None:
     cutoff = b.now_ns - stream.config.duplicate_window
-    cur = b.txn.cursor(db=stream.dbs.dedup_age)
-    while cur.first():
+    dbs = stream.dbs
+    cur = b.txn.cursor(db=dbs.dedup_age)
+    while seek_first(cur, dbs.prefix):
         key = cur.key()
-        ts = SEQ.unpack_from(key)[0]
+        ts = SEQ.unpack_from(key, 4)[0]
         if ts > cutoff:
             break
-        msg_id = bytes(key[8:])  # copy: the cursor's buffer is reused
+        id_key = dbs.prefix + bytes(key[12:])  # copy: the cursor's buffer is reused
         cur.delete()
-        prior = b.txn.get(msg_id, db=stream.dbs.dedup)
+        prior = b.txn.get(id_key, db=dbs.dedup)
         if prior is not None and unpack_pair(prior)[1] == ts:
-            b.txn.delete(msg_id, db=stream.dbs.dedup)
+            b.txn.delete(id_key, db=dbs.dedup)
 
 
 def next_deadline(stream: Stream, txn: lmdb.Transaction) -> int:
@@ -479,11 +484,11 @@ def next_deadline(stream: Stream, txn: lmdb.Transaction) -> int:
     if cfg.max_age > 0 and c.messages and c.first_ns:
         deadlines.append(c.first_ns + cfg.max_age)
     cur = txn.cursor(db=stream.dbs.ttl)
-    if cur.first():
-        deadlines.append(unpack_pair(cur.key())[0])
+    if seek_first(cur, stream.dbs.prefix):
+        deadlines.append(SEQ.unpack_from(cur.key(), 4)[0])
     cur = txn.cursor(db=stream.dbs.dedup_age)
-    if cur.first():
-        deadlines.append(SEQ.unpack_from(cur.key())[0] + cfg.duplicate_window)
+    if seek_first(cur, stream.dbs.prefix):
+        deadlines.append(SEQ.unpack_from(cur.key(), 4)[0] + cfg.duplicate_window)
     return min(deadlines) if deadlines else 0
 
 
@@ -493,10 +498,10 @@ def trim_to_limits(b: Batch, stream: Stream) -> None:
     if cfg.max_msgs_per_subject > 0:
         cur = b.txn.cursor(db=stream.dbs.subjects)
         over: list[bytes] = []
-        if cur.first():
-            while True:
+        if seek_first(cur, stream.dbs.prefix):
+            while cur.key()[:4] == stream.dbs.prefix:
                 if cur.count() > cfg.max_msgs_per_subject:
-                    over.append(bytes(cur.key()))
+                    over.append(bytes(cur.key()[4:]))
                 if not cur.next_nodup():
                     break
         for subject in over:
