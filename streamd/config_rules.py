@@ -54,7 +54,7 @@ def normalize(cfg: StreamConfig) -> StreamConfig:
 def check_name(name: str) -> None:
     if "/" in name or "\\" in name:
         raise errors.STREAM_NAME_PATH_SEPARATORS()
-    if len(name) > subjects.MAX_NAME_LEN:
+    if len(name.encode()) > subjects.MAX_NAME_LEN:  # bytes, as the server counts them
         raise _invalid(f"stream name is too long, maximum allowed is {subjects.MAX_NAME_LEN}")
     if not subjects.is_valid_name(name):
         raise _invalid("stream name is required and can not contain '.', '*', '>', '\\', '/'")

@@ -39,7 +39,7 @@ def filters(cfg: ConsumerConfig) -> list[str]:
 def check_name(name: str) -> None:
     if "/" in name or "\\" in name:
         raise errors.CONSUMER_NAME_PATH_SEPARATORS()
-    if len(name) > subjects.MAX_NAME_LEN:
+    if len(name.encode()) > subjects.MAX_NAME_LEN:  # bytes, as the server counts them
         raise errors.CONSUMER_NAME_TOO_LONG(max=subjects.MAX_NAME_LEN)
     if not subjects.is_valid_name(name):
         raise errors.STREAM_INVALID_CONFIG(err="consumer name can not contain '.', '*', '>', '\\', '/'")

@@ -35,6 +35,7 @@ from pathlib import Path
 import lmdb
 import msgspec
 
+from . import errors
 from .models import StreamConfig
 
 logger = logging.getLogger(__name__)
@@ -137,7 +138,6 @@ MAX_DBS = 16  # the shared tables below plus room; one environment never needs m
 OLD_MAX_DBS = 16384  # the old layout's limit: only a migration opens that many
 MAX_STREAM_ID = (1 << 32) - 1
 MAX_KEY = 511  # LMDB's key size limit (the default build)
-MAX_NAME = 255  # stream and consumer names in meta keys (nats-server's file store limit as well)
 DELETE_CHUNK = 10_000  # rows a stream delete or migration removes per transaction
 _TABLES = (b"msgs", b"subjects", b"dedup", b"dedup-age", b"ttl")
 _GONE = b"gone:"
@@ -180,7 +180,9 @@ class StreamDbs:
         return self.prefix + SEQ.pack(seq)
 
     def skey(self, subject: bytes) -> bytes:
-        return self.prefix + subject
+        """The subject index key; a subject too long to be a key was never stored, so it maps to a key that
+        matches nothing (0xff never occurs in UTF-8) instead of failing the lookup."""
+        return self.prefix + (subject if len(subject) <= MAX_KEY - SID.size else b"\xff")
 
 
 def key_seq(key: Buf) -> int:
@@ -312,6 +314,8 @@ class Store:
     def next_stream_id(self, txn: lmdb.Transaction) -> int:
         raw = txn.get(b"next-id", db=self.meta)
         nid = (int.from_bytes(raw, "big") if raw else 0) + 1
+        if nid > MAX_STREAM_ID:  # ids are never reused, so this counts every stream ever created
+            raise errors.MAX_STREAMS()
         txn.put(b"next-id", nid.to_bytes(4, "big"), db=self.meta)
         return nid
 
