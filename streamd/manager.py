@@ -171,14 +171,12 @@ class StreamManager:
         due: list[streams.Stream] = []
         upcoming = 0
         with self.store.read() as txn:
-            for stream in list(self.streams.values()):
-                if stream.deleted:
-                    continue
-                deadline = streams.next_deadline(stream, txn)
-                if deadline and deadline <= now_ns:
-                    due.append(stream)
-                elif deadline:
-                    upcoming = deadline if not upcoming else min(upcoming, deadline)
+            found = streams.deadlines(txn, self.store.tables, list(self.streams.values()))
+        for stream, deadline in found:
+            if deadline <= now_ns:
+                due.append(stream)
+            else:
+                upcoming = deadline if not upcoming else min(upcoming, deadline)
         if due:
 
             def expire(b: streams.Batch) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import lmdb
@@ -17,10 +18,13 @@ import msgspec
 from . import errors, headers, subjects
 from .models import Discard, Retention, StreamConfig
 from .store import (
+    MAX_STREAM_ID,
     SEQ,
+    SID,
     Counters,
     Store,
     StreamDbs,
+    Tables,
     delete_prefix,
     key_seq,
     message_subject,
@@ -490,6 +494,37 @@ def next_deadline(stream: Stream, txn: lmdb.Transaction) -> int:
     if seek_first(cur, stream.dbs.prefix):
         deadlines.append(SEQ.unpack_from(cur.key(), 4)[0] + cfg.duplicate_window)
     return min(deadlines) if deadlines else 0
+
+
+def first_rows(txn: lmdb.Transaction, db: lmdb._Database) -> Iterator[tuple[int, int]]:
+    """(stream id, time) of the first row of every stream in a table keyed sid | ns | ...: one seek per stream
+    that has rows, however many streams exist."""
+    cur = txn.cursor(db=db)
+    found = cur.first()
+    while found:
+        key = cur.key()
+        sid = int(SID.unpack_from(key)[0])
+        yield sid, int(SEQ.unpack_from(key, SID.size)[0])
+        found = sid < MAX_STREAM_ID and cur.set_range(SID.pack(sid + 1))
+
+
+def deadlines(txn: lmdb.Transaction, tables: Tables, live: Iterable[Stream]) -> list[tuple[Stream, int]]:
+    """(stream, when `expire` next has work) for every live stream that has some; what ``next_deadline`` says
+    for each, without a read per stream (there may be 100,000 of them)."""
+    by_id = {s.id: s for s in live if not s.deleted}
+    soonest: dict[int, int] = {}
+    for sid, s in by_id.items():
+        cfg, c = s.config, s.committed
+        if cfg.max_age > 0 and c.messages and c.first_ns:
+            soonest[sid] = c.first_ns + cfg.max_age
+    for sid, due in first_rows(txn, tables.ttl):
+        soonest[sid] = min(soonest.get(sid, due), due)
+    for sid, ts in first_rows(txn, tables.dedup_age):
+        owner = by_id.get(sid)
+        if owner is not None:
+            due = ts + owner.config.duplicate_window
+            soonest[sid] = min(soonest.get(sid, due), due)
+    return [(by_id[sid], due) for sid, due in soonest.items() if sid in by_id]
 
 
 def trim_to_limits(b: Batch, stream: Stream) -> None:

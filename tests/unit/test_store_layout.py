@@ -113,6 +113,26 @@ def test_dedup_and_ttl_rows_are_per_stream(opened: Store) -> None:
     assert _rows(opened, b.id) == 4  # message, subject index, dedup id, dedup age
 
 
+def test_deadlines_of_all_streams_match_each_streams_own(opened: Store) -> None:
+    """The retention pass reads deadlines per stream that has rows, not per stream: same answers."""
+    ttl = _create(opened, "T", ["t"], allow_msg_ttl=True)
+    dedup = _create(opened, "D", ["d"], duplicate_window=5 * 10**9)
+    aged = _create(opened, "A", ["a"], max_age=60 * 10**9)
+    idle = _create(opened, "I", ["i"])
+    _publish(opened, ttl, [(b"t", b"NATS/1.0\r\nNats-TTL: 30s\r\n\r\n", b"")])
+    _publish(opened, dedup, [(b"d", b"NATS/1.0\r\nNats-Msg-Id: x\r\n\r\n", b"")])
+    _publish(opened, aged, [(b"a", None, b"")])
+    _publish(opened, idle, [(b"i", None, b"")])
+    gone = _create(opened, "G", ["g"], allow_msg_ttl=True)
+    _publish(opened, gone, [(b"g", b"NATS/1.0\r\nNats-TTL: 1s\r\n\r\n", b"")])
+    with opened.env.begin(write=True) as txn:
+        opened.drop_stream(txn, "G", gone.id)  # rows left to collect belong to nobody
+    with opened.read() as txn:
+        found = {s.name: due for s, due in streams.deadlines(txn, opened.tables, [ttl, dedup, aged, idle])}
+        assert found == {s.name: streams.next_deadline(s, txn) for s in (ttl, dedup, aged)}
+        assert streams.next_deadline(idle, txn) == 0
+
+
 def test_delete_collects_rows_in_bounded_chunks_and_resumes_after_restart(data: Path) -> None:
     s = Store.open(data, sync=False)
     doomed = _create(s, "D", ["d.*"])
