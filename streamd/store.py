@@ -342,8 +342,10 @@ class Store:
                 txn.delete(key, db=self.meta)
         txn.put(_GONE + SID.pack(stream_id), b"", db=self.meta)
 
-    def collect(self, txn: lmdb.Transaction, stream_id: int, budget: int = DELETE_CHUNK) -> bool:
-        """Delete up to `budget` rows of a dropped stream; True when none are left (its mark is then removed)."""
+    def collect(self, txn: lmdb.Transaction, stream_id: int, budget: int = 0) -> bool:
+        """Delete up to `budget` (DELETE_CHUNK) rows of a dropped stream; True when none are left (its mark is
+        then removed)."""
+        budget = budget or DELETE_CHUNK
         prefix = SID.pack(stream_id)
         for db in self.tables.all():
             budget -= delete_prefix(txn.cursor(db=db), prefix, budget)

@@ -1,14 +1,18 @@
-"""Far more streams than the old one-database-per-stream layout allowed (it failed at the 3,277th)."""
+"""The store at scale through the API: far more streams than the old one-database-per-stream layout allowed (it
+failed at the 3,277th), and stream deletes whose rows go in bounded chunks while everything else keeps serving."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 
+import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from streamd import store as store_mod
 from tests.conftest import RunningService, StartService
+from tests.helpers import wait_for
 
 # Well past 3,276; kept at 4,000 for the test's runtime: each create still checks subject overlap against every
 # stream (quadratic, a separate part of issue 9). scripts/bench_streams.py shows 100,000 at the store level.
@@ -52,3 +56,35 @@ async def test_four_thousand_streams_all_work_and_survive_a_restart(
         assert (await js.stream_info(f"M{i}")).state.messages == 1
     ack = await js.publish("m.3999", b"again")
     assert ack.seq == 2
+
+
+async def test_a_deleted_streams_rows_go_in_chunks_and_a_new_stream_of_that_name_starts_empty(
+    streamd: RunningService, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_mod, "DELETE_CHUNK", 25)  # 200 messages -> many collection transactions
+    await js.add_stream(name="BIG", subjects=["big.*"], allow_msg_ttl=True)
+    await js.add_stream(name="SMALL", subjects=["small"])
+    acks = [await js.publish_async(f"big.{i % 10}", b"%d" % i, headers={"Nats-Msg-Id": str(i)}) for i in range(200)]
+    assert [(await a).seq for a in acks] == list(range(1, 201))
+    await js.add_consumer("BIG", durable_name="D")
+    await js.publish("small", b"kept")
+    ctx = streamd.service.ctx
+    assert ctx is not None
+    manager, store = ctx.manager, ctx.manager.store
+    big_id = manager.get("BIG").id
+
+    def rows() -> int:
+        prefix = store_mod.SID.pack(big_id)
+        with store.read() as txn:
+            return sum(sum(1 for _ in store_mod.scan(txn.cursor(db=db), prefix)) for db in store.tables.all())
+
+    assert rows() == 800  # message, subject index, dedup id and its age, per message
+    await js.delete_stream("BIG")
+    await wait_for(lambda: rows() == 0 and not manager.dropped and not store.dropped())
+    assert store.load_consumers(big_id) == []
+    await js.add_stream(name="BIG", subjects=["big.*"])
+    info = await js.stream_info("BIG")
+    assert (info.state.messages, info.state.last_seq) == (0, 0)
+    ack = await js.publish("big.0", b"new", headers={"Nats-Msg-Id": "0"})  # the old dedup row is gone too
+    assert (ack.seq, ack.duplicate) == (1, None)
+    assert (await js.get_msg("SMALL", 1)).data == b"kept"
