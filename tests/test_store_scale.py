@@ -88,3 +88,47 @@ async def test_a_deleted_streams_rows_go_in_chunks_and_a_new_stream_of_that_name
     ack = await js.publish("big.0", b"new", headers={"Nats-Msg-Id": "0"})  # the old dedup row is gone too
     assert (ack.seq, ack.duplicate) == (1, None)
     assert (await js.get_msg("SMALL", 1)).data == b"kept"
+
+
+async def test_limits_are_refused_with_the_servers_errors_and_nothing_stored(
+    nc: Client, js: JetStreamContext
+) -> None:
+    """Names count UTF-8 bytes (as nats-server does); over-long subjects and filters never reach an LMDB key."""
+
+    async def request(subject: str, body: dict[str, object]) -> dict[str, object]:
+        return dict(json.loads((await nc.request(subject, json.dumps(body).encode(), timeout=5)).data))
+
+    long_name = "\U0001f600" * 64  # 64 characters, 256 bytes
+    reply = await request(f"$JS.API.STREAM.CREATE.{long_name}", {"name": long_name, "subjects": ["e"]})
+    assert reply["error"] == {
+        "code": 500,
+        "err_code": 10052,
+        "description": "stream name is too long, maximum allowed is 255",
+    }
+    assert await _account_streams(nc) == 0
+    ok_name = "\U0001f600" * 63
+    reply = await request(f"$JS.API.STREAM.CREATE.{ok_name}", {"name": ok_name, "subjects": ["e.>"]})
+    assert "error" not in reply
+    reply = await request(
+        f"$JS.API.CONSUMER.DURABLE.CREATE.{ok_name}.{long_name}",
+        {"stream_name": ok_name, "config": {"durable_name": long_name}},
+    )
+    assert reply["error"] == {
+        "code": 400,
+        "err_code": 10102,
+        "description": "consumer name is too long, maximum allowed is 255",
+    }
+    subject = "e." + "x" * 600
+    reply = json.loads((await nc.request(subject, b"too long", timeout=5)).data)
+    assert reply["error"] == {
+        "code": 503,
+        "err_code": 10077,
+        "description": "subject is longer than 480 bytes, streamd cannot store it",
+    }
+    assert (await js.publish("e.fine", b"1")).seq == 1
+    info = await request(f"$JS.API.STREAM.INFO.{ok_name}", {"subjects_filter": subject})
+    assert info["state"]["messages"] == 1 and "subjects" not in info["state"]  # type: ignore[index,operator]
+    reply = await request(
+        f"$JS.API.CONSUMER.CREATE.{ok_name}.F", {"stream_name": ok_name, "config": {"filter_subject": subject}}
+    )
+    assert reply["num_pending"] == 0
