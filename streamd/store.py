@@ -453,7 +453,12 @@ def migrate(path: Path, sync: bool, map_size: int) -> None:
         old = [n for n in names if n[:2] in _OLD_TABLES and n[2:].isdigit()]
         logger.warning("data directory %s has the old layout: migrating %d tables in place", path, len(old))
         for name in old:
-            _move_table(env, name, getattr(tables, _OLD_TABLES[name[:2]]), SID.pack(int(name[2:])))
+            while True:
+                try:
+                    _move_table(env, name, getattr(tables, _OLD_TABLES[name[:2]]), SID.pack(int(name[2:])))
+                    break
+                except lmdb.MapFullError:  # the chunk was aborted whole: grow and carry on
+                    env.set_mapsize(env.info()["map_size"] * 2)
         with env.begin(write=True) as txn:
             txn.put(b"format", FORMAT_VERSION.to_bytes(4, "big"), db=meta)
         logger.warning("data directory %s migrated to layout %d", path, FORMAT_VERSION)
