@@ -1,10 +1,15 @@
-"""The store at scale through the API: far more streams than the old one-database-per-stream layout allowed (it
-failed at the 3,277th), and stream deletes whose rows go in bounded chunks while everything else keeps serving."""
+"""The store through the service: far more streams than the old one-database-per-stream layout allowed (it failed
+at the 3,277th), stream deletes whose rows go in bounded chunks while everything else keeps serving, limits
+refused before anything is stored, and a data directory nobody else can read."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import stat
+from pathlib import Path
 
 import pytest
 from nats.aio.client import Client
@@ -12,7 +17,8 @@ from nats.js import JetStreamContext
 
 from streamd import store as store_mod
 from tests.conftest import RunningService, StartService
-from tests.helpers import wait_for
+from tests.helpers import drain_stderr, read_until, start_streamd_process, wait_for
+from tests.natsd import free_port
 
 # Well past 3,276; kept at 4,000 for the test's runtime: each create still checks subject overlap against every
 # stream (quadratic, a separate part of issue 9). scripts/bench_streams.py shows 100,000 at the store level.
@@ -90,9 +96,7 @@ async def test_a_deleted_streams_rows_go_in_chunks_and_a_new_stream_of_that_name
     assert (await js.get_msg("SMALL", 1)).data == b"kept"
 
 
-async def test_limits_are_refused_with_the_servers_errors_and_nothing_stored(
-    nc: Client, js: JetStreamContext
-) -> None:
+async def test_limits_are_refused_with_the_servers_errors_and_nothing_stored(nc: Client, js: JetStreamContext) -> None:
     """Names count UTF-8 bytes (as nats-server does); over-long subjects and filters never reach an LMDB key."""
 
     async def request(subject: str, body: dict[str, object]) -> dict[str, object]:
@@ -132,3 +136,29 @@ async def test_limits_are_refused_with_the_servers_errors_and_nothing_stored(
         f"$JS.API.CONSUMER.CREATE.{ok_name}.F", {"stream_name": ok_name, "config": {"filter_subject": subject}}
     )
     assert reply["num_pending"] == 0
+
+
+async def test_everything_in_the_data_directory_is_private_under_umask_022(tmp_path: Path) -> None:
+    """The embedded default writes its nats-server config there as well: all of it 0600, the directory 0700."""
+    data = tmp_path / "data"
+    old = os.umask(0o022)  # the child inherits it
+    try:
+        proc = await start_streamd_process(
+            "--port", str(free_port()), "--leaf-port", str(free_port()), "--data", str(data)
+        )
+    finally:
+        os.umask(old)
+    await read_until(proc, "streamd serving")
+    drain = asyncio.create_task(drain_stderr(proc))
+    try:
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in data.iterdir()} == {
+            "data.mdb": 0o600,
+            "lock.mdb": 0o600,
+            "streamd.lock": 0o600,
+            "nats-server.conf": 0o600,
+        }
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+        drain.cancel()
