@@ -28,7 +28,7 @@ from streamd.models import ConsumerConfig, StreamConfig
 from streamd.store import Counters, Store, StreamRecord
 
 
-def create(store: Store, n: int, batch: int) -> None:
+def create(store: Store, n: int, batch: int, consumers: bool = True) -> None:
     """n streams, batch of them per write transaction, each with one message and one consumer record."""
     now = time.time_ns()
     consumer = msgspec.msgpack.encode(ConsumerRecord(ConsumerConfig(durable_name="C"), now))
@@ -42,17 +42,18 @@ def create(store: Store, n: int, batch: int) -> None:
                 stream = streams.Stream(sid, cfg, now, Counters(), store.open_stream_dbs(sid))
                 streams.store_message(b, stream, f"s.{i}".encode(), None, b"message %d" % i)
                 store.put_counters(txn, sid, stream.counters)
-                store.put_consumer(txn, sid, "C", consumer)
+                if consumers:
+                    store.put_consumer(txn, sid, "C", consumer)
 
 
-def check(store: Store, registry: dict[str, streams.Stream], n: int) -> int:
+def check(store: Store, registry: dict[str, streams.Stream], n: int, consumers: bool) -> int:
     """-> how many streams are missing their message or consumer record."""
     missing = 0
     with store.read() as txn:
         for i in range(0, n, max(1, n // 1000)):
             found = reads.load(txn, registry[f"S{i}"], 1)
             missing += found is None or found.data != b"message %d" % i
-    missing += sum(1 for s in registry.values() if len(store.load_consumers(s.id)) != 1)
+    missing += sum(1 for s in registry.values() if len(store.load_consumers(s.id)) != consumers)
     return missing + (n - len(registry))
 
 
@@ -66,13 +67,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--streams", type=int, default=100_000)
     ap.add_argument("--batch", type=int, default=5_000)
+    ap.add_argument("--no-consumers", action="store_true", help="no consumer record per stream")
     ap.add_argument("--dir", type=Path, default=None, help="data directory (default: a new temp dir)")
     args = ap.parse_args()
     path = args.dir or Path(tempfile.mkdtemp(prefix="streamd-bench-streams-")) / "data"
     print(f"{args.streams} streams, {args.batch} per transaction, in {path}")
     t = time.monotonic()
     store = Store.open(path, sync=True)
-    create(store, args.streams, args.batch)
+    create(store, args.streams, args.batch, not args.no_consumers)
     store.close()
     t = timed(f"create {args.streams} streams + messages + consumers", t)
     store = Store.open(path, sync=True)
@@ -83,7 +85,7 @@ def main() -> int:
     with store.read() as txn:
         due = streams.deadlines(txn, store.tables, list(registry.values()))
     t = timed("retention pass: deadlines of every stream", t)
-    missing = check(store, registry, args.streams)
+    missing = check(store, registry, args.streams, not args.no_consumers)
     t = timed("check: messages, consumer records (per stream)", t)
     used = store.env.info()["last_pgno"] * store.env.stat()["psize"]
     store.close()
