@@ -17,6 +17,7 @@ import contextlib
 import enum
 import logging
 import ssl
+import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -61,6 +62,7 @@ class Service:
         self.state = ServiceState.NEW
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
+        self._stopping = threading.Event()  # the same, for work on other threads (the store's layout migration)
         self.registry: dict[str, streams.Stream] = {}
         self._ingest_subs: dict[str, dict[str, Any]] = {}  # stream -> subject -> raw subscription
         self._direct_subs: dict[str, list[Any]] = {}
@@ -74,12 +76,19 @@ class Service:
 
     def stop(self) -> None:
         self._stop.set()
+        self._stopping.set()
 
     async def run(self) -> None:
         self.state = ServiceState.STARTING
         cfg = self.config
         try:
-            store = Store.open(cfg.data, sync=cfg.sync == SyncMode.ALWAYS, map_size=cfg.map_size_mib << 20)
+            store = await asyncio.to_thread(  # a thread: a layout migration may take a while and must heed SIGTERM
+                Store.open,
+                cfg.data,
+                sync=cfg.sync == SyncMode.ALWAYS,
+                map_size=cfg.map_size_mib << 20,
+                stop=self._stopping,
+            )
         except Exception as exc:
             raise StartupError(str(exc)) from None
         async with contextlib.AsyncExitStack() as stack:

@@ -2,7 +2,7 @@
 
 Layout (one environment per data directory; a fixed set of shared tables, so the number of streams is not
 bounded by LMDB's max_dbs). ``sid`` is the stream id as u32 big-endian: every stream's keys share that prefix,
-so LMDB order is (stream, key) order and appends stay appends.
+so LMDB order is (stream, key) order and a publish inserts at the end of its stream's range.
 
     meta                 b"stream:" + name  -> StreamRecord (msgpack: id, config, created)
                          b"state:" + id     -> counters (fixed binary, rewritten once per write batch)
@@ -51,6 +51,10 @@ Buf = bytes | memoryview  # what LMDB hands back
 
 class StoreLocked(RuntimeError):
     """Another process holds this data directory."""
+
+
+class MigrationStopped(RuntimeError):
+    """A stop was asked for during the layout migration; what moved stays moved and the next start carries on."""
 
 
 class StreamRecord(msgspec.Struct, array_like=True):
@@ -139,7 +143,6 @@ OLD_MAX_DBS = 16384  # the old layout's limit: only a migration opens that many
 MAX_STREAM_ID = (1 << 32) - 1
 MAX_KEY = 511  # LMDB's key size limit (the default build)
 DELETE_CHUNK = 10_000  # rows a stream delete or migration removes per transaction
-_TABLES = (b"msgs", b"subjects", b"dedup", b"dedup-age", b"ttl")
 _GONE = b"gone:"
 
 
@@ -239,7 +242,10 @@ class Store:
         self.tables = Tables(env)
 
     @classmethod
-    def open(cls, path: Path, *, sync: bool = True, map_size: int = INITIAL_MAP_SIZE) -> Store:
+    def open(
+        cls, path: Path, *, sync: bool = True, map_size: int = INITIAL_MAP_SIZE, stop: threading.Event | None = None
+    ) -> Store:
+        """Lock, migrate an old layout (checking `stop` between transactions: SIGTERM is honoured) and open."""
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(path, 0o700)
         lock_fd = os.open(path / "streamd.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -256,7 +262,7 @@ class Store:
             if data_file.exists():
                 map_size = max(map_size, _round_up(data_file.stat().st_size * 2, map_size))
             if _layout(path, sync, map_size) < FORMAT_VERSION:
-                migrate(path, sync, map_size)
+                migrate(path, sync, map_size, stop or threading.Event())
             env = _open_env(path, sync, map_size, MAX_DBS)
         except BaseException:
             os.close(lock_fd)
@@ -438,11 +444,12 @@ def _layout(path: Path, sync: bool, map_size: int) -> int:
         env.close()
 
 
-def migrate(path: Path, sync: bool, map_size: int) -> None:
+def migrate(path: Path, sync: bool, map_size: int, stop: threading.Event) -> None:
     """Move the old layout (five databases per stream) into the shared tables, in place.
 
     Each transaction moves up to DELETE_CHUNK rows (copy, then delete from the old database), so a kill at any
-    point leaves every row in exactly one place and a re-run carries on; the format stamp comes last.
+    point leaves every row in exactly one place and a re-run carries on; the format stamp comes last. `stop` is
+    looked at before every transaction.
     """
     env = _open_env(path, sync, map_size, OLD_MAX_DBS)
     try:
@@ -455,7 +462,7 @@ def migrate(path: Path, sync: bool, map_size: int) -> None:
         for name in old:
             while True:
                 try:
-                    _move_table(env, name, getattr(tables, _OLD_TABLES[name[:2]]), SID.pack(int(name[2:])))
+                    _move_table(env, name, getattr(tables, _OLD_TABLES[name[:2]]), SID.pack(int(name[2:])), stop)
                     break
                 except lmdb.MapFullError:  # the chunk was aborted whole: grow and carry on
                     env.set_mapsize(env.info()["map_size"] * 2)
@@ -469,10 +476,12 @@ def migrate(path: Path, sync: bool, map_size: int) -> None:
 _OLD_TABLES = {b"m.": "msgs", b"s.": "subjects", b"d.": "dedup", b"t.": "dedup_age", b"x.": "ttl"}
 
 
-def _move_table(env: lmdb.Environment, name: bytes, new: lmdb._Database, prefix: bytes) -> None:
+def _move_table(env: lmdb.Environment, name: bytes, new: lmdb._Database, prefix: bytes, stop: threading.Event) -> None:
     """Move one old table's rows under `prefix`, DELETE_CHUNK per transaction, then drop it."""
     dupsort = name[:2] == b"s."
     while True:
+        if stop.is_set():
+            raise MigrationStopped("stopped during the layout migration; the next start carries on where it stopped")
         with env.begin(write=True) as txn:
             old = env.open_db(name, txn=txn, dupsort=dupsort, dupfixed=dupsort)
             cur = txn.cursor(db=old)

@@ -15,10 +15,12 @@ import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from streamd import Service, ServiceConfig, StartupError
 from streamd import store as store_mod
 from tests.conftest import RunningService, StartService
 from tests.helpers import drain_stderr, read_until, start_streamd_process, wait_for
-from tests.natsd import free_port
+from tests.natsd import NatsServer, free_port
+from tests.unit.test_store_layout import _check_migrated, _write_old_layout
 
 # Well past 3,276; kept at 4,000 for the test's runtime: each create still checks subject overlap against every
 # stream (quadratic, a separate part of issue 9). scripts/bench_streams.py shows 100,000 at the store level.
@@ -162,3 +164,20 @@ async def test_everything_in_the_data_directory_is_private_under_umask_022(tmp_p
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 20) == 0
         drain.cancel()
+
+
+async def test_a_stop_during_the_layout_migration_is_honoured_and_the_next_start_finishes_it(
+    nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = tmp_path / "data"
+    written = _write_old_layout(data, n_streams=2, n_msgs=5_000)
+    monkeypatch.setattr(store_mod, "DELETE_CHUNK", 20)  # 1,000 transactions, each with its fsync
+    settings = {"server": nats_server.url, "leaf": nats_server.leaf_url, "data": data}
+    service = Service(ServiceConfig(**settings))  # type: ignore[arg-type]
+    task = asyncio.create_task(service.run())
+    await wait_for(lambda: "has the old layout" in caplog.text, 10)
+    service.stop()  # what SIGTERM does, while the migration runs
+    with pytest.raises(StartupError, match="next start carries on"):
+        await asyncio.wait_for(task, 10)
+    monkeypatch.setattr(store_mod, "DELETE_CHUNK", 10_000)
+    _check_migrated(data, written)

@@ -8,6 +8,7 @@ import os
 import signal
 import stat
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -249,6 +250,15 @@ def test_a_migration_interrupted_between_transactions_finishes_on_the_next_open(
     with pytest.raises(KeyboardInterrupt):
         Store.open(data, sync=False)
     monkeypatch.setattr(store_mod, "_move_table", real_move)
+    _check_migrated(data, written)
+
+
+def test_a_stop_during_migration_stops_it_between_transactions(data: Path) -> None:
+    written = _write_old_layout(data, n_streams=2, n_msgs=30)
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(store_mod.MigrationStopped, match="next start carries on"):
+        Store.open(data, sync=False, stop=stop)
     _check_migrated(data, written)
 
 
