@@ -36,7 +36,7 @@ def _consumers(ctx: Context) -> ConsumerManager:
 
 
 def _create_request(data: bytes, stream: str) -> ConsumerCreateRequest:
-    req: ConsumerCreateRequest = _decode(data, ConsumerCreateRequest)
+    req: ConsumerCreateRequest = _decode(data, ConsumerCreateRequest, "CreateConsumerRequest")
     if req.stream_name != stream:
         raise errors.STREAM_NAME_MISMATCH()
     if req.action not in ("", "create", "update"):
@@ -105,14 +105,16 @@ def _sorted_names(ctx: Context, stream: str) -> list[str]:
 
 
 async def consumer_names(ctx: Context, names: list[str], data: bytes) -> ConsumerNamesResponse:
-    req = _decode(data, StreamNamesRequest)
+    req = _decode(data, StreamNamesRequest, "JSApiConsumersRequest")
+    req.offset = max(req.offset, 0)  # the server reads a negative offset as 0
     all_names = _sorted_names(ctx, names[0])
     page = all_names[req.offset : req.offset + NAMES_LIMIT]
     return ConsumerNamesResponse(total=len(all_names), offset=req.offset, limit=NAMES_LIMIT, consumers=page)
 
 
 async def consumer_list(ctx: Context, names: list[str], data: bytes) -> ConsumerListResponse:
-    req = _decode(data, StreamNamesRequest)
+    req = _decode(data, StreamNamesRequest, "JSApiConsumersRequest")
+    req.offset = max(req.offset, 0)  # the server reads a negative offset as 0
     consumers = _consumers(ctx)
     all_names = _sorted_names(ctx, names[0])
     page = all_names[req.offset : req.offset + LIST_LIMIT]
@@ -121,7 +123,7 @@ async def consumer_list(ctx: Context, names: list[str], data: bytes) -> Consumer
 
 
 async def consumer_pause(ctx: Context, names: list[str], data: bytes) -> PauseResponse:
-    req = _decode(data, PauseRequest)
+    req = _decode(data, PauseRequest, "JSApiConsumerPauseRequest")
     ctx.manager.get(names[0])
     try:
         until = timefmt.parse(req.pause_until) if req.pause_until else 0

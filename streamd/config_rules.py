@@ -79,7 +79,7 @@ def _normalize_subjects(c: StreamConfig) -> None:
     seen: list[str] = []
     for subj in c.subjects:
         if not subjects.is_valid_subject(subj):
-            raise _invalid(f"invalid subject {subj!r}")
+            raise _invalid("invalid subject")
         for other in seen:
             if subjects.collide(subj, other):
                 raise _invalid(f'subject "{other}" overlaps with "{subj}"')

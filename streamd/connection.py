@@ -18,6 +18,7 @@ from nats.aio.client import Client
 
 logger = logging.getLogger(__name__)
 NO_RESPONDERS = b"NATS/1.0 503\r\n\r\n"
+_PROTOCOL_BREAKERS = (" ", "\t", "\r", "\n")
 RawHandler = Callable[[bytes, bytes, bytes, bytes | None], None]
 
 
@@ -32,7 +33,16 @@ class Connection(Client):
         async def _unused(_msg: Any) -> None:  # nats-py requires a callback; raw messages never reach it
             return None
 
-        sub = await self.subscribe(subject, cb=_unused, **kwargs)
+        if not subject or any(c in subject for c in _PROTOCOL_BREAKERS):
+            raise ValueError(f"subject {subject!r} cannot be written on a SUB line")
+        # nats-py's subscribe refuses subjects nats-server takes as literal (`A*`, `x.b>c`), which streams may
+        # name: its check is skipped for this call (subject rules are streamd's own, see subjects.py).
+        skip = self._skip_subject_validation
+        self._skip_subject_validation = True
+        try:
+            sub = await self.subscribe(subject, cb=_unused, **kwargs)
+        finally:
+            self._skip_subject_validation = skip
         self._raw_handlers[sub._id] = handler
         return sub
 

@@ -222,11 +222,11 @@ def _check_filters(c: ConsumerConfig) -> None:
         if not f:
             raise errors.EMPTY_FILTER()
         if not subjects.is_valid_subject(f):
-            raise errors.CONSUMER_CREATE(err=f"consumer filter subject is not a valid subject: {f}")
+            raise errors.STREAM_INVALID_CONFIG(err="invalid subject")  # sic: the server's error
         if any(subjects.collide(f, g) for g in many[:i]):
             raise errors.OVERLAPPING_FILTERS()
     if isinstance(c.filter_subject, str) and not subjects.is_valid_subject(c.filter_subject):
-        raise errors.CONSUMER_CREATE(err=f"consumer filter subject is not a valid subject: {c.filter_subject}")
+        raise errors.STREAM_INVALID_CONFIG(err="invalid subject")  # sic: the server's error
     if c.deliver_policy == DeliverPolicy.LAST_PER_SUBJECT and not filters(c):
         raise errors.CONSUMER_INVALID_POLICY(
             err="consumer delivery policy is deliver last per subject, but optional filter subject is not set"

@@ -35,6 +35,12 @@ class StreamManager:
         records = self.store.load_streams()
         with self.store.env.begin(write=True) as txn:  # opening named dbs once; nothing is written
             for rec, counters in records:
+                problem = stored_config_problem(rec.config)
+                if problem:
+                    logger.error(
+                        "stream '%s' is not served: its stored config is refused (%s)", rec.config.name, problem
+                    )
+                    continue
                 dbs = self.store.open_stream_dbs(rec.id, txn)
                 self.streams[rec.config.name] = streams.Stream(
                     rec.id, rec.config, rec.created_ns, counters, dbs, self.domain
@@ -204,3 +210,15 @@ class StreamManager:
     async def _advise(self, name: str, action: str) -> None:
         if self.on_advisory:
             await self.on_advisory(name, action)
+
+
+def stored_config_problem(cfg: StreamConfig) -> str:
+    """Why the current rules refuse a config stored by an older streamd ("" when they take it): such a stream is
+    left alone on disk (its name stays taken) rather than served on subjects that might not work."""
+    try:
+        config_rules.normalize(cfg)
+    except errors.ApiError as exc:
+        return exc.description
+    except Exception as exc:  # a config that breaks the rules themselves
+        return repr(exc)
+    return ""

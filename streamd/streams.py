@@ -33,6 +33,7 @@ from .store import (
 MAX_HEADER = 64 * 1024
 MARKER_REASON = b"Nats-Marker-Reason"
 MAX_PLAIN_ID = 400
+MAX_SEQ = (1 << 64) - 1  # sequences are u64 keys
 MAX_SUBJECT = 480  # the subject is an LMDB key in the subject index (511 bytes at most)
 _NS = 1_000_000_000
 _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -169,17 +170,19 @@ def store_message(b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, 
     if cfg.discard == Discard.NEW:
         _check_discard_new(b, stream, subject, size)
 
-    b.touch(stream)
     seq = c.last_seq + 1
     if c.last_seq == 0 and isinstance(cfg.first_seq, int):
         seq = max(seq, cfg.first_seq)
+    if seq > MAX_SEQ:  # first_seq may be 2^64-1, as nats-server allows: that stream holds one message, no more
+        raise errors.STORE_FAILED(err="stream sequence space exhausted")
+    b.touch(stream)
     c.last_seq = seq
     c.last_ns = b.now_ns
     c.last_msg_id = msg_id
     if cfg.retention == Retention.INTEREST and not stream.has_interest(subject):
         # Nobody would ever ack it: the sequence is used, nothing is stored (JetStream does the same).
         if not c.messages:
-            c.first_seq = seq + 1
+            c.first_seq = min(seq + 1, MAX_SEQ)
         return seq, False
 
     txn = b.txn
@@ -354,7 +357,7 @@ def _advance_first(b: Batch, stream: Stream) -> None:
         c.first_seq = SEQ.unpack(cur.key())[0]
         c.first_ns = message_time(cur.value())
     else:
-        c.first_seq = c.last_seq + 1
+        c.first_seq = min(c.last_seq + 1, MAX_SEQ)
         c.first_ns = 0
         c.messages = 0
         c.total_bytes = 0
@@ -375,7 +378,7 @@ def purge(b: Batch, stream: Stream, *, filter_subject: str = "", seq: int = 0, k
         for db in (stream.dbs.msgs, stream.dbs.subjects, stream.dbs.ttl):
             b.txn.drop(db, delete=False)
         b.purged.append(stream)
-        c.first_seq, c.first_ns, c.messages, c.total_bytes, c.num_subjects = c.last_seq + 1, 0, 0, 0, 0
+        c.first_seq, c.first_ns, c.messages, c.total_bytes, c.num_subjects = min(c.last_seq + 1, MAX_SEQ), 0, 0, 0, 0
         return purged
     purged = 0
     while c.messages and (c.messages > keep if keep else c.first_seq < seq):
