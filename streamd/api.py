@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -64,6 +64,7 @@ class Context:
     consumers: Any = None  # ConsumerManager (typed loosely: it imports this module)
 
 
+PageT = TypeVar("PageT", bound=msgspec.Struct)
 Handler = Callable[[Context, list[str], bytes], Awaitable[msgspec.Struct | None]]
 
 
@@ -178,6 +179,17 @@ async def stream_info(ctx: Context, names: list[str], data: bytes) -> StreamInfo
     return _fit_subjects(ctx, _stream_info_response(ctx, names[0], req))
 
 
+def fit_page(ctx: Context, resp: PageT, field: str) -> PageT:
+    """A LIST page (`field`, a list) that would not fit in one message is halved until it does; the client
+    pages on with offset. One entry that alone does not fit is left to dispatch's size check."""
+    page = getattr(resp, field)
+    while len(page) > 1 and len(_ENCODER.encode(resp)) > max_reply(ctx):
+        page = page[: len(page) // 2]
+        setattr(resp, field, page)
+        setattr(resp, "limit", len(page))  # noqa: B010 (any paged response)
+    return resp
+
+
 def _fit_subjects(ctx: Context, resp: StreamInfoResponse) -> StreamInfoResponse:
     """A subjects page that would not fit in one message is halved until it does (the client pages on with
     offset); halving keeps the encoding work linear in the page size."""
@@ -214,7 +226,8 @@ async def stream_list(ctx: Context, _names: list[str], data: bytes) -> StreamLis
     names = _filtered_names(ctx, req.subject)
     page = names[req.offset : req.offset + LIST_LIMIT]
     infos = [ctx.manager.info(ctx.manager.streams[n]) for n in page]
-    return StreamListResponse(total=len(names), offset=req.offset, limit=LIST_LIMIT, streams=infos)
+    resp = StreamListResponse(total=len(names), offset=req.offset, limit=LIST_LIMIT, streams=infos)
+    return fit_page(ctx, resp, "streams")
 
 
 async def stream_purge(ctx: Context, names: list[str], data: bytes) -> PurgeResponse:

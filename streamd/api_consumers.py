@@ -8,7 +8,7 @@ import msgspec
 from msgspec import UNSET
 
 from . import consumer_rules, errors, timefmt
-from .api import _ENCODER, Context, Route, _decode, _require_empty
+from .api import _ENCODER, Context, Route, _decode, _require_empty, fit_page
 from .consumer_manager import ConsumerManager
 from .models import (
     API_PREFIX_TYPE,
@@ -119,7 +119,8 @@ async def consumer_list(ctx: Context, names: list[str], data: bytes) -> Consumer
     all_names = _sorted_names(ctx, names[0])
     page = all_names[req.offset : req.offset + LIST_LIMIT]
     infos = [consumers.info(consumers.get(names[0], n)) for n in page]
-    return ConsumerListResponse(total=len(all_names), offset=req.offset, limit=LIST_LIMIT, consumers=infos)
+    resp = ConsumerListResponse(total=len(all_names), offset=req.offset, limit=LIST_LIMIT, consumers=infos)
+    return fit_page(ctx, resp, "consumers")
 
 
 async def consumer_pause(ctx: Context, names: list[str], data: bytes) -> PauseResponse:

@@ -186,3 +186,38 @@ async def test_a_stored_config_the_rules_refuse_is_skipped_at_startup(
     reply = await _api(nc, "$JS.API.STREAM.CREATE.BAD", msgspec.json.encode({"name": "BAD", "subjects": ["b"]}))
     assert _error(reply)[:2] == (400, 10058)  # its data stays on disk, its name stays taken
     await nc.close()
+
+
+async def test_a_list_page_is_cut_to_fit(streamd: RunningService, nc: nats.NATS, js: nats.js.JetStreamContext) -> None:
+    """STREAM.LIST of configs that together exceed max_payload answers a shorter page; paging on gets the rest."""
+    for n in range(4):
+        await js.add_stream(name=f"L{n}", subjects=[f"l{n}.{i:04d}.{'q' * 80}" for i in range(200)])  # ~20 KB
+    first = await _api(nc, "$JS.API.STREAM.LIST")
+    streams = first["streams"]
+    assert isinstance(streams, list) and 0 < len(streams) < 4 and first["limit"] == len(streams)
+    rest = await _api(nc, "$JS.API.STREAM.LIST", json.dumps({"offset": len(streams)}).encode())
+    assert isinstance(rest["streams"], list) and first["total"] == 4
+    assert len(streams) + len(rest["streams"]) <= 4 and rest["streams"]
+    assert _connected_once(streamd)
+
+
+async def test_odd_bytes_on_acks_and_pulls_leave_the_service_serving(
+    streamd: RunningService, nc: nats.NATS, js: nats.js.JetStreamContext
+) -> None:
+    await js.add_stream(name="Q", subjects=["q"])
+    await js.add_consumer("Q", nats.js.api.ConsumerConfig(durable_name="c", ack_policy="explicit"))
+    await js.publish("q", b"x")
+    for line in (
+        b"PUB $JS.ACK.Q.\xff.1.1.1.1.0 0\r\n\r\n",
+        b"PUB $JS.ACK.\xff 3\r\n+WP\r\n",
+        b"PUB $JS.ACK.Q.c.1.99999999999999999999999.1.1.0 0\r\n\r\n",
+        b"PUB $JS.API.CONSUMER.MSG.NEXT.Q.\xff _INBOX.x 0\r\n\r\n",
+        b"PUB $JS.API.DIRECT.GET.Q.\xff _INBOX.x 0\r\n\r\n",
+        b"PUB $JS.FC.Q.\xff.1 0\r\n\r\n",
+    ):
+        await nc._send_command(line)
+    await nc.flush()
+    [msg] = await (await js.pull_subscribe_bind("c", "Q")).fetch(1, timeout=3)
+    await msg.ack_sync()
+    assert (await js.consumer_info("Q", "c")).num_ack_pending == 0
+    assert _connected_once(streamd)
