@@ -16,6 +16,10 @@ DEFAULT_MAX_ACK_PENDING = 1000
 DEFAULT_MAX_WAITING = 512
 DEFAULT_EPHEMERAL_INACTIVE = 5 * 1_000_000_000
 MIN_HEARTBEAT = 100_000_000
+# Deliveries go out as `HMSG <deliver> + <ack reply> <group> …` lines, which the server takes up to 4 KiB: streamd
+# bounds what it puts there (nats-server, delivering internally, has no such limit).
+MAX_DELIVER_SUBJECT = 1024
+MAX_DELIVER_GROUP = 255
 MAX_DESCRIPTION = 4096
 MAX_METADATA = 128 * 1024
 _ALPHABET = string.ascii_letters + string.digits
@@ -160,8 +164,12 @@ def _check_push_pull(c: ConsumerConfig, stream: StreamConfig) -> None:
 
 def _check_push(c: ConsumerConfig, stream: StreamConfig) -> None:
     deliver = str(c.deliver_subject)
-    if not subjects.is_valid_subject(deliver):
+    if not subjects.is_valid_subject(deliver) or len(deliver.encode()) > MAX_DELIVER_SUBJECT:
         raise errors.INVALID_DELIVER_SUBJECT()
+    group = c.deliver_group if isinstance(c.deliver_group, str) else ""
+    if len(group.encode()) > MAX_DELIVER_GROUP or any(ch in group for ch in " \t\r\n\f\v"):
+        # the group is a queue name on each delivery's protocol line: a space there would break the line
+        raise errors.CONSUMER_CREATE(err="consumer deliver group must be a queue name of at most 255 bytes")
     if not subjects.is_literal(deliver):
         raise errors.DELIVER_WILDCARDS()
     if any(subjects.matches(s, deliver) for s in stream.subjects):

@@ -40,6 +40,9 @@ _ACTIONS = {"create": "CREATED", "modify": "UPDATED", "delete": "DELETED"}
 
 
 BAD_REQUEST_STATUS = b"NATS/1.0 400 Bad Request\r\n\r\n"
+# A pull's deliveries carry its reply subject and an ack subject (up to ~1.2 KB) on one protocol line, which the
+# server takes up to 4 KiB; a longer reply would make it close the leaf connection, so it is refused.
+MAX_PULL_REPLY = 2048
 API_PENDING_MSGS = 100_000  # queued API requests before nats-py drops (counted as slow consumer events)
 
 
@@ -335,6 +338,8 @@ class Service:
             try:
                 reply_text = bytes(reply).decode()
             except UnicodeDecodeError:  # deliveries go to this subject as text: refuse it at the door
+                reply_text = ""
+            if not reply_text or len(reply) > MAX_PULL_REPLY:  # see MAX_PULL_REPLY
                 conn.send_soon(bytes(reply), b"", BAD_REQUEST_STATUS)
                 return
             consumers.pull_request_or_503(names[0], names[1], reply_text, bytes(data))

@@ -221,3 +221,30 @@ async def test_odd_bytes_on_acks_and_pulls_leave_the_service_serving(
     await msg.ack_sync()
     assert (await js.consumer_info("Q", "c")).num_ack_pending == 0
     assert _connected_once(streamd)
+
+
+async def test_what_would_break_a_protocol_line_is_refused_before_it_is_stored(
+    streamd: RunningService, nc: nats.NATS, js: nats.js.JetStreamContext
+) -> None:
+    """Stream subjects become SUB lines, deliver subjects and groups and pull replies delivery lines; the server
+    closes a connection whose line is over 4 KiB or malformed, so what cannot fit is refused up front."""
+    long_subject = {"name": "LONG", "subjects": ["long." + "y" * 5000]}
+    reply = await _api(nc, "$JS.API.STREAM.CREATE.LONG", json.dumps(long_subject).encode())
+    assert _error(reply)[:2] == (500, 10052)
+    await js.add_stream(name="P", subjects=["p"])
+    for cfg, code in (
+        ({"deliver_subject": "d." + "x" * 5000}, (400, 10112)),
+        ({"deliver_subject": "d.1", "deliver_group": "a b"}, (500, 10012)),
+    ):
+        body = json.dumps({"stream_name": "P", "config": cfg}).encode()
+        assert _error(await _api(nc, "$JS.API.CONSUMER.CREATE.P", body))[:2] == code
+    await js.add_consumer("P", nats.js.api.ConsumerConfig(durable_name="c", ack_policy="explicit"))
+    await js.publish("p", b"x")
+    long_inbox = "_INBOX." + "r" * 3000
+    sub = await nc.subscribe(long_inbox)
+    await nc.publish("$JS.API.CONSUMER.MSG.NEXT.P.c", b'{"batch":1}', reply=long_inbox)
+    refused = await sub.next_msg(timeout=3)
+    assert refused.headers is not None and refused.headers.get("Status") == "400"
+    [msg] = await (await js.pull_subscribe_bind("c", "P")).fetch(1, timeout=3)  # the leaf is still up
+    assert msg.data == b"x"
+    assert _connected_once(streamd)
