@@ -378,13 +378,13 @@ class PauseResponse(msgspec.Struct, kw_only=True):
 
 
 class PullRequest(msgspec.Struct, kw_only=True):
-    batch: int = 0
-    expires: int = 0
+    batch: Int = 0
+    expires: Duration = 0
     no_wait: bool = False
-    max_bytes: int = 0
-    idle_heartbeat: int = 0
+    max_bytes: Int = 0
+    idle_heartbeat: Duration = 0
     group: str = ""
-    min_pending: int = 0
-    min_ack_pending: int = 0
+    min_pending: I64 = 0
+    min_ack_pending: I64 = 0
     id: str = ""
-    priority: int = 0
+    priority: Int = 0

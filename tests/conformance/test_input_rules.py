@@ -172,3 +172,20 @@ async def test_direct_get_with_a_bad_sequence(nc: Client, js: JetStreamContext, 
     msg = await nc.request("$JS.API.DIRECT.GET.G", body, timeout=3)
     assert msg.headers is not None
     assert (msg.headers.get("Status"), msg.headers.get(nats.js.api.Header.DESCRIPTION)) == ("408", "Malformed Request")
+
+
+@pytest.mark.parametrize(
+    ("body", "text"),
+    [
+        (b'{"batch":18446744073709551616}', "number 18446744073709551616 into Go struct field .batch of type int"),
+        (b'{"batch":1.5}', "number 1.5 into Go struct field .batch of type int"),
+    ],
+)
+async def test_pull_request_numbers_outside_their_go_type(
+    nc: Client, js: JetStreamContext, body: bytes, text: str
+) -> None:
+    await js.add_stream(name="PL", subjects=["pl"])
+    await js.add_consumer("PL", nats.js.api.ConsumerConfig(durable_name="x", ack_policy="explicit"))
+    msg = await nc.request("$JS.API.CONSUMER.MSG.NEXT.PL.x", body, timeout=3)
+    assert msg.headers is not None and msg.headers.get("Status") == "400"
+    assert msg.headers.get(nats.js.api.Header.DESCRIPTION) == "Bad Request - json: cannot unmarshal " + text
