@@ -20,6 +20,7 @@ MIN_HEARTBEAT = 100_000_000
 # bounds what it puts there (nats-server, delivering internally, has no such limit).
 MAX_DELIVER_SUBJECT = 1024
 MAX_DELIVER_GROUP = 255
+_WHITESPACE = " \t\r\n\f\v"
 MAX_DESCRIPTION = 4096
 MAX_METADATA = 128 * 1024
 _ALPHABET = string.ascii_letters + string.digits
@@ -167,7 +168,7 @@ def _check_push(c: ConsumerConfig, stream: StreamConfig) -> None:
     if not subjects.is_valid_subject(deliver) or len(deliver.encode()) > MAX_DELIVER_SUBJECT:
         raise errors.INVALID_DELIVER_SUBJECT()
     group = c.deliver_group if isinstance(c.deliver_group, str) else ""
-    if len(group.encode()) > MAX_DELIVER_GROUP or any(ch in group for ch in " \t\r\n\f\v"):
+    if len(group.encode()) > MAX_DELIVER_GROUP or any(ch in group for ch in _WHITESPACE):
         # the group is a queue name on each delivery's protocol line: a space there would break the line
         raise errors.CONSUMER_CREATE(err="consumer deliver group must be a queue name of at most 255 bytes")
     if not subjects.is_literal(deliver):
@@ -276,3 +277,21 @@ def check_update(old: ConsumerConfig, new: ConsumerConfig) -> None:
     for field, words in _IMMUTABLE:
         if getattr(old, field) != getattr(new, field):
             raise errors.CONSUMER_CREATE(err=f"{words} can not be updated")
+
+
+def stored_problem(cfg: ConsumerConfig) -> str:
+    """Why a consumer config stored by an older streamd cannot be served by this one ("" when it can): the
+    subjects and names that reach the wire are checked again, since older rules were looser."""
+    for f in filters(cfg):
+        if not subjects.is_valid_subject(f):
+            return f"invalid filter subject {f!r}"
+    if is_push(cfg):
+        deliver = str(cfg.deliver_subject)
+        if not subjects.is_valid_subject(deliver) or not subjects.is_literal(deliver):
+            return "invalid deliver subject"
+        if len(deliver.encode()) > MAX_DELIVER_SUBJECT:
+            return "deliver subject too long"
+        group = cfg.deliver_group if isinstance(cfg.deliver_group, str) else ""
+        if len(group.encode()) > MAX_DELIVER_GROUP or any(ch in group for ch in _WHITESPACE):
+            return "invalid deliver group"
+    return ""

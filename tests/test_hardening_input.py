@@ -17,7 +17,8 @@ import nats
 import pytest
 from nats.js.errors import APIError
 
-from streamd.models import StreamConfig
+from streamd.consumer_manager import ConsumerRecord
+from streamd.models import ConsumerConfig, StreamConfig
 from streamd.store import Counters, Store, StreamRecord
 from tests.conftest import RunningService, StartService
 from tests.helpers import wait_for
@@ -162,7 +163,7 @@ async def test_a_subjects_page_is_cut_to_fit(streamd: RunningService, nc: nats.N
 async def test_a_stored_config_the_rules_refuse_is_skipped_at_startup(
     start_service: StartService, nats_server: NatsServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A config written by an older streamd (here: straight through the store API) does not stop the service."""
+    """Configs written by an older streamd (here: straight through the store API) do not stop the service."""
     service = await start_service()
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream(timeout=5)
@@ -171,10 +172,14 @@ async def test_a_stored_config_the_rules_refuse_is_skipped_at_startup(
     store = Store.open(tmp_path / "data")
     try:
         bad = StreamConfig(name="BAD", subjects=["bad..subject"])
+        bad_push = ConsumerConfig(durable_name="bp", name="bp", deliver_subject="d.1", deliver_group="a b")
+        good_id = store.load_streams()[0][0].id
         with store.env.begin(write=True) as txn:
             sid = store.next_stream_id(txn)
             store.put_stream(txn, StreamRecord(sid, bad, time.time_ns()))
             store.put_counters(txn, sid, Counters())
+            record = msgspec.msgpack.encode(ConsumerRecord(bad_push, time.time_ns()))
+            store.put_consumer(txn, good_id, "bp", record)
     finally:
         store.close()
 
@@ -183,6 +188,9 @@ async def test_a_stored_config_the_rules_refuse_is_skipped_at_startup(
     assert (await js.publish("good", b"x")).seq == 1
     lines = [r.getMessage() for r in caplog.records if "'BAD'" in r.getMessage()]
     assert len(lines) == 1 and "invalid subject" in lines[0]
+    lines = [r.getMessage() for r in caplog.records if "'GOOD > bp'" in r.getMessage()]
+    assert len(lines) == 1 and "invalid deliver group" in lines[0]
+    assert [c.name for c in await js.consumers_info("GOOD")] == []
     reply = await _api(nc, "$JS.API.STREAM.CREATE.BAD", msgspec.json.encode({"name": "BAD", "subjects": ["b"]}))
     assert _error(reply)[:2] == (400, 10058)  # its data stays on disk, its name stays taken
     await nc.close()
