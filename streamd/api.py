@@ -6,6 +6,7 @@ refuse. ``dispatch`` does decoding, the error object, stats and the reply, so no
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -293,6 +294,33 @@ ROUTES: dict[str, Route] = {
     "STREAM.MSG.GET": Route("stream_msg_get_response", stream_msg_get, 1),
     "STREAM.MSG.DELETE": Route("stream_msg_delete_response", stream_msg_delete, 1, {"success": False}),
 }
+
+
+Request = tuple[bytes, bytes, bytes, bytes | None]  # subject, reply, payload, header block
+
+
+class RequestQueue:
+    """API requests waiting for their turn, bounded by count and by bytes as nats-py's pending limits were:
+    a flood is refused (counted, logged by the caller) instead of growing without limit."""
+
+    def __init__(self, max_msgs: int, max_bytes: int) -> None:
+        self._queue: asyncio.Queue[Request] = asyncio.Queue()
+        self.max_msgs = max_msgs
+        self.max_bytes = max_bytes
+        self.pending_bytes = 0
+
+    def offer(self, item: Request) -> bool:
+        size = len(item[0]) + len(item[1]) + len(item[2]) + len(item[3] or b"")
+        if self._queue.qsize() >= self.max_msgs or self.pending_bytes + size > self.max_bytes:
+            return False
+        self.pending_bytes += size
+        self._queue.put_nowait(item)
+        return True
+
+    async def take(self) -> Request:
+        item = await self._queue.get()
+        self.pending_bytes -= len(item[0]) + len(item[1]) + len(item[2]) + len(item[3] or b"")
+        return item
 
 
 def resolve(tokens: list[str]) -> tuple[Route, list[str]] | None:

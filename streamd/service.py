@@ -43,7 +43,8 @@ BAD_REQUEST_STATUS = b"NATS/1.0 400 Bad Request\r\n\r\n"
 # A pull's deliveries carry its reply subject and an ack subject (up to ~1.2 KB) on one protocol line, which the
 # server takes up to 4 KiB; a longer reply would make it close the leaf connection, so it is refused.
 MAX_PULL_REPLY = 2048
-API_PENDING_MSGS = 100_000  # queued API requests before nats-py drops (counted as slow consumer events)
+API_PENDING_MSGS = 100_000  # queued API requests before more are dropped (counted as slow consumer events)
+API_PENDING_BYTES = 64 << 20
 
 
 class StartupError(RuntimeError):
@@ -72,6 +73,7 @@ class Service:
         self._ack_subs: list[Any] = []
         self.url = ""
         self._overload_logged = 0.0
+        self._api_drop_logged = 0.0
         self.conn: Connection | None = None
         self._auth_failed = asyncio.Event()
         self.ctx: api.Context | None = None
@@ -302,24 +304,25 @@ class Service:
         verbs = ("CREATE", "DURABLE", "INFO", "DELETE", "NAMES", "LIST", "PAUSE")
         consumer_subjects = [f"{prefix}.CONSUMER.{verb}.>" for verb in verbs]
         for subject in (f"{prefix}.INFO", f"{prefix}.STREAM.>", *consumer_subjects):
-            queue: asyncio.Queue[tuple[bytes, bytes, bytes, bytes | None]] = asyncio.Queue(API_PENDING_MSGS)
+            queue = api.RequestQueue(API_PENDING_MSGS, API_PENDING_BYTES)
             self._api_workers.append(asyncio.create_task(self._api_worker(queue, cut), name="streamd-api"))
             self._api_subs.append(await conn.subscribe_raw(subject, self._api_enqueue(queue)))
 
-    def _api_enqueue(self, queue: asyncio.Queue[tuple[bytes, bytes, bytes, bytes | None]]) -> Any:
+    def _api_enqueue(self, queue: api.RequestQueue) -> Any:
         def on_api(subject: bytes, reply: bytes, data: bytes, hdrs: bytes | None) -> None:
-            try:
-                queue.put_nowait((bytes(subject), bytes(reply), bytes(data), bytes(hdrs) if hdrs else None))
-            except asyncio.QueueFull:
+            if not queue.offer((bytes(subject), bytes(reply), bytes(data), bytes(hdrs) if hdrs else None)):
                 assert self.ctx is not None
                 self.ctx.stats.slow_consumer_events += 1
-                logger.error("API queue full: a request on %r was dropped", bytes(subject[:200]))
+                now = time.monotonic()
+                if now - self._api_drop_logged > 5:
+                    self._api_drop_logged = now
+                    logger.error("API queue full: requests dropped (%d so far)", self.ctx.stats.slow_consumer_events)
 
         return on_api
 
-    async def _api_worker(self, queue: asyncio.Queue[tuple[bytes, bytes, bytes, bytes | None]], cut: int) -> None:
+    async def _api_worker(self, queue: api.RequestQueue, cut: int) -> None:
         while True:
-            subject, reply, data, hdrs = await queue.get()
+            subject, reply, data, hdrs = await queue.take()
             assert self.ctx is not None
             try:
                 await api.dispatch(self.ctx, subject[cut:], reply, data, hdrs)

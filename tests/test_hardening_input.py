@@ -17,6 +17,7 @@ import nats
 import pytest
 from nats.js.errors import APIError
 
+from streamd.api import RequestQueue
 from streamd.consumer_manager import ConsumerRecord
 from streamd.models import ConsumerConfig, StreamConfig
 from streamd.store import Counters, Store, StreamRecord
@@ -256,3 +257,15 @@ async def test_what_would_break_a_protocol_line_is_refused_before_it_is_stored(
     [msg] = await (await js.pull_subscribe_bind("c", "P")).fetch(1, timeout=3)  # the leaf is still up
     assert msg.data == b"x"
     assert _connected_once(streamd)
+
+
+async def test_the_api_queue_is_bounded_by_count_and_bytes() -> None:
+    """A flood of requests is refused at the queue (counted as slow-consumer events), memory stays bounded."""
+    queue = RequestQueue(max_msgs=3, max_bytes=100)
+    assert queue.offer((b"s", b"r", b"x" * 50, None))
+    assert not queue.offer((b"s", b"r", b"x" * 50, None))  # 104 bytes would be over
+    assert queue.offer((b"s", b"r", b"", b"h"))
+    assert queue.offer((b"s", b"r", b"", None))
+    assert not queue.offer((b"s", b"r", b"", None))  # 4th message
+    assert (await queue.take())[2] == b"x" * 50
+    assert queue.pending_bytes == 7 and queue.offer((b"s", b"r", b"x" * 50, None))
