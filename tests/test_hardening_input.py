@@ -268,4 +268,4 @@ async def test_the_api_queue_is_bounded_by_count_and_bytes() -> None:
     assert queue.offer((b"s", b"r", b"", None))
     assert not queue.offer((b"s", b"r", b"", None))  # 4th message
     assert (await queue.take())[2] == b"x" * 50
-    assert queue.pending_bytes == 7 and queue.offer((b"s", b"r", b"x" * 50, None))
+    assert queue.pending_bytes == 5 and queue.offer((b"s", b"r", b"x" * 50, None))
