@@ -101,9 +101,13 @@ class StreamManager:
 
         def update(b: streams.Batch) -> None:
             b.store.put_stream(b.txn, StreamRecord(stream.id, cfg, stream.created_ns))
-            stream.config = cfg
-            b.touch(stream)
-            streams.trim_to_limits(b, stream)
+            previous, stream.config = stream.config, cfg
+            try:
+                b.touch(stream)
+                streams.trim_to_limits(b, stream)
+            except BaseException:  # the transaction is abandoned: memory must keep matching the disk
+                stream.config = previous
+                raise
 
         await self.writer.call(update)
         logger.info("stream '%s' updated", cfg.name)

@@ -381,7 +381,10 @@ class Service:
         if not current:
             del self._ingest_subs[name]
         await self._update_direct(conn, stream, bool(new) and stream.config.allow_direct)
-        await conn.flush()
+        try:  # the change is committed already: a slow server must not turn its answer into an error
+            await conn.flush()
+        except Exception as exc:
+            logger.warning("stream '%s': subscriptions sent, not yet confirmed by the server (%s)", name, exc)
 
     async def _update_direct(self, conn: Connection, stream: streams.Stream, wanted: bool) -> None:
         subs = self._direct_subs.get(stream.name)
