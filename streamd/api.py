@@ -150,9 +150,20 @@ def _require_empty(data: bytes) -> None:
         raise errors.NOT_EMPTY_REQUEST()
 
 
+REPLY_OVERHEAD = 2048  # what an info reply adds to the config it echoes (state, timestamps, type), generously
+
+
+def check_reply_fits(ctx: Context, config: msgspec.Struct, what: str) -> None:
+    """Refuse, before anything is committed, a config whose info reply could not be sent (it would answer an
+    error after the change was made)."""
+    if len(_ENCODER.encode(config)) + REPLY_OVERHEAD > max_reply(ctx):
+        raise errors.STREAM_INVALID_CONFIG(err=f"{what} configuration is too large for the server's max_payload")
+
+
 async def stream_create(ctx: Context, names: list[str], data: bytes) -> StreamCreateResponse:
     cfg = _decode(data, StreamConfig)
     _check_name(names[0], cfg)
+    check_reply_fits(ctx, config_rules.normalize(cfg), "stream")
     stream, created = await ctx.manager.create(cfg)
     info = ctx.manager.info(stream)
     return StreamCreateResponse(
@@ -163,6 +174,8 @@ async def stream_create(ctx: Context, names: list[str], data: bytes) -> StreamCr
 async def stream_update(ctx: Context, names: list[str], data: bytes) -> StreamUpdateResponse:
     cfg = _decode(data, StreamConfig)
     _check_name(names[0], cfg)
+    ctx.manager.get(names[0])  # not found comes first, as on the server
+    check_reply_fits(ctx, config_rules.normalize(cfg), "stream")
     stream = await ctx.manager.update(cfg)
     info = ctx.manager.info(stream)
     return StreamUpdateResponse(config=info.config, created=info.created, state=info.state, ts=info.ts)

@@ -8,7 +8,7 @@ import msgspec
 from msgspec import UNSET
 
 from . import consumer_rules, errors, timefmt
-from .api import _ENCODER, Context, Route, _decode, _require_empty, fit_page
+from .api import _ENCODER, Context, Route, _decode, _require_empty, check_reply_fits, fit_page
 from .consumer_manager import ConsumerManager
 from .models import (
     API_PREFIX_TYPE,
@@ -67,6 +67,7 @@ async def consumer_create(ctx: Context, names: list[str], data: bytes) -> Consum
             if ".".join(names[2:]) != (cfg.filter_subject or ""):
                 raise errors.FILTER_MISMATCH()
         cfg.name = name
+    check_reply_fits(ctx, cfg, "consumer")
     consumers = _consumers(ctx)
     c = await consumers.add(stream, cfg, req.action, name)
     return _as_response(consumers.info(c))
@@ -82,6 +83,7 @@ async def consumer_durable_create(ctx: Context, names: list[str], data: bytes) -
     if cfg.durable_name != durable:
         raise errors.DURABLE_NAME_MISMATCH()
     cfg.name = durable
+    check_reply_fits(ctx, cfg, "consumer")
     consumers = _consumers(ctx)
     c = await consumers.add(stream, cfg, req.action, durable)
     return _as_response(consumers.info(c))

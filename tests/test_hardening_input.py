@@ -269,3 +269,22 @@ async def test_the_api_queue_is_bounded_by_count_and_bytes() -> None:
     assert not queue.offer((b"s", b"r", b"", None))  # 4th message
     assert (await queue.take())[2] == b"x" * 50
     assert queue.pending_bytes == 5 and queue.offer((b"s", b"r", b"x" * 50, None))
+
+
+async def test_a_config_whose_reply_would_not_fit_is_refused_before_the_commit(
+    streamd: RunningService, nc: nats.NATS, js: nats.js.JetStreamContext
+) -> None:
+    subjects = [f"fat.{i:05d}.{'s' * 50}" for i in range(1100)]  # ~68 KB of config, the request itself fits
+    body = json.dumps({"name": "FAT", "subjects": subjects}, separators=(",", ":")).encode()[: MAX_PAYLOAD - 100]
+    body = body[: body.rindex(b'",') + 1] + b"]}"  # cut to whole subjects, still under max_payload
+    reply = await _api(nc, "$JS.API.STREAM.CREATE.FAT", body)
+    assert _error(reply) == (500, 10052, "stream configuration is too large for the server's max_payload")
+    assert await js.streams_info() == []
+    filters = {"filter_subjects": [f"p.{i:05d}.{'f' * 50}" for i in range(1100)]}
+    await js.add_stream(name="P", subjects=["p.>"])
+    body = json.dumps({"stream_name": "P", "config": filters}, separators=(",", ":")).encode()[: MAX_PAYLOAD - 100]
+    body = body[: body.rindex(b'",') + 1] + b"]}}"
+    reply = await _api(nc, "$JS.API.CONSUMER.CREATE.P", body)
+    assert _error(reply)[:2] == (500, 10052)
+    assert await js.consumers_info("P") == []
+    assert _connected_once(streamd)
