@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import nats.errors
 from nats.aio.client import Client
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,14 @@ class Connection(Client):
         so a publisher learns at once that nothing was stored (the server does not order them after our UNSUB)."""
         self._raw_handlers.pop(sub._id, None)
         self._retired.add(sub._id)
-        await sub.unsubscribe()
+        try:
+            await sub.unsubscribe()
+        except (
+            nats.errors.ConnectionClosedError,
+            nats.errors.ConnectionDrainingError,
+            nats.errors.BadSubscriptionError,
+        ):
+            pass  # nothing left to stop: callers run after a committed change and must not fail on this
 
     async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
         handler = self._raw_handlers.get(sid)

@@ -372,7 +372,8 @@ class Service:
         assert conn is not None
         name = stream.name
         current = self._ingest_subs.setdefault(name, {})
-        for subject in [s for s in current if s not in new]:
+        wanted = set(new)
+        for subject in [s for s in current if s not in wanted]:
             await conn.unsubscribe_raw(current.pop(subject))
         handler = self._ingest_handler(stream)
         for subject in new:
