@@ -37,11 +37,6 @@ def is_valid_subject(subject: str, *, wildcards: bool = True) -> bool:
     return True
 
 
-def is_valid_publish_subject(subject: str) -> bool:
-    """A subject a message can be published to: valid and literal (wildcard tokens only route subscriptions)."""
-    return is_valid_subject(subject) and is_literal(subject)
-
-
 def is_literal(subject: str) -> bool:
     return not any(t in ("*", ">") for t in subject.split("."))
 
