@@ -48,6 +48,8 @@ def decode(data: bytes, typ: type[T], go_name: str) -> T:
         obj = msgspec.json.decode(data, type=typ)
     except msgspec.ValidationError as exc:
         raise GoJsonError(_type_error(str(exc), data, typ, go_name)) from None
+    except RecursionError:  # deeply nested arrays in an untyped field
+        raise GoJsonError("exceeded max depth") from None
     _check(obj, go_name, "")
     return obj
 
@@ -69,7 +71,8 @@ def _check(obj: Any, go_name: str, path: str) -> None:
 def _in_range(value: int, go: str, where: str) -> None:
     lo, hi = RANGES[go]
     if not lo <= value <= hi:
-        raise GoJsonError(f"json: cannot unmarshal number {value} into {where} of type {go}")
+        text = str(value) if value.bit_length() < 4000 else "(too many digits)"  # str() refuses > 4300 digits
+        raise GoJsonError(f"json: cannot unmarshal number {text} into {where} of type {go}")
 
 
 _FIELDS: dict[type, Fields] = {}
@@ -173,6 +176,6 @@ def _value_at(data: bytes, steps: list[tuple[str, int | None]]) -> Any:
         value: Any = json.loads(data, parse_int=_Number, parse_float=_Number, parse_constant=_Number)
         for key, index in steps:
             value = value[index] if index is not None else value[key]
-    except (ValueError, KeyError, IndexError, TypeError):
+    except (ValueError, KeyError, IndexError, TypeError, RecursionError):
         return None
     return value
