@@ -34,6 +34,7 @@ MAX_HEADER = 64 * 1024
 MARKER_REASON = b"Nats-Marker-Reason"
 MAX_PLAIN_ID = 400
 MAX_SEQ = (1 << 64) - 1  # sequences are u64 keys
+MAX_TTL = (1 << 63) - 1  # a Go time.Duration
 MAX_SUBJECT = 480  # the subject is an LMDB key in the subject index (511 bytes at most)
 _NS = 1_000_000_000
 _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -120,7 +121,7 @@ def _ttl(stream: Stream, value: bytes) -> int:
         ttl = parse_duration(value)
     except ValueError:
         raise errors.MSG_TTL_INVALID() from None
-    if ttl < _NS:
+    if ttl < _NS or ttl > MAX_TTL:  # past int64 ns the server refuses it too, and it would not fit the TTL index
         raise errors.MSG_TTL_INVALID()
     return ttl
 

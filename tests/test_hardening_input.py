@@ -290,3 +290,13 @@ async def test_a_config_whose_reply_would_not_fit_is_refused_before_the_commit(
     assert _error(reply)[:2] == (500, 10052)
     assert await js.consumers_info("P") == []
     assert _connected_once(streamd)
+
+
+async def test_a_ttl_past_int64_is_refused_and_its_batch_neighbours_are_stored(
+    streamd: RunningService, js: nats.js.JetStreamContext
+) -> None:
+    await js.add_stream(name="T", subjects=["t"], allow_msg_ttl=True)
+    with pytest.raises(APIError) as refused:
+        await js.publish("t", b"x", headers={"Nats-TTL": "99999999999999999999"})
+    assert (refused.value.code, refused.value.err_code) == (400, 10165)
+    assert (await js.publish("t", b"y", headers={"Nats-TTL": "1h"})).seq == 1
