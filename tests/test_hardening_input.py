@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,9 +18,10 @@ import nats
 import pytest
 from nats.js.errors import APIError
 
+from streamd import gojson, subjects
 from streamd.api import RequestQueue
 from streamd.consumer_manager import ConsumerRecord
-from streamd.models import ConsumerConfig, StreamConfig
+from streamd.models import ConsumerConfig, ConsumerCreateRequest, StreamConfig
 from streamd.store import Counters, Store, StreamRecord
 from tests.conftest import RunningService, StartService
 from tests.helpers import wait_for
@@ -300,3 +302,39 @@ async def test_a_ttl_past_int64_is_refused_and_its_batch_neighbours_are_stored(
         await js.publish("t", b"x", headers={"Nats-TTL": "99999999999999999999"})
     assert (refused.value.code, refused.value.err_code) == (400, 10165)
     assert (await js.publish("t", b"y", headers={"Nats-TTL": "1h"})).seq == 1
+
+
+@pytest.mark.parametrize(
+    ("subject", "valid"),
+    [
+        ("A*", True),
+        ("x.b>c", True),
+        ("a.*.>", True),
+        ("*>", True),
+        ("a.\x00", True),  # nats-server takes any bytes but its separators
+        ("a.\x0b", True),
+        ("a..b", False),
+        ("a.>.b", False),
+        (">.a", False),
+        ("a b", False),
+        ("a.\f", False),
+        ("a\tb", False),
+        ("", False),
+        (".", False),
+    ],
+)
+def test_subject_rules_are_the_servers(subject: str, valid: bool) -> None:
+    assert subjects.is_valid_subject(subject) is valid
+
+
+def test_go_ranges_follow_the_field_type() -> None:
+    """Each integer field is checked against its own Go type, nested and in lists too."""
+    ok = b'{"stream_name":"S","config":{"opt_start_seq":18446744073709551615,"backoff":[9223372036854775807]}}'
+    assert gojson.decode(ok, ConsumerCreateRequest, "CreateConsumerRequest").config.opt_start_seq == (1 << 64) - 1
+    for body, where in (
+        (b'{"config":{"max_deliver":9223372036854775808}}', "Go struct field X.config.max_deliver of type int"),
+        (b'{"config":{"backoff":[1,9223372036854775808]}}', "X.config.backoff.1 of type time.Duration"),
+        (b'{"config":{"opt_start_seq":18446744073709551616}}', "Go struct field X.config.opt_start_seq of type uint64"),
+    ):
+        with pytest.raises(gojson.GoJsonError, match=re.escape(where)):
+            gojson.decode(body, ConsumerCreateRequest, "X")
