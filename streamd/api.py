@@ -246,8 +246,6 @@ async def stream_list(ctx: Context, _names: list[str], data: bytes) -> StreamLis
 
 async def stream_purge(ctx: Context, names: list[str], data: bytes) -> PurgeResponse:
     req = _decode(data, StreamPurgeRequest)
-    if req.filter and not subjects.is_valid_subject(req.filter):
-        raise errors.BAD_REQUEST()
     purged = await ctx.manager.purge(names[0], req.filter, req.seq, req.keep)
     return PurgeResponse(purged=purged)
 
@@ -261,7 +259,7 @@ def find_message(ctx: Context, name: str, req: MsgGetRequest) -> reads.Found:
         raise errors.BAD_REQUEST()
     for subj in (req.last_by_subj, req.next_by_subj):
         if subj and not subjects.is_valid_subject(subj):
-            raise errors.BAD_REQUEST()
+            raise errors.NO_MESSAGE_FOUND()  # as the server: an invalid subject matches nothing
     with ctx.manager.store.read() as txn:
         if req.last_by_subj:
             found = reads.last_by_subject(txn, stream, req.last_by_subj)

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 from msgspec import UNSET
 
-from . import config_rules, errors, reads, streams, timefmt
+from . import config_rules, errors, reads, streams, subjects, timefmt
 from .models import StreamConfig, StreamInfo, StreamState
 from .store import Counters, Store, StreamRecord
 from .writer import Writer
@@ -140,6 +140,8 @@ class StreamManager:
             raise errors.PURGE_FAILED(err="stream purge not permitted")
         if seq and keep:
             raise errors.BAD_REQUEST()
+        if filter_subject and not subjects.is_valid_subject(filter_subject):
+            return 0  # as the server: an invalid filter matches nothing (token matching would match too much)
         return await self.writer.call(
             lambda b: streams.purge(b, stream, filter_subject=filter_subject, seq=seq, keep=keep)
         )

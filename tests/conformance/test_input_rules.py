@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import nats
 import pytest
 from nats.aio.client import Client
@@ -189,3 +191,16 @@ async def test_pull_request_numbers_outside_their_go_type(
     msg = await nc.request("$JS.API.CONSUMER.MSG.NEXT.PL.x", body, timeout=3)
     assert msg.headers is not None and msg.headers.get("Status") == "400"
     assert msg.headers.get(nats.js.api.Header.DESCRIPTION) == "Bad Request - json: cannot unmarshal " + text
+
+
+async def test_invalid_subjects_in_lookups_match_nothing(nc: Client, js: JetStreamContext) -> None:
+    """An invalid filter is no error for the server: nothing matches (and a purge must not take more)."""
+    await js.add_stream(name="G", subjects=["g.>"], allow_direct=True)
+    await js.publish("g.x.b", b"1")
+    for body in ({"last_by_subj": "g..b"}, {"next_by_subj": "g.>.b", "seq": 1}):
+        assert error_of(await api(nc, "$JS.API.STREAM.MSG.GET.G", body)) == (404, 10037, "no message found")
+        msg = await nc.request("$JS.API.DIRECT.GET.G", json.dumps(body).encode(), timeout=3)
+        assert msg.headers is not None and msg.headers.get("Status") == "404"
+    reply = await api(nc, "$JS.API.STREAM.PURGE.G", {"filter": "g.>.b"})
+    assert (reply.get("success"), reply.get("purged")) == (True, 0)
+    assert (await js.stream_info("G")).state.messages == 1
