@@ -202,7 +202,7 @@ class StreamManager:
             state.num_deleted = num_deleted
         if subjects_filter or deleted_details:
             with self.store.read() as txn:
-                if subjects_filter:
+                if subjects_filter and subjects.is_valid_subject(subjects_filter):  # an invalid one matches nothing
                     state.subjects = reads.subject_counts(txn, stream, subjects_filter) or UNSET
                 if deleted_details and num_deleted:
                     state.deleted = reads.deleted_seqs(txn, stream)

@@ -204,3 +204,5 @@ async def test_invalid_subjects_in_lookups_match_nothing(nc: Client, js: JetStre
     reply = await api(nc, "$JS.API.STREAM.PURGE.G", {"filter": "g.>.b"})
     assert (reply.get("success"), reply.get("purged")) == (True, 0)
     assert (await js.stream_info("G")).state.messages == 1
+    reply = await api(nc, "$JS.API.STREAM.INFO.G", {"subjects_filter": "g.>.b"})
+    assert "subjects" not in reply["state"] and reply["total"] == 0
