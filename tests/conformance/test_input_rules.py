@@ -206,3 +206,11 @@ async def test_invalid_subjects_in_lookups_match_nothing(nc: Client, js: JetStre
     assert (await js.stream_info("G")).state.messages == 1
     reply = await api(nc, "$JS.API.STREAM.INFO.G", {"subjects_filter": "g.>.b"})
     assert "subjects" not in reply["state"] and reply["total"] == 0
+
+
+async def test_required_api_level_header(nc: Client, js: JetStreamContext) -> None:
+    await js.add_stream(name="LV", subjects=["lv"])
+    too_high = await nc.request("$JS.API.STREAM.INFO.LV", b"", timeout=3, headers={"Nats-Required-Api-Level": "99"})
+    assert error_of(json.loads(too_high.data)) == (412, 10185, "JetStream minimum api level required")
+    fine = await nc.request("$JS.API.STREAM.INFO.LV", b"", timeout=3, headers={"Nats-Required-Api-Level": "0"})
+    assert json.loads(fine.data)["config"]["name"] == "LV"
