@@ -294,7 +294,7 @@ async def test_a_config_whose_reply_would_not_fit_is_refused_before_the_commit(
     assert _connected_once(streamd)
 
 
-async def test_a_ttl_past_int64_is_refused_and_its_batch_neighbours_are_stored(
+async def test_a_ttl_past_int64_is_refused_before_the_write(
     streamd: RunningService, js: nats.js.JetStreamContext
 ) -> None:
     await js.add_stream(name="T", subjects=["t"], allow_msg_ttl=True)
