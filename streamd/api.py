@@ -6,14 +6,15 @@ refuse. ``dispatch`` does decoding, the error object, stats and the reply, so no
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
-from . import config_rules, errors, headers, reads, subjects, timefmt
+from . import config_rules, errors, gojson, headers, reads, subjects, timefmt
 from .connection import Connection
 from .manager import StreamManager
 from .models import (
@@ -64,6 +65,7 @@ class Context:
     consumers: Any = None  # ConsumerManager (typed loosely: it imports this module)
 
 
+PageT = TypeVar("PageT", bound=msgspec.Struct)
 Handler = Callable[[Context, list[str], bytes], Awaitable[msgspec.Struct | None]]
 
 
@@ -75,12 +77,24 @@ class Route:
     error_extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _decode(data: bytes, typ: type[Any]) -> Any:
+# The Go request type nats-server decodes each request into: its name is part of the "invalid JSON" wording.
+GO_NAMES: dict[type[Any], str] = {
+    StreamConfig: "StreamConfigRequest",
+    StreamInfoRequest: "JSApiStreamInfoRequest",
+    StreamNamesRequest: "JSApiStreamNamesRequest",
+    StreamPurgeRequest: "JSApiStreamPurgeRequest",
+    MsgGetRequest: "JSApiMsgGetRequest",
+    MsgDeleteRequest: "JSApiMsgDeleteRequest",
+}
+
+
+def _decode(data: bytes, typ: type[Any], go_name: str = "") -> Any:
+    """Decode a request as the server would, integer ranges included; any refusal is 400/10025."""
     if not data.strip():
         return typ()
     try:
-        return msgspec.json.decode(data, type=typ)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        return gojson.decode(data, typ, go_name or GO_NAMES.get(typ, typ.__name__))
+    except (gojson.GoJsonError, msgspec.DecodeError) as exc:
         raise errors.INVALID_JSON(err=str(exc)) from None
 
 
@@ -136,9 +150,20 @@ def _require_empty(data: bytes) -> None:
         raise errors.NOT_EMPTY_REQUEST()
 
 
+REPLY_OVERHEAD = 2048  # what an info reply adds to the config it echoes (state, timestamps, type), generously
+
+
+def check_reply_fits(ctx: Context, config: msgspec.Struct, what: str) -> None:
+    """Refuse, before anything is committed, a config whose info reply could not be sent (it would answer an
+    error after the change was made)."""
+    if len(_ENCODER.encode(config)) + REPLY_OVERHEAD > max_reply(ctx):
+        raise errors.STREAM_INVALID_CONFIG(err=f"{what} configuration is too large for the server's max_payload")
+
+
 async def stream_create(ctx: Context, names: list[str], data: bytes) -> StreamCreateResponse:
     cfg = _decode(data, StreamConfig)
     _check_name(names[0], cfg)
+    check_reply_fits(ctx, config_rules.normalize(cfg), "stream")
     stream, created = await ctx.manager.create(cfg)
     info = ctx.manager.info(stream)
     return StreamCreateResponse(
@@ -149,6 +174,8 @@ async def stream_create(ctx: Context, names: list[str], data: bytes) -> StreamCr
 async def stream_update(ctx: Context, names: list[str], data: bytes) -> StreamUpdateResponse:
     cfg = _decode(data, StreamConfig)
     _check_name(names[0], cfg)
+    ctx.manager.get(names[0])  # not found comes first, as on the server
+    check_reply_fits(ctx, config_rules.normalize(cfg), "stream")
     stream = await ctx.manager.update(cfg)
     info = ctx.manager.info(stream)
     return StreamUpdateResponse(config=info.config, created=info.created, state=info.state, ts=info.ts)
@@ -161,7 +188,31 @@ async def stream_delete(ctx: Context, names: list[str], data: bytes) -> SuccessR
 
 
 async def stream_info(ctx: Context, names: list[str], data: bytes) -> StreamInfoResponse:
-    return _stream_info_response(ctx, names[0], _decode(data, StreamInfoRequest))
+    req = _decode(data, StreamInfoRequest)
+    req.offset = max(req.offset, 0)
+    return _fit_subjects(ctx, _stream_info_response(ctx, names[0], req))
+
+
+def fit_page(ctx: Context, resp: PageT, field: str) -> PageT:
+    """A LIST page (`field`, a list) that would not fit in one message is halved until it does; the client
+    pages on with offset. One entry that alone does not fit is left to dispatch's size check."""
+    page = getattr(resp, field)
+    while len(page) > 1 and len(_ENCODER.encode(resp)) > max_reply(ctx):
+        page = page[: len(page) // 2]
+        setattr(resp, field, page)
+        setattr(resp, "limit", len(page))  # noqa: B010 (any paged response)
+    return resp
+
+
+def _fit_subjects(ctx: Context, resp: StreamInfoResponse) -> StreamInfoResponse:
+    """A subjects page that would not fit in one message is halved until it does (the client pages on with
+    offset); halving keeps the encoding work linear in the page size."""
+    page = resp.state.subjects
+    while page is not msgspec.UNSET and len(page) > 1 and len(_ENCODER.encode(resp)) > max_reply(ctx):
+        page = dict(list(page.items())[: len(page) // 2])
+        resp.state.subjects = page
+        resp.limit = len(page)
+    return resp
 
 
 def _filtered_names(ctx: Context, subject: str) -> list[str]:
@@ -177,23 +228,24 @@ def _filtered_names(ctx: Context, subject: str) -> list[str]:
 
 async def stream_names(ctx: Context, _names: list[str], data: bytes) -> StreamNamesResponse:
     req = _decode(data, StreamNamesRequest)
+    req.offset = max(req.offset, 0)  # the server reads a negative offset as 0
     names = _filtered_names(ctx, req.subject)
     page = names[req.offset : req.offset + NAMES_LIMIT]
     return StreamNamesResponse(total=len(names), offset=req.offset, limit=NAMES_LIMIT, streams=page or None)
 
 
 async def stream_list(ctx: Context, _names: list[str], data: bytes) -> StreamListResponse:
-    req = _decode(data, StreamNamesRequest)
+    req = _decode(data, StreamNamesRequest, "JSApiStreamListRequest")
+    req.offset = max(req.offset, 0)  # the server reads a negative offset as 0
     names = _filtered_names(ctx, req.subject)
     page = names[req.offset : req.offset + LIST_LIMIT]
     infos = [ctx.manager.info(ctx.manager.streams[n]) for n in page]
-    return StreamListResponse(total=len(names), offset=req.offset, limit=LIST_LIMIT, streams=infos)
+    resp = StreamListResponse(total=len(names), offset=req.offset, limit=LIST_LIMIT, streams=infos)
+    return fit_page(ctx, resp, "streams")
 
 
 async def stream_purge(ctx: Context, names: list[str], data: bytes) -> PurgeResponse:
     req = _decode(data, StreamPurgeRequest)
-    if req.filter and not subjects.is_valid_subject(req.filter):
-        raise errors.BAD_REQUEST()
     purged = await ctx.manager.purge(names[0], req.filter, req.seq, req.keep)
     return PurgeResponse(purged=purged)
 
@@ -207,7 +259,7 @@ def find_message(ctx: Context, name: str, req: MsgGetRequest) -> reads.Found:
         raise errors.BAD_REQUEST()
     for subj in (req.last_by_subj, req.next_by_subj):
         if subj and not subjects.is_valid_subject(subj):
-            raise errors.BAD_REQUEST()
+            raise errors.NO_MESSAGE_FOUND()  # as the server: an invalid subject matches nothing
     with ctx.manager.store.read() as txn:
         if req.last_by_subj:
             found = reads.last_by_subject(txn, stream, req.last_by_subj)
@@ -255,6 +307,33 @@ ROUTES: dict[str, Route] = {
 }
 
 
+Request = tuple[bytes, bytes, bytes, bytes | None]  # subject, reply, payload, header block
+
+
+class RequestQueue:
+    """API requests waiting for their turn, bounded by count and by bytes as nats-py's pending limits were:
+    a flood is refused (counted, logged by the caller) instead of growing without limit."""
+
+    def __init__(self, max_msgs: int, max_bytes: int) -> None:
+        self._queue: asyncio.Queue[Request] = asyncio.Queue()
+        self.max_msgs = max_msgs
+        self.max_bytes = max_bytes
+        self.pending_bytes = 0
+
+    def offer(self, item: Request) -> bool:
+        size = len(item[0]) + len(item[1]) + len(item[2]) + len(item[3] or b"")
+        if self._queue.qsize() >= self.max_msgs or self.pending_bytes + size > self.max_bytes:
+            return False
+        self.pending_bytes += size
+        self._queue.put_nowait(item)
+        return True
+
+    async def take(self) -> Request:
+        item = await self._queue.get()
+        self.pending_bytes -= len(item[0]) + len(item[1]) + len(item[2]) + len(item[3] or b"")
+        return item
+
+
 def resolve(tokens: list[str]) -> tuple[Route, list[str]] | None:
     """Find the longest verb that prefixes `tokens` and check the asset-name count; None for unknown subjects."""
     for n in (3, 2, 1):
@@ -273,32 +352,59 @@ def error_body(route: Route, exc: errors.ApiError) -> bytes:
     return _ENCODER.encode({"type": API_PREFIX_TYPE + route.kind, "error": exc.as_dict(), **route.error_extra})
 
 
-async def dispatch(ctx: Context, api_tokens: list[str], reply: str, data: bytes, hdrs: dict[str, str] | None) -> None:
-    """Decode, run, encode, answer; no exception escapes (a handler bug answers 500 and is logged)."""
-    found = resolve(api_tokens)
+def _check_door(subject: bytes, reply: bytes, hdrs: bytes | None) -> None:
+    """Subjects, replies and header blocks are text to every later step: bytes that are not UTF-8 stop here."""
+    for part in (subject, reply, hdrs or b""):
+        if not part.isascii():
+            try:
+                part.decode()
+            except UnicodeDecodeError:
+                raise errors.BAD_REQUEST() from None
+
+
+def _check_api_level(hdrs: bytes | None) -> None:
+    level = headers.parse(hdrs).get(headers.REQUIRED_API_LEVEL)
+    if level is not None and (not level.strip().isdigit() or int(level) > API_LEVEL):
+        raise errors.REQUIRED_API_LEVEL()
+
+
+async def dispatch(ctx: Context, subject: bytes, reply: bytes, data: bytes, hdrs: bytes | None) -> None:
+    """Decode, run, encode, answer; no exception escapes (a handler bug answers 500 and is logged).
+
+    `subject` is the request subject after the API prefix, as received; everything arrives as bytes."""
+    found = resolve(subject.decode(errors="replace").split("."))
     if found is None or not reply:
         return  # the real server stays silent on unknown API subjects
     route, names = found
     ctx.stats.total += 1
-    if route.kind == "consumer_next":
-        from .api_consumers import consumer_next
-
-        await consumer_next(ctx, names, data, reply)
-        return
     try:
-        level = (hdrs or {}).get(headers.REQUIRED_API_LEVEL.decode())
-        if level is not None and (not level.strip().isdigit() or int(level) > API_LEVEL):
-            raise errors.REQUIRED_API_LEVEL()
+        _check_door(subject, reply, hdrs)
+        if route.kind == "consumer_next":
+            from .api_consumers import consumer_next
+
+            await consumer_next(ctx, names, data, reply.decode())
+            return
+        _check_api_level(hdrs)
         resp = await route.handler(ctx, names, data)
         body = _ENCODER.encode(resp)
+        if len(body) > max_reply(ctx):
+            raise errors.STREAM_GENERAL(err=REPLY_TOO_BIG)
     except errors.ApiError as exc:
         ctx.stats.errors += 1
         body = error_body(route, exc)
     except Exception:
         ctx.stats.errors += 1
-        logger.exception("API request %s failed", ".".join(api_tokens))
+        logger.exception("API request %r failed", subject[:200])
         body = error_body(route, errors.STREAM_GENERAL(err="internal error"))
-    await ctx.conn.publish_raw(reply.encode(), body)
+    await ctx.conn.publish_raw(reply, body)
+
+
+REPLY_TOO_BIG = "response exceeds the server's max_payload; use direct get or a narrower request"
+
+
+def max_reply(ctx: Context) -> int:
+    """The largest message (header + payload) the server takes from streamd: its INFO max_payload."""
+    return int(ctx.conn.max_payload)
 
 
 def direct_get(ctx: Context, name: str, subject_tail: list[str], reply: bytes, data: bytes) -> None:
@@ -309,34 +415,48 @@ def direct_get(ctx: Context, name: str, subject_tail: list[str], reply: bytes, d
         return
     ctx.stats.total += 1
     try:
-        if subject_tail:
-            if data.strip():
-                raise _DirectError(408, "Bad Request")
-            req = MsgGetRequest(last_by_subj=".".join(subject_tail))
-        else:
-            if not data.strip():
-                raise _DirectError(408, "Empty Request")
-            try:
-                req = msgspec.json.decode(data, type=MsgGetRequest)
-            except (msgspec.ValidationError, msgspec.DecodeError):
-                raise _DirectError(408, "Malformed Request") from None
-        try:
-            found = find_message(ctx, name, req)
-        except errors.ApiError as exc:
-            if exc.err_code == errors.BAD_REQUEST.err_code:
-                raise _DirectError(408, "Bad Request") from None
-            raise _DirectError(404, "Message Not Found") from None
+        found = find_message(ctx, name, _direct_request(subject_tail, data))
+        extra = [
+            ("Nats-Stream", name),
+            ("Nats-Subject", found.subject.decode(errors="replace")),
+            ("Nats-Sequence", str(found.seq)),
+            ("Nats-Time-Stamp", timefmt.format_ns(found.ts_ns)),
+        ]
+        hdrs = headers.build(extra, found.hdrs or None)
+        if len(hdrs) + len(found.data) > max_reply(ctx):
+            raise _DirectError(413, "Message Size Exceeds Max Payload")
+    except errors.ApiError as exc:
+        ctx.stats.errors += 1
+        bad = exc.err_code == errors.BAD_REQUEST.err_code
+        _direct_status(ctx, reply, _DirectError(408, "Bad Request") if bad else _DirectError(404, "Message Not Found"))
+        return
     except _DirectError as exc:
         ctx.stats.errors += 1
-        ctx.conn.send_soon(reply, b"", headers.status(exc.code, exc.text))
+        _direct_status(ctx, reply, exc)
         return
-    extra = [
-        ("Nats-Stream", name),
-        ("Nats-Subject", found.subject.decode()),
-        ("Nats-Sequence", str(found.seq)),
-        ("Nats-Time-Stamp", timefmt.format_ns(found.ts_ns)),
-    ]
-    ctx.conn.send_soon(reply, found.data, headers.build(extra, found.hdrs or None))
+    except Exception:
+        ctx.stats.errors += 1
+        logger.exception("direct get on stream %r failed", name)
+        _direct_status(ctx, reply, _DirectError(500, "Internal Server Error"))
+        return
+    ctx.conn.send_soon(reply, found.data, hdrs)
+
+
+def _direct_request(subject_tail: list[str], data: bytes) -> MsgGetRequest:
+    if subject_tail:
+        if data.strip():
+            raise _DirectError(408, "Bad Request")
+        return MsgGetRequest(last_by_subj=".".join(subject_tail))
+    if not data.strip():
+        raise _DirectError(408, "Empty Request")
+    try:
+        return gojson.decode(data, MsgGetRequest, GO_NAMES[MsgGetRequest])
+    except (gojson.GoJsonError, msgspec.DecodeError):
+        raise _DirectError(408, "Malformed Request") from None
+
+
+def _direct_status(ctx: Context, reply: bytes, exc: _DirectError) -> None:
+    ctx.conn.send_soon(reply, b"", headers.status(exc.code, exc.text))
 
 
 class _DirectError(Exception):

@@ -8,7 +8,7 @@ import msgspec
 from msgspec import UNSET
 
 from . import consumer_rules, errors, timefmt
-from .api import _ENCODER, Context, Route, _decode, _require_empty
+from .api import _ENCODER, Context, Route, _decode, _require_empty, check_reply_fits, fit_page
 from .consumer_manager import ConsumerManager
 from .models import (
     API_PREFIX_TYPE,
@@ -36,7 +36,7 @@ def _consumers(ctx: Context) -> ConsumerManager:
 
 
 def _create_request(data: bytes, stream: str) -> ConsumerCreateRequest:
-    req: ConsumerCreateRequest = _decode(data, ConsumerCreateRequest)
+    req: ConsumerCreateRequest = _decode(data, ConsumerCreateRequest, "CreateConsumerRequest")
     if req.stream_name != stream:
         raise errors.STREAM_NAME_MISMATCH()
     if req.action not in ("", "create", "update"):
@@ -67,6 +67,7 @@ async def consumer_create(ctx: Context, names: list[str], data: bytes) -> Consum
             if ".".join(names[2:]) != (cfg.filter_subject or ""):
                 raise errors.FILTER_MISMATCH()
         cfg.name = name
+    check_reply_fits(ctx, cfg, "consumer")
     consumers = _consumers(ctx)
     c = await consumers.add(stream, cfg, req.action, name)
     return _as_response(consumers.info(c))
@@ -82,6 +83,7 @@ async def consumer_durable_create(ctx: Context, names: list[str], data: bytes) -
     if cfg.durable_name != durable:
         raise errors.DURABLE_NAME_MISMATCH()
     cfg.name = durable
+    check_reply_fits(ctx, cfg, "consumer")
     consumers = _consumers(ctx)
     c = await consumers.add(stream, cfg, req.action, durable)
     return _as_response(consumers.info(c))
@@ -105,23 +107,26 @@ def _sorted_names(ctx: Context, stream: str) -> list[str]:
 
 
 async def consumer_names(ctx: Context, names: list[str], data: bytes) -> ConsumerNamesResponse:
-    req = _decode(data, StreamNamesRequest)
+    req = _decode(data, StreamNamesRequest, "JSApiConsumersRequest")
+    req.offset = max(req.offset, 0)  # the server reads a negative offset as 0
     all_names = _sorted_names(ctx, names[0])
     page = all_names[req.offset : req.offset + NAMES_LIMIT]
     return ConsumerNamesResponse(total=len(all_names), offset=req.offset, limit=NAMES_LIMIT, consumers=page)
 
 
 async def consumer_list(ctx: Context, names: list[str], data: bytes) -> ConsumerListResponse:
-    req = _decode(data, StreamNamesRequest)
+    req = _decode(data, StreamNamesRequest, "JSApiConsumersRequest")
+    req.offset = max(req.offset, 0)  # the server reads a negative offset as 0
     consumers = _consumers(ctx)
     all_names = _sorted_names(ctx, names[0])
     page = all_names[req.offset : req.offset + LIST_LIMIT]
     infos = [consumers.info(consumers.get(names[0], n)) for n in page]
-    return ConsumerListResponse(total=len(all_names), offset=req.offset, limit=LIST_LIMIT, consumers=infos)
+    resp = ConsumerListResponse(total=len(all_names), offset=req.offset, limit=LIST_LIMIT, consumers=infos)
+    return fit_page(ctx, resp, "consumers")
 
 
 async def consumer_pause(ctx: Context, names: list[str], data: bytes) -> PauseResponse:
-    req = _decode(data, PauseRequest)
+    req = _decode(data, PauseRequest, "JSApiConsumerPauseRequest")
     ctx.manager.get(names[0])
     try:
         until = timefmt.parse(req.pause_until) if req.pause_until else 0

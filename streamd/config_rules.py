@@ -6,6 +6,7 @@ from msgspec import UNSET
 
 from . import errors, subjects
 from .models import Discard, Retention, StreamConfig
+from .streams import MAX_SUBJECT
 
 DEFAULT_DUPLICATE_WINDOW = 120 * 1_000_000_000
 MIN_WINDOW = 100_000_000  # 100 ms
@@ -79,7 +80,9 @@ def _normalize_subjects(c: StreamConfig) -> None:
     seen: list[str] = []
     for subj in c.subjects:
         if not subjects.is_valid_subject(subj):
-            raise _invalid(f"invalid subject {subj!r}")
+            raise _invalid("invalid subject")
+        if len(subj.encode()) > MAX_SUBJECT:  # also keeps each SUB line far below the server's 4 KiB limit
+            raise _invalid(f"subject is longer than {MAX_SUBJECT} bytes, streamd cannot store it")
         for other in seen:
             if subjects.collide(subj, other):
                 raise _invalid(f'subject "{other}" overlaps with "{subj}"')

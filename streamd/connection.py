@@ -14,10 +14,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import nats.errors
 from nats.aio.client import Client
 
 logger = logging.getLogger(__name__)
 NO_RESPONDERS = b"NATS/1.0 503\r\n\r\n"
+_PROTOCOL_BREAKERS = (" ", "\t", "\r", "\n")
 RawHandler = Callable[[bytes, bytes, bytes, bytes | None], None]
 
 
@@ -32,7 +34,16 @@ class Connection(Client):
         async def _unused(_msg: Any) -> None:  # nats-py requires a callback; raw messages never reach it
             return None
 
-        sub = await self.subscribe(subject, cb=_unused, **kwargs)
+        if not subject or any(c in subject for c in _PROTOCOL_BREAKERS):
+            raise ValueError(f"subject {subject!r} cannot be written on a SUB line")
+        # nats-py's subscribe refuses subjects nats-server takes as literal (`A*`, `x.b>c`), which streams may
+        # name: its check is skipped for this call (subject rules are streamd's own, see subjects.py).
+        skip = self._skip_subject_validation
+        self._skip_subject_validation = True
+        try:
+            sub = await self.subscribe(subject, cb=_unused, **kwargs)
+        finally:
+            self._skip_subject_validation = skip
         self._raw_handlers[sub._id] = handler
         return sub
 
@@ -41,7 +52,14 @@ class Connection(Client):
         so a publisher learns at once that nothing was stored (the server does not order them after our UNSUB)."""
         self._raw_handlers.pop(sub._id, None)
         self._retired.add(sub._id)
-        await sub.unsubscribe()
+        try:
+            await sub.unsubscribe()
+        except (
+            nats.errors.ConnectionClosedError,
+            nats.errors.ConnectionDrainingError,
+            nats.errors.BadSubscriptionError,
+        ):
+            pass  # nothing left to stop: callers run after a committed change and must not fail on this
 
     async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
         handler = self._raw_handlers.get(sid)

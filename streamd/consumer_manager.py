@@ -79,6 +79,15 @@ class ConsumerManager:
                 except msgspec.DecodeError:
                     logger.exception("consumer '%s > %s' has a corrupt record; skipped", stream.name, name)
                     continue
+                problem = consumer_rules.stored_problem(rec.config)
+                if problem:
+                    logger.error(
+                        "consumer '%s > %s' is not served: its stored config is refused (%s)",
+                        stream.name,
+                        name,
+                        problem,
+                    )
+                    continue
                 c = Consumer(self, stream, name, rec.config, rec.created_ns, state)
                 c.lps.extend(s for s in rec.last_per_subject if s > state.delivered.stream_seq)
                 with self.store.read() as txn:

@@ -16,6 +16,11 @@ DEFAULT_MAX_ACK_PENDING = 1000
 DEFAULT_MAX_WAITING = 512
 DEFAULT_EPHEMERAL_INACTIVE = 5 * 1_000_000_000
 MIN_HEARTBEAT = 100_000_000
+# Deliveries go out as `HMSG <deliver> + <ack reply> <group> …` lines, which the server takes up to 4 KiB: streamd
+# bounds what it puts there (nats-server, delivering internally, has no such limit).
+MAX_DELIVER_SUBJECT = 1024
+MAX_DELIVER_GROUP = 255
+_WHITESPACE = " \t\r\n\f\v"
 MAX_DESCRIPTION = 4096
 MAX_METADATA = 128 * 1024
 _ALPHABET = string.ascii_letters + string.digits
@@ -160,8 +165,12 @@ def _check_push_pull(c: ConsumerConfig, stream: StreamConfig) -> None:
 
 def _check_push(c: ConsumerConfig, stream: StreamConfig) -> None:
     deliver = str(c.deliver_subject)
-    if not subjects.is_valid_subject(deliver):
+    if not subjects.is_valid_subject(deliver) or len(deliver.encode()) > MAX_DELIVER_SUBJECT:
         raise errors.INVALID_DELIVER_SUBJECT()
+    group = c.deliver_group if isinstance(c.deliver_group, str) else ""
+    if len(group.encode()) > MAX_DELIVER_GROUP or any(ch in group for ch in _WHITESPACE):
+        # the group is a queue name on each delivery's protocol line: a space there would break the line
+        raise errors.CONSUMER_CREATE(err="consumer deliver group must be a queue name of at most 255 bytes")
     if not subjects.is_literal(deliver):
         raise errors.DELIVER_WILDCARDS()
     if any(subjects.matches(s, deliver) for s in stream.subjects):
@@ -222,11 +231,11 @@ def _check_filters(c: ConsumerConfig) -> None:
         if not f:
             raise errors.EMPTY_FILTER()
         if not subjects.is_valid_subject(f):
-            raise errors.CONSUMER_CREATE(err=f"consumer filter subject is not a valid subject: {f}")
+            raise errors.STREAM_INVALID_CONFIG(err="invalid subject")  # sic: the server's error
         if any(subjects.collide(f, g) for g in many[:i]):
             raise errors.OVERLAPPING_FILTERS()
     if isinstance(c.filter_subject, str) and not subjects.is_valid_subject(c.filter_subject):
-        raise errors.CONSUMER_CREATE(err=f"consumer filter subject is not a valid subject: {c.filter_subject}")
+        raise errors.STREAM_INVALID_CONFIG(err="invalid subject")  # sic: the server's error
     if c.deliver_policy == DeliverPolicy.LAST_PER_SUBJECT and not filters(c):
         raise errors.CONSUMER_INVALID_POLICY(
             err="consumer delivery policy is deliver last per subject, but optional filter subject is not set"
@@ -268,3 +277,21 @@ def check_update(old: ConsumerConfig, new: ConsumerConfig) -> None:
     for field, words in _IMMUTABLE:
         if getattr(old, field) != getattr(new, field):
             raise errors.CONSUMER_CREATE(err=f"{words} can not be updated")
+
+
+def stored_problem(cfg: ConsumerConfig) -> str:
+    """Why a consumer config stored by an older streamd cannot be served by this one ("" when it can): the
+    subjects and names that reach the wire are checked again, since older rules were looser."""
+    for f in filters(cfg):
+        if not subjects.is_valid_subject(f):
+            return f"invalid filter subject {f!r}"
+    if is_push(cfg):
+        deliver = str(cfg.deliver_subject)
+        if not subjects.is_valid_subject(deliver) or not subjects.is_literal(deliver):
+            return "invalid deliver subject"
+        if len(deliver.encode()) > MAX_DELIVER_SUBJECT:
+            return "deliver subject too long"
+        group = cfg.deliver_group if isinstance(cfg.deliver_group, str) else ""
+        if len(group.encode()) > MAX_DELIVER_GROUP or any(ch in group for ch in _WHITESPACE):
+            return "invalid deliver group"
+    return ""

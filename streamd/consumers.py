@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from . import acks, consumer_rules, headers, reads, timefmt
+from . import acks, consumer_rules, gojson, headers, reads, timefmt
 from .leaf import LeafConnection
 from .models import ConsumerConfig, DeliverPolicy, PullRequest, ReplayPolicy
 from .streams import Stream
@@ -32,7 +32,6 @@ logger = logging.getLogger(__name__)
 NEVER = 2**63 - 1
 INTEREST_GRACE = 2_000_000_000  # how long a pull request may wait for the hub to report its inbox
 FC_LIMIT = 32 << 20  # the most bytes a push consumer keeps unacknowledged by flow control
-_PULL = msgspec.json.Decoder(PullRequest)
 _PREFETCH = 128
 
 
@@ -600,10 +599,12 @@ def _parse_pull(body: bytes) -> PullRequest:
     if not text:
         return PullRequest(batch=1)
     if text.isdigit():
+        if len(text) > 18:  # past int64's digits: the server cannot read it either
+            raise ValueError(f"batch {text.decode()} is out of range")
         return PullRequest(batch=int(text))
     try:
-        req = _PULL.decode(text)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        req = gojson.decode(text, PullRequest, "")  # out-of-range numbers raise GoJsonError, a ValueError
+    except msgspec.DecodeError as exc:
         raise ValueError(str(exc)) from None
     if req.batch < 0 or req.expires < 0 or req.max_bytes < 0 or req.idle_heartbeat < 0:
         raise ValueError("negative values are not allowed")

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 from msgspec import UNSET
 
-from . import config_rules, errors, reads, streams, timefmt
+from . import config_rules, errors, reads, streams, subjects, timefmt
 from .models import StreamConfig, StreamInfo, StreamState
 from .store import Counters, Store, StreamRecord
 from .writer import Writer
@@ -34,6 +34,10 @@ class StreamManager:
     def recover(self) -> None:
         """Load every stream's record and counters: one read per stream, no scans of messages."""
         for rec, counters in self.store.load_streams():
+            problem = stored_config_problem(rec.config)
+            if problem:
+                logger.error("stream '%s' is not served: its stored config is refused (%s)", rec.config.name, problem)
+                continue
             dbs = self.store.open_stream_dbs(rec.id)
             self.streams[rec.config.name] = streams.Stream(
                 rec.id, rec.config, rec.created_ns, counters, dbs, self.domain
@@ -95,9 +99,13 @@ class StreamManager:
 
         def update(b: streams.Batch) -> None:
             b.store.put_stream(b.txn, StreamRecord(stream.id, cfg, stream.created_ns))
-            stream.config = cfg
-            b.touch(stream)
-            streams.trim_to_limits(b, stream)
+            previous, stream.config = stream.config, cfg
+            try:
+                b.touch(stream)
+                streams.trim_to_limits(b, stream)
+            except BaseException:  # the transaction is abandoned: memory must keep matching the disk
+                stream.config = previous
+                raise
 
         await self.writer.call(update)
         logger.info("stream '%s' updated", cfg.name)
@@ -132,6 +140,8 @@ class StreamManager:
             raise errors.PURGE_FAILED(err="stream purge not permitted")
         if seq and keep:
             raise errors.BAD_REQUEST()
+        if filter_subject and not subjects.is_valid_subject(filter_subject):
+            return 0  # as the server: an invalid filter matches nothing (token matching would match too much)
         return await self.writer.call(
             lambda b: streams.purge(b, stream, filter_subject=filter_subject, seq=seq, keep=keep)
         )
@@ -205,7 +215,7 @@ class StreamManager:
             state.num_deleted = num_deleted
         if subjects_filter or deleted_details:
             with self.store.read() as txn:
-                if subjects_filter:
+                if subjects_filter and subjects.is_valid_subject(subjects_filter):  # an invalid one matches nothing
                     state.subjects = reads.subject_counts(txn, stream, subjects_filter) or UNSET
                 if deleted_details and num_deleted:
                     state.deleted = reads.deleted_seqs(txn, stream)
@@ -219,3 +229,15 @@ class StreamManager:
     async def _advise(self, name: str, action: str) -> None:
         if self.on_advisory:
             await self.on_advisory(name, action)
+
+
+def stored_config_problem(cfg: StreamConfig) -> str:
+    """Why the current rules refuse a config stored by an older streamd ("" when they take it): such a stream is
+    left alone on disk (its name stays taken) rather than served on subjects that might not work."""
+    try:
+        config_rules.normalize(cfg)
+    except errors.ApiError as exc:
+        return exc.description
+    except Exception as exc:  # a config that breaks the rules themselves
+        return repr(exc)
+    return ""

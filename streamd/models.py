@@ -12,6 +12,8 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from .gojson import I32, I64, U64, Duration, Int
+
 API_PREFIX_TYPE = "io.nats.jetstream.api.v1."
 
 
@@ -37,8 +39,8 @@ class Compression(enum.StrEnum):
 
 
 class ConsumerLimits(msgspec.Struct, omit_defaults=True):
-    inactive_threshold: int = 0
-    max_ack_pending: int = 0
+    inactive_threshold: Duration = 0
+    max_ack_pending: Int = 0
 
 
 class StreamConfig(msgspec.Struct, kw_only=True):
@@ -48,16 +50,16 @@ class StreamConfig(msgspec.Struct, kw_only=True):
     description: str | UnsetType = UNSET
     subjects: list[str] = msgspec.field(default_factory=list)
     retention: Retention = Retention.LIMITS
-    max_consumers: int = -1
-    max_msgs: int = -1
-    max_bytes: int = -1
-    max_age: int = 0
-    max_msgs_per_subject: int = -1
-    max_msg_size: int = -1
+    max_consumers: Int = -1
+    max_msgs: I64 = -1
+    max_bytes: I64 = -1
+    max_age: Duration = 0
+    max_msgs_per_subject: I64 = -1
+    max_msg_size: I32 = -1
     discard: Discard = Discard.OLD
     storage: Storage = Storage.FILE
-    num_replicas: int = 1
-    duplicate_window: int = 0
+    num_replicas: Int = 1
+    duplicate_window: Duration = 0
     compression: Compression = Compression.NONE
     allow_direct: bool = False
     mirror_direct: bool = False
@@ -67,10 +69,10 @@ class StreamConfig(msgspec.Struct, kw_only=True):
     allow_rollup_hdrs: bool = False
     consumer_limits: ConsumerLimits = msgspec.field(default_factory=ConsumerLimits)
     allow_msg_ttl: bool = False
-    subject_delete_marker_ttl: int | UnsetType = UNSET
+    subject_delete_marker_ttl: Duration | UnsetType = UNSET
     discard_new_per_subject: bool | UnsetType = UNSET
     no_ack: bool | UnsetType = UNSET
-    first_seq: int | UnsetType = UNSET
+    first_seq: U64 | UnsetType = UNSET
     metadata: dict[str, str] | UnsetType = UNSET
     # Replication and federation features that streamd refuses; kept so a request naming them gets a clear error.
     mirror: Any | UnsetType = UNSET
@@ -107,35 +109,35 @@ class StreamInfo(msgspec.Struct, kw_only=True):
 class StreamInfoRequest(msgspec.Struct, kw_only=True):
     subjects_filter: str = ""
     deleted_details: bool = False
-    offset: int = 0
+    offset: Int = 0
 
 
 class StreamNamesRequest(msgspec.Struct, kw_only=True):
-    offset: int = 0
+    offset: Int = 0
     subject: str = ""
 
 
 class StreamPurgeRequest(msgspec.Struct, kw_only=True):
     filter: str = ""
-    seq: int = 0
-    keep: int = 0
+    seq: U64 = 0
+    keep: U64 = 0
 
 
 class MsgGetRequest(msgspec.Struct, kw_only=True):
-    seq: int = 0
+    seq: U64 = 0
     last_by_subj: str = ""
     next_by_subj: str = ""
-    batch: int = 0
-    max_bytes: int = 0
+    batch: Int = 0
+    max_bytes: Int = 0
     start_time: str = ""
     multi_last: list[str] | UnsetType = UNSET
-    up_to_seq: int = 0
+    up_to_seq: U64 = 0
     up_to_time: str = ""
     no_hdr: bool = False
 
 
 class MsgDeleteRequest(msgspec.Struct, kw_only=True):
-    seq: int = 0
+    seq: U64 = 0
     no_erase: bool = False
 
 
@@ -275,29 +277,29 @@ class ConsumerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str | UnsetType = UNSET
     description: str | UnsetType = UNSET
     deliver_policy: DeliverPolicy = DeliverPolicy.ALL
-    opt_start_seq: int | UnsetType = UNSET
+    opt_start_seq: U64 | UnsetType = UNSET
     opt_start_time: str | UnsetType = UNSET
     ack_policy: AckPolicyWire = AckPolicyWire.NONE  # the Go zero value: an omitted ack_policy means none
-    ack_wait: int | UnsetType = UNSET
-    max_deliver: int = 0
-    backoff: list[int] | UnsetType = UNSET
+    ack_wait: Duration | UnsetType = UNSET
+    max_deliver: Int = 0
+    backoff: list[Duration] | UnsetType = UNSET
     filter_subject: str | UnsetType = UNSET
     filter_subjects: list[str] | UnsetType = UNSET
     replay_policy: ReplayPolicy = ReplayPolicy.INSTANT
-    rate_limit_bps: int | UnsetType = UNSET
+    rate_limit_bps: U64 | UnsetType = UNSET
     sample_freq: str | UnsetType = UNSET
-    max_waiting: int | UnsetType = UNSET
-    max_ack_pending: int | UnsetType = UNSET
+    max_waiting: Int | UnsetType = UNSET
+    max_ack_pending: Int | UnsetType = UNSET
     flow_control: bool | UnsetType = UNSET
-    idle_heartbeat: int | UnsetType = UNSET
+    idle_heartbeat: Duration | UnsetType = UNSET
     headers_only: bool | UnsetType = UNSET
-    max_batch: int | UnsetType = UNSET
-    max_expires: int | UnsetType = UNSET
-    max_bytes: int | UnsetType = UNSET
+    max_batch: Int | UnsetType = UNSET
+    max_expires: Duration | UnsetType = UNSET
+    max_bytes: Int | UnsetType = UNSET
     deliver_subject: str | UnsetType = UNSET
     deliver_group: str | UnsetType = UNSET
-    inactive_threshold: int | UnsetType = UNSET
-    num_replicas: int = 0
+    inactive_threshold: Duration | UnsetType = UNSET
+    num_replicas: Int = 0
     mem_storage: bool | UnsetType = UNSET
     metadata: dict[str, str] | UnsetType = UNSET
     pause_until: str | UnsetType = UNSET
@@ -376,13 +378,13 @@ class PauseResponse(msgspec.Struct, kw_only=True):
 
 
 class PullRequest(msgspec.Struct, kw_only=True):
-    batch: int = 0
-    expires: int = 0
+    batch: Int = 0
+    expires: Duration = 0
     no_wait: bool = False
-    max_bytes: int = 0
-    idle_heartbeat: int = 0
+    max_bytes: Int = 0
+    idle_heartbeat: Duration = 0
     group: str = ""
-    min_pending: int = 0
-    min_ack_pending: int = 0
+    min_pending: I64 = 0
+    min_ack_pending: I64 = 0
     id: str = ""
-    priority: int = 0
+    priority: Int = 0

@@ -40,7 +40,11 @@ _ADVISORY = "$JS.EVENT.ADVISORY.STREAM.{}.{}"
 _ACTIONS = {"create": "CREATED", "modify": "UPDATED", "delete": "DELETED"}
 
 
-API_PENDING_MSGS = 100_000  # queued API requests before nats-py drops (counted as slow consumer events)
+BAD_REQUEST_STATUS = b"NATS/1.0 400 Bad Request\r\n\r\n"
+# A pull's deliveries carry its reply subject and an ack subject (up to ~1.2 KB) on one protocol line, which the
+# server takes up to 4 KiB; a longer reply would make it close the leaf connection, so it is refused.
+MAX_PULL_REPLY = 2048
+API_PENDING_MSGS = 100_000  # queued API requests before more are dropped (counted as slow consumer events)
 API_PENDING_BYTES = 64 << 20
 
 
@@ -67,9 +71,11 @@ class Service:
         self._ingest_subs: dict[str, dict[str, Any]] = {}  # stream -> subject -> raw subscription
         self._direct_subs: dict[str, list[Any]] = {}
         self._api_subs: list[Any] = []
+        self._api_workers: list[asyncio.Task[None]] = []
         self._ack_subs: list[Any] = []
         self.url = ""
         self._overload_logged = 0.0
+        self._api_drop_logged = 0.0
         self.conn: Connection | None = None
         self._auth_failed = asyncio.Event()
         self.ctx: api.Context | None = None
@@ -144,7 +150,7 @@ class Service:
             if cfg.sync == SyncMode.BATCH_INTERVAL:
                 timers.append(tg.create_task(self._sync_loop(writer), name="streamd-sync"))
             for stream in list(self.registry.values()):
-                await self._subjects_changed(stream, [], list(stream.config.subjects))
+                await self._serve_recovered(stream)
             await self._subscribe_acks(conn, consumers)
             await self._subscribe_api(conn)
             await conn.flush()
@@ -300,21 +306,37 @@ class Service:
     # ---- subscriptions --------------------------------------------------------------------------------------
 
     async def _subscribe_api(self, conn: Connection) -> None:
+        """API requests take the raw path (bytes, never a nats-py Msg: odd bytes cannot break its reader); each
+        subscription keeps its own queue and worker, so requests run one at a time in arrival order as before."""
         prefix = self.config.api_prefix
         cut = len(prefix) + 1
-
-        async def on_api(msg: Any) -> None:
-            assert self.ctx is not None
-            await api.dispatch(self.ctx, msg.subject[cut:].split("."), msg.reply, msg.data, msg.headers)
-
         verbs = ("CREATE", "DURABLE", "INFO", "DELETE", "NAMES", "LIST", "PAUSE")
         consumer_subjects = [f"{prefix}.CONSUMER.{verb}.>" for verb in verbs]
         for subject in (f"{prefix}.INFO", f"{prefix}.STREAM.>", *consumer_subjects):
-            self._api_subs.append(
-                await conn.subscribe(
-                    subject, cb=on_api, pending_msgs_limit=API_PENDING_MSGS, pending_bytes_limit=API_PENDING_BYTES
-                )
-            )
+            queue = api.RequestQueue(API_PENDING_MSGS, API_PENDING_BYTES)
+            self._api_workers.append(asyncio.create_task(self._api_worker(queue, cut), name="streamd-api"))
+            self._api_subs.append(await conn.subscribe_raw(subject, self._api_enqueue(queue)))
+
+    def _api_enqueue(self, queue: api.RequestQueue) -> Any:
+        def on_api(subject: bytes, reply: bytes, data: bytes, hdrs: bytes | None) -> None:
+            if not queue.offer((bytes(subject), bytes(reply), bytes(data), bytes(hdrs) if hdrs else None)):
+                assert self.ctx is not None
+                self.ctx.stats.slow_consumer_events += 1
+                now = time.monotonic()
+                if now - self._api_drop_logged > 5:
+                    self._api_drop_logged = now
+                    logger.error("API queue full: requests dropped (%d so far)", self.ctx.stats.slow_consumer_events)
+
+        return on_api
+
+    async def _api_worker(self, queue: api.RequestQueue, cut: int) -> None:
+        while True:
+            subject, reply, data, hdrs = await queue.take()
+            assert self.ctx is not None
+            try:
+                await api.dispatch(self.ctx, subject[cut:], reply, data, hdrs)
+            except Exception:  # dispatch answers its own errors; this only guards the worker's life
+                logger.exception("API request on %r was not answered", subject[:200])
 
     async def _subscribe_acks(self, conn: Connection, consumers: ConsumerManager) -> None:
         """Acks, flow-control replies and pull requests take the raw path: no Msg objects, no queue hop."""
@@ -323,8 +345,16 @@ class Service:
 
         def on_next(subject: bytes, reply: bytes, data: bytes, _hdrs: bytes | None) -> None:
             names = subject[cut:].decode(errors="replace").split(".")
-            if len(names) == 2 and reply:
-                consumers.pull_request_or_503(names[0], names[1], reply.decode(), bytes(data))
+            if len(names) != 2 or not reply:
+                return
+            try:
+                reply_text = bytes(reply).decode()
+            except UnicodeDecodeError:  # deliveries go to this subject as text: refuse it at the door
+                reply_text = ""
+            if not reply_text or len(reply) > MAX_PULL_REPLY:  # see MAX_PULL_REPLY
+                conn.send_soon(bytes(reply), b"", BAD_REQUEST_STATUS)
+                return
+            consumers.pull_request_or_503(names[0], names[1], reply_text, bytes(data))
 
         self._ack_subs = [
             await conn.subscribe_raw("$JS.ACK.>", consumers.on_ack),
@@ -332,13 +362,27 @@ class Service:
             await conn.subscribe_raw(next_prefix + ">", on_next),
         ]
 
+    async def _serve_recovered(self, stream: streams.Stream) -> None:
+        """Subscribe a stream found in the store; one that cannot be subscribed is logged and left unserved, so
+        the others still start."""
+        try:
+            await self._subjects_changed(stream, [], list(stream.config.subjects))
+        except Exception as exc:
+            logger.error("stream '%s' is not served: subscribing to its subjects failed (%s)", stream.name, exc)
+            for sub in self._ingest_subs.pop(stream.name, {}).values():
+                with contextlib.suppress(Exception):
+                    assert self.conn is not None
+                    await self.conn.unsubscribe_raw(sub)
+            self.registry.pop(stream.name, None)
+
     async def _subjects_changed(self, stream: streams.Stream, old: list[str], new: list[str]) -> None:
         """Keep one raw subscription per stream subject: drop the removed ones, add the new ones."""
         conn = self.conn
         assert conn is not None
         name = stream.name
         current = self._ingest_subs.setdefault(name, {})
-        for subject in [s for s in current if s not in new]:
+        wanted = set(new)
+        for subject in [s for s in current if s not in wanted]:
             await conn.unsubscribe_raw(current.pop(subject))
         handler = self._ingest_handler(stream)
         for subject in new:
@@ -347,7 +391,10 @@ class Service:
         if not current:
             del self._ingest_subs[name]
         await self._update_direct(conn, stream, bool(new) and stream.config.allow_direct)
-        await conn.flush()
+        try:  # the change is committed already: a slow server must not turn its answer into an error
+            await conn.flush()
+        except Exception as exc:
+            logger.warning("stream '%s': subscriptions sent, not yet confirmed by the server (%s)", name, exc)
 
     async def _update_direct(self, conn: Connection, stream: streams.Stream, wanted: bool) -> None:
         subs = self._direct_subs.get(stream.name)
@@ -397,7 +444,9 @@ class Service:
     async def _stop_intake(self, conn: Connection) -> None:
         for sub in self._api_subs:
             with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+                await conn.unsubscribe_raw(sub)
+        for task in self._api_workers:
+            task.cancel()
         raw = [s for group in self._ingest_subs.values() for s in group.values()]
         raw += [s for group in self._direct_subs.values() for s in group]
         for sub in raw:

@@ -40,6 +40,8 @@ from .store import (
 MAX_HEADER = 64 * 1024
 MARKER_REASON = b"Nats-Marker-Reason"
 MAX_PLAIN_ID = 400
+MAX_SEQ = (1 << 64) - 1  # sequences are u64 keys
+MAX_TTL = (1 << 63) - 1  # a Go time.Duration
 MAX_SUBJECT = 480  # the subject is an LMDB key in the subject index (511 bytes at most)
 _NS = 1_000_000_000
 _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -126,7 +128,7 @@ def _ttl(stream: Stream, value: bytes) -> int:
         ttl = parse_duration(value)
     except ValueError:
         raise errors.MSG_TTL_INVALID() from None
-    if ttl < _NS:
+    if ttl < _NS or ttl > MAX_TTL:  # past int64 ns the server refuses it too, and it would not fit the TTL index
         raise errors.MSG_TTL_INVALID()
     return ttl
 
@@ -176,17 +178,19 @@ def store_message(b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, 
     if cfg.discard == Discard.NEW:
         _check_discard_new(b, stream, subject, size)
 
-    b.touch(stream)
     seq = c.last_seq + 1
     if c.last_seq == 0 and isinstance(cfg.first_seq, int):
         seq = max(seq, cfg.first_seq)
+    if seq > MAX_SEQ:  # first_seq may be 2^64-1, as nats-server allows: that stream holds one message, no more
+        raise errors.STORE_FAILED(err="stream sequence space exhausted")
+    b.touch(stream)
     c.last_seq = seq
     c.last_ns = b.now_ns
     c.last_msg_id = msg_id
     if cfg.retention == Retention.INTEREST and not stream.has_interest(subject):
         # Nobody would ever ack it: the sequence is used, nothing is stored (JetStream does the same).
         if not c.messages:
-            c.first_seq = seq + 1
+            c.first_seq = min(seq + 1, MAX_SEQ)
         return seq, False
 
     txn, dbs = b.txn, stream.dbs
@@ -360,7 +364,7 @@ def _advance_first(b: Batch, stream: Stream) -> None:
         c.first_seq = key_seq(cur.key())
         c.first_ns = message_time(cur.value())
     else:
-        c.first_seq = c.last_seq + 1
+        c.first_seq = min(c.last_seq + 1, MAX_SEQ)
         c.first_ns = 0
         c.messages = 0
         c.total_bytes = 0
@@ -381,7 +385,7 @@ def purge(b: Batch, stream: Stream, *, filter_subject: str = "", seq: int = 0, k
         for db in (stream.dbs.msgs, stream.dbs.subjects, stream.dbs.ttl):
             delete_prefix(b.txn.cursor(db=db), stream.dbs.prefix, 1 << 62)
         b.purged.append(stream)
-        c.first_seq, c.first_ns, c.messages, c.total_bytes, c.num_subjects = c.last_seq + 1, 0, 0, 0, 0
+        c.first_seq, c.first_ns, c.messages, c.total_bytes, c.num_subjects = min(c.last_seq + 1, MAX_SEQ), 0, 0, 0, 0
         return purged
     purged = 0
     while c.messages and (c.messages > keep if keep else c.first_seq < seq):

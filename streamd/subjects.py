@@ -13,18 +13,26 @@ def is_valid_name(name: str) -> bool:
     return 0 < len(name) <= MAX_NAME_LEN and not any(c in _BAD_NAME_CHARS for c in name)
 
 
+_SUBJECT_SPACE = frozenset(" \t\n\r\f")
+
+
 def is_valid_subject(subject: str, *, wildcards: bool = True) -> bool:
-    """A subject is dot-separated non-empty tokens; `*` is a whole token, `>` only the last one."""
-    if not subject or any(c.isspace() for c in subject):
+    """nats-server's IsValidSubject: non-empty tokens without spaces, tabs or line breaks, nothing after a `>`
+    token. Wildcard characters inside a longer token (`A*`, `x.b>c`) are literal text there, and so here."""
+    if not subject:
         return False
-    tokens = subject.split(".")
-    for i, tok in enumerate(tokens):
-        if not tok:
+    after_fwc = False
+    for tok in subject.split("."):
+        if not tok or after_fwc:
             return False
-        if tok == ">":
-            if not wildcards or i != len(tokens) - 1:
+        if len(tok) > 1:
+            if any(c in _SUBJECT_SPACE for c in tok):
                 return False
-        elif tok == "*" and not wildcards:
+        elif tok == ">":
+            if not wildcards:
+                return False
+            after_fwc = True
+        elif tok in _SUBJECT_SPACE or (tok == "*" and not wildcards):
             return False
     return True
 
