@@ -20,6 +20,7 @@ from .models import (
     API_PREFIX_TYPE,
     AccountInfoResponse,
     ApiStats,
+    Health,
     MsgDeleteRequest,
     MsgGetRequest,
     MsgGetResponse,
@@ -62,6 +63,7 @@ class Context:
     domain: str = ""
     stats: Counters = field(default_factory=Counters)
     consumers: Any = None  # ConsumerManager (typed loosely: it imports this module)
+    health: Callable[[], Health] | None = None  # the service's health report, shown in INFO's streamd block
 
 
 Handler = Callable[[Context, list[str], bytes], Awaitable[msgspec.Struct | None]]
@@ -120,6 +122,7 @@ async def account_info(ctx: Context, _names: list[str], _data: bytes) -> Account
             ingest_dropped=ctx.stats.ingest_dropped,
             slow_consumer_events=ctx.stats.slow_consumer_events,
             pending_writes=ctx.manager.writer.pending,
+            health=ctx.health() if ctx.health is not None else msgspec.UNSET,
         ),
     )
 
