@@ -45,7 +45,7 @@ class Connection(Client):
             await super()._process_err(err_msg)
             return
         self.last_server_error = err_msg.strip("'")
-        err = nats.errors.Error(f"nats: server error '{self.last_server_error}', reconnecting")
+        err = nats.errors.Error(f"server error '{self.last_server_error}', reconnecting")
         await self._error_cb(err)
         await self._process_op_err(err)
 

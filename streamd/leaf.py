@@ -108,6 +108,7 @@ class LeafConnection:
         self._up = asyncio.Event()
         self._pongs: deque[asyncio.Future[None] | None] = deque()
         self._supervisor: asyncio.Task[None] | None = None
+        self.reconnects = 0  # completed re-handshakes after a drop
         # Interest: exact subjects with plain subs / with queue groups (→ weight); wildcards by literal prefix.
         self._plain: set[str] = set()
         self._queues: dict[str, dict[str, int]] = {}
@@ -469,6 +470,7 @@ class LeafConnection:
             self._down(reason)
             session = await self._reconnect()
             self._activate(session)
+            self.reconnects += 1
             _call_hook(self.on_reconnect)
 
     async def _reconnect(self) -> _Session:

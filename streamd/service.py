@@ -87,6 +87,7 @@ class Service:
         self._leaf_down_since: float | None = None
         self._down_warned = 0.0
         self._last_error = ""
+        self._last_error_at = 0.0
         self._auth_failed = asyncio.Event()
         self.ctx: api.Context | None = None
 
@@ -352,7 +353,8 @@ class Service:
             self._down_since = time.monotonic()
         if self.state != ServiceState.RUNNING:
             return
-        self._note_error(f"disconnected from {redact(self.url)}")
+        if time.monotonic() - self._last_error_at > 2:  # else keep the error that caused it
+            self._note_error(f"disconnected from {redact(self.url)}")
         logger.warning("disconnected from %s; data is kept, reconnecting", redact(self.url))
 
     async def _on_reconnect(self) -> None:
@@ -370,6 +372,7 @@ class Service:
 
     def _note_error(self, text: str) -> None:
         self._last_error = f"{timefmt.format_ns(time.time_ns())} {text}"
+        self._last_error_at = time.monotonic()
 
     # ---- health ---------------------------------------------------------------------------------------------
 

@@ -22,7 +22,15 @@ from tests.helpers import read_until, start_streamd_process, wait_for
 from tests.natsd import NatsServer, free_port, run_nats_server
 
 SLOW = "max_pending: 256KB\nmax_payload: 64KB\n"  # a reader that stops is cut off as a slow consumer quickly
-AUTH = 'authorization { user: app, password: "pw" }\n'
+NO_AUTH_USER = "no_auth_user: app\n"  # clients without credentials are APP's
+ACCOUNTS = """accounts {
+  SYS { users [{user: sys, password: sys}] }
+  APP { users [{user: app, password: app}] }
+}
+system_account: SYS
+"""
+CONF = SLOW + ACCOUNTS + NO_AUTH_USER
+LEAF_AUTH = "authorization { user: leaf, password: leaf, account: APP }"
 
 
 class Harness:
@@ -41,9 +49,13 @@ class Harness:
         self.acked: list[int] = []
         self.rounds = 0
 
-    async def start_server(self, extra: str = SLOW) -> None:
+    async def start_server(self) -> None:
         self.server = run_nats_server(
-            self.tmp_path / f"natsd{self.rounds}", port=self.port, leaf_port=self.leaf_port, extra=extra
+            self.tmp_path / f"natsd{self.rounds}",
+            port=self.port,
+            leaf_port=self.leaf_port,
+            extra=CONF,
+            leaf_auth=LEAF_AUTH,
         )
         self.rounds += 1
         self.nats = await self.server.__aenter__()
@@ -90,6 +102,21 @@ async def _socket_of(conn: Any) -> socket.socket:
     return sock
 
 
+async def _kick(h: Harness, kind: str) -> None:
+    """Ask the server (as the system account) to kick streamd's connection of this kind (Client or Leafnode)."""
+    admin = await nats.connect(h.url, user="sys", password="sys")
+    try:
+        found = await admin.request("$SYS.REQ.SERVER.PING.CONNZ", b'{"account": "APP"}', timeout=5)
+        connz = json.loads(found.data)
+        conns = connz["data"]["connections"]
+        cid = next(c["cid"] for c in conns if c.get("name") == "streamd" and c.get("kind") == kind)
+        subject = f"$SYS.REQ.SERVER.{connz['server']['id']}.KICK"
+        kicked = await admin.request(subject, json.dumps({"cid": cid}).encode(), timeout=5)
+        assert "error" not in json.loads(kicked.data), kicked.data
+    finally:
+        await admin.close()
+
+
 async def _drop(h: Harness, how: Callable[[], Awaitable[None]]) -> None:
     before = h.health().reconnects
     await how()
@@ -101,7 +128,9 @@ async def harness(tmp_path: Path, start_service: StartService) -> AsyncIterator[
     h = Harness(tmp_path, start_service)
     await h.start_server()
     try:
-        h.svc = await start_service(server=h.url, leaf=f"nats-leaf://127.0.0.1:{h.leaf_port}")
+        h.svc = await start_service(
+            server=h.url, leaf=f"nats-leaf://127.0.0.1:{h.leaf_port}", leaf_user="leaf", leaf_password="leaf"
+        )
         await h.client()
         await h.js.add_stream(name="RC", subjects=["rc.>"])
         await h.js.add_stream(name="FLOOD", subjects=["flood"])
@@ -140,23 +169,15 @@ async def test_every_kind_of_drop_comes_back_and_nothing_acked_is_lost(harness: 
             await flood.close()
             transport.resume_reading()
 
-    async def reload_kicks() -> None:  # a config reload that the connection no longer passes, then back
-        assert h.nats is not None
-        conf = h.nats.conf
-        original = conf.read_text()
-        conf.write_text(original + AUTH)
-        h.nats.process.send_signal(signal.SIGHUP)
-        await wait_for(lambda: not h.health().connected, timeout=10)
-        conf.write_text(original)
-        h.nats.process.send_signal(signal.SIGHUP)
-        await h.client()
+    async def system_kick() -> None:  # the system account's KICK request (nats-server >= 2.11)
+        await _kick(h, "Client")
 
     for name, how in [
         ("bad-frame", bad_frame),
         ("max-payload", over_max_payload),
         ("socket", socket_closed),
         ("slow-consumer", slow_consumer),
-        ("reload", reload_kicks),
+        ("kick", system_kick),
     ]:
         await _drop(h, how)
         await h.publish_and_consume(name)
@@ -174,13 +195,27 @@ async def test_every_kind_of_drop_comes_back_and_nothing_acked_is_lost(harness: 
     leaf = h.svc.service.leaf
     assert leaf is not None
     assert leaf._session is not None
-    leaf._session.writer.transport.abort()
-    await wait_for(lambda: leaf.connected, timeout=30)
-    await h.publish_and_consume("leaf-abort")
-    leaf._out += b"NOT A LEAF FRAME\r\n"
-    leaf._wake.set()
-    await wait_for(lambda: leaf.connected and leaf._session is not None, timeout=30)
-    await h.publish_and_consume("leaf-bad-frame")
+
+    async def leaf_drop(how: Callable[[], Awaitable[None]], label: str) -> None:
+        before = leaf.reconnects
+        await how()
+        await wait_for(lambda: leaf.reconnects > before and leaf.connected, timeout=30)
+        await h.publish_and_consume(label)
+
+    async def leaf_abort() -> None:
+        assert leaf._session is not None
+        leaf._session.writer.transport.abort()
+
+    async def leaf_bad_frame() -> None:
+        leaf._out += b"NOT A LEAF FRAME\r\n"
+        leaf._wake.set()
+
+    async def leaf_kick() -> None:
+        await _kick(h, "Leafnode")
+
+    await leaf_drop(leaf_abort, "leaf-abort")
+    await leaf_drop(leaf_bad_frame, "leaf-bad-frame")
+    await leaf_drop(leaf_kick, "leaf-kick")
 
     # Nothing acknowledged was lost, and INFO shows the health block.
     info = await h.js.stream_info("RC")
@@ -279,8 +314,6 @@ async def test_sigterm_while_a_long_request_is_in_flight(tmp_path: Path) -> None
 
 @pytest.mark.skipif(sys.platform != "linux", reason="signals as on Linux")
 async def test_sigterm_while_waiting_for_a_server_that_never_comes(tmp_path: Path) -> None:
-    proc = await start_streamd_process(
-        "--server", f"nats://127.0.0.1:{free_port()}", "--data", str(tmp_path / "data")
-    )
+    proc = await start_streamd_process("--server", f"nats://127.0.0.1:{free_port()}", "--data", str(tmp_path / "data"))
     await read_until(proc, "nats:")  # it is trying to connect
     assert await _exits(proc) in (0, 1)
