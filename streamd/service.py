@@ -342,9 +342,13 @@ class Service:
             return
         self._note_error(f"nats: {exc}")
         if isinstance(exc, nats.errors.SlowConsumerError):
-            assert self.ctx is not None
-            self.ctx.stats.slow_consumer_events += 1
+            if self.ctx is not None:
+                self.ctx.stats.slow_consumer_events += 1
             logger.error("slow consumer on %s: a message was dropped by the client", exc.subject)
+            return
+        if self._down_since is not None and self.state == ServiceState.RUNNING:
+            # each failed reconnect attempt: the monitor's rate-limited warning reports the latest one
+            logger.debug("nats: %s", exc)
             return
         logger.warning("nats: %s", exc)
 

@@ -16,6 +16,7 @@ import nats.errors
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
 
+from streamd.claim import Announcement, winner
 from streamd.service import StartupError
 from tests.conftest import RunningService, StartService
 from tests.helpers import read_until, start_streamd_process, wait_for
@@ -296,7 +297,8 @@ async def test_sigterm_after_the_server_is_gone(tmp_path: Path) -> None:
         server.process.kill()
         await server.process.wait()
         await read_until(proc, "disconnected")
-    await _exits(proc)
+        await read_until(proc, "not connected to NATS")  # the health warning, while it tries to reconnect
+    assert await _exits(proc) == 0  # a graceful stop: no step waits for the missing server
 
 
 async def test_sigterm_while_a_long_request_is_in_flight(tmp_path: Path) -> None:
@@ -317,3 +319,13 @@ async def test_sigterm_while_waiting_for_a_server_that_never_comes(tmp_path: Pat
     proc = await start_streamd_process("--server", f"nats://127.0.0.1:{free_port()}", "--data", str(tmp_path / "data"))
     await read_until(proc, "nats:")  # it is trying to connect
     assert await _exits(proc) in (0, 1)
+
+
+def test_the_tie_break_is_the_same_from_both_sides() -> None:
+    a = Announcement(id="a", started=2)
+    b = Announcement(id="b", started=1)
+    c = Announcement(id="c", started=1)
+    assert winner(a, [b]) is b and winner(b, [a]) is b  # the earlier start
+    assert winner(b, [c]) is b and winner(c, [b]) is b  # then the smaller id
+    running = Announcement(id="z", started=9, state="running")
+    assert winner(b, [running, c]) is running  # a running instance always keeps it
