@@ -611,19 +611,21 @@ def install_signal_handlers(service: Service, hard_exit_after: float = HARD_EXIT
 
 
 def _exit_after(service: Service, seconds: float) -> None:
+    """Still alive `seconds` after the signal: the stop hangs (or, once CLOSED, the interpreter's exit does)."""
     time.sleep(seconds)
-    if service.state != ServiceState.CLOSED:
-        _hard_exit(service, f"the graceful stop took over {seconds:g}s")
+    if service.state == ServiceState.CLOSED:
+        _hard_exit(service, f"the process did not exit {seconds:g}s after the service stopped", code=0)
+    _hard_exit(service, f"the graceful stop took over {seconds:g}s")
 
 
-def _hard_exit(service: Service, why: str) -> None:
+def _hard_exit(service: Service, why: str, code: int = 1) -> None:
     """End now: committed data is safe (as after a crash); the embedded nats-server is told to stop first."""
     proc = service.embedded.proc if service.embedded is not None else None
     if proc is not None and proc.returncode is None:
         with contextlib.suppress(OSError):
             os.kill(proc.pid, signal.SIGTERM)
     os.write(2, f"streamd: {why}; exiting now (everything acknowledged is committed)\n".encode())
-    os._exit(1)
+    os._exit(code)
 
 
 __all__ = ["API_PREFIX_TYPE", "Service", "ServiceState", "StartupError", "install_signal_handlers"]
