@@ -21,6 +21,7 @@ from .models import (
     API_PREFIX_TYPE,
     AccountInfoResponse,
     ApiStats,
+    Health,
     MsgDeleteRequest,
     MsgGetRequest,
     MsgGetResponse,
@@ -63,6 +64,7 @@ class Context:
     domain: str = ""
     stats: Counters = field(default_factory=Counters)
     consumers: Any = None  # ConsumerManager (typed loosely: it imports this module)
+    health: Callable[[], Health] | None = None  # the service's health report, shown in INFO's streamd block
 
 
 PageT = TypeVar("PageT", bound=msgspec.Struct)
@@ -134,6 +136,7 @@ async def account_info(ctx: Context, _names: list[str], _data: bytes) -> Account
             ingest_dropped=ctx.stats.ingest_dropped,
             slow_consumer_events=ctx.stats.slow_consumer_events,
             pending_writes=ctx.manager.writer.pending,
+            health=ctx.health() if ctx.health is not None else msgspec.UNSET,
         ),
     )
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,7 +13,7 @@ import typer
 
 from . import __version__
 from .config import ServiceConfig, SyncMode, build, load_toml
-from .service import Service, StartupError
+from .service import Service, StartupError, install_signal_handlers
 
 app = typer.Typer(
     name="streamd",
@@ -130,9 +129,7 @@ def serve(
 
 async def _serve(cfg: ServiceConfig) -> None:
     service = Service(cfg)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, service.stop)
+    install_signal_handlers(service)
     await service.run()
 
 

@@ -28,6 +28,17 @@ positions).
 Restore creates the stream with the saved configuration (`--stream NEW` changes only its name), publishes every
 message in order with its headers and waits for each acknowledgement (in windows of 500), then creates the consumers
 (for interest retention, before the messages, so they are kept). It refuses a stream that already exists.
+
+Restore writes only into the stream it creates. Before anything is created or published it reads the whole file once
+(streaming: memory stays bounded by one line) and refuses it, with one line naming the first bad line, when:
+
+- a message's subject is not a literal subject matched by the stream's subjects (a backup line cannot send to another
+  stream or to `$JS.API.*`: API, ack and `$SYS` subjects are refused even where a pattern would cover them);
+- a line is longer than 16 MiB (MAX_LINE_BYTES, decompressed: room for a 8 MiB message in base64 plus its headers),
+  or the decompressed file exceeds 1 TiB (MAX_FILE_BYTES); a message's data or headers are not valid base64.
+
+The publish pass checks each line again before publishing it (the file could change in between) and stops there.
+Reading the file twice costs one more decompression, but a bad line found midway would leave a half-restored stream.
 What restore cannot keep:
 
 - Sequence numbers and stored times are assigned anew by the target server: the messages are numbered from 1 in the
@@ -57,11 +68,15 @@ import typer
 from . import timefmt
 from .cli_connect import CliError, Session, admin_command, api_error
 from .cli_consumer import all_consumers
+from .subjects import is_valid_subject, matches
 
 FORMAT = "streamd-backup"
 VERSION = 1
 WINDOW = 500
 ACK_TIMEOUT = 10.0
+MAX_LINE_BYTES = 16 << 20  # one decompressed line
+MAX_FILE_BYTES = 1 << 40  # the whole decompressed file
+_RESERVED_PREFIXES = ("$JS.API.", "$JS.ACK.", "$JS.FC.", "$SYS.", "$STREAMD.")
 
 backup_app = typer.Typer()
 
@@ -169,34 +184,102 @@ async def backup(
 # --------------------------------------------------------------------------- restore
 
 
-def _records(file: Path) -> Iterator[dict[str, Any]]:
+def _lines(file: Path) -> Iterator[tuple[int, bytes]]:
+    """Numbered decompressed lines, never more than MAX_LINE_BYTES of one in memory."""
+    total = 0
     try:
-        with gzip.open(file, "rt", encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    raise CliError(f"{file} line {n} is not JSON — is it a streamd backup file?") from None
-                if not isinstance(record, dict):
-                    raise CliError(f"{file} line {n} is not a JSON object — is it a streamd backup file?")
-                yield record
+        with gzip.open(file, "rb") as f:
+            n = 0
+            while line := f.readline(MAX_LINE_BYTES + 1):
+                n += 1
+                total += len(line)
+                if len(line) > MAX_LINE_BYTES:
+                    raise CliError(f"{file} line {n} is longer than {MAX_LINE_BYTES >> 20} MiB — not a streamd backup")
+                if total > MAX_FILE_BYTES:
+                    raise CliError(f"{file} is larger than {MAX_FILE_BYTES >> 40} TiB uncompressed — refused")
+                yield n, line
     except (OSError, EOFError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise CliError(f"cannot read {file}: {reason} — give a file written by `streamd backup`") from None
 
 
-def _check(file: Path) -> tuple[dict[str, Any], int]:
-    """The header and message count of a complete backup file; a CliError for anything else."""
-    records = _records(file)
-    header = next(records, None)
+def _records(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    for n, line in _lines(file):
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except ValueError:
+            raise CliError(f"{file} line {n} is not UTF-8 JSON — is it a streamd backup file?") from None
+        if not isinstance(record, dict):
+            raise CliError(f"{file} line {n} is not a JSON object — is it a streamd backup file?")
+        yield n, record
+
+
+def _check_header(file: Path, header: dict[str, Any] | None) -> dict[str, Any]:
     if not header or header.get("format") != FORMAT:
         raise CliError(f"{file} is not a streamd backup file — make one with `streamd backup STREAM FILE`")
     if header.get("version") != VERSION:
         raise CliError(f"{file} is backup format version {header.get('version')}; this streamd reads {VERSION}")
     if not isinstance(header.get("stream"), dict) or not isinstance(header.get("consumers", []), list):
         raise CliError(f"{file} has a damaged header — it has no stream configuration")
+    return header
+
+
+def target_subjects(config: dict[str, Any], name: str) -> list[str]:
+    """The subjects the restored stream will have: its own, or its name when it has none (as the servers do)."""
+    subjects = config.get("subjects")
+    if isinstance(subjects, list) and subjects:
+        return [str(s) for s in subjects]
+    return [] if config.get("sources") else [name]
+
+
+class _LineCheck:
+    """Is a message line safe to publish into stream `name` (subject inside its subjects, valid base64)?"""
+
+    def __init__(self, file: Path, name: str, subjects: list[str]) -> None:
+        self.file, self.name, self.subjects = file, name, subjects
+        self._known: set[str] = set()  # subjects already found inside the stream's (most backups repeat them)
+
+    def __call__(self, n: int, record: dict[str, Any]) -> None:
+        subject = record.get("subject")
+        where = f"{self.file} line {n}"
+        if not isinstance(subject, str) or not is_valid_subject(subject, wildcards=False):
+            raise CliError(f"{where} has no valid subject — the file is damaged")
+        if subject not in self._known:
+            self._check_subject(where, subject)
+        for key in ("data", "hdrs"):
+            value = record.get(key, "")
+            try:
+                if not isinstance(value, str):
+                    raise ValueError(key)
+                base64.b64decode(value, validate=True)
+            except ValueError:
+                raise CliError(f"{where} has invalid {key} (not base64) — the file is damaged") from None
+
+    def _check_subject(self, where: str, subject: str) -> None:
+        tokens = subject.split(".")
+        if subject.startswith(_RESERVED_PREFIXES) or (tokens[0] == "$JS" and len(tokens) > 2 and tokens[2] == "API"):
+            raise CliError(f"{where} names subject {subject}, a NATS or JetStream API subject — refused")
+        if not any(matches(pattern, subject) for pattern in self.subjects):
+            listed = ", ".join(self.subjects[:5]) + (" ..." if len(self.subjects) > 5 else "")
+            raise CliError(
+                f"{where} has subject {subject}, which is not one of stream {self.name}'s subjects ({listed}) — "
+                "restore writes only into the stream it restores"
+            )
+        if len(self._known) < 100_000:
+            self._known.add(subject)
+
+
+def _check(file: Path, name: str | None) -> tuple[dict[str, Any], int]:
+    """The header and message count of a complete backup file whose every message may go into stream `name`
+    (the saved stream's name if None); a CliError naming the first bad line otherwise. Reads the whole file."""
+    records = _records(file)
+    first = next(records, None)
+    header = _check_header(file, first[1] if first else None)
+    config = header["stream"]
+    name = name or str(config.get("name"))
+    check = _LineCheck(file, name, target_subjects(config, name))
     count, ended = 0, False
-    for record in records:
+    for n, record in records:
         if ended:
             raise CliError(f"{file} has lines after its end — the file is damaged")
         if record.get("end"):
@@ -206,6 +289,7 @@ def _check(file: Path) -> tuple[dict[str, Any], int]:
         elif "subject" not in record:
             raise CliError(f"{file} message {count + 1} has no subject — the file is damaged")
         else:
+            check(n, record)
             count += 1
     if not ended:
         raise CliError(f"{file} is truncated (no end line after {count} messages) — take the backup again")
@@ -317,9 +401,10 @@ async def restore(
     stream: Annotated[str | None, typer.Option("--stream", help="Create the stream under this name instead.")] = None,
 ) -> None:
     """Create a stream from a backup file: its configuration, messages (renumbered from 1) and durable consumers."""
-    header, total = _check(file)
+    header, total = _check(file, stream)
     config = _without_server_metadata(header["stream"])
     name = stream or str(config.get("name"))
+    check = _LineCheck(file, name, target_subjects(config, name))
     config["name"] = name
     if config.get("mirror"):
         raise CliError(f"stream {name} is a mirror — create it with `streamd stream add`; it copies its origin")
@@ -344,9 +429,10 @@ async def restore(
         with _progress(s, total, "Restoring") as bar:
             records = _records(file)
             next(records)  # the header
-            for record in records:
+            for n, record in records:
                 if record.get("end"):
                     break
+                check(n, record)  # again: the file may have changed since the first pass
                 await pub.publish(record)
                 done += 1
                 if bar is not None:

@@ -4,6 +4,12 @@ nats-py turns every message into a ``Msg`` and parses its headers into a dict, w
 header block's exact bytes. Stream ingest needs neither, so subscriptions registered with ``subscribe_raw`` are
 handed the subject, reply, header block and payload exactly as the parser read them. Replies go out through
 ``publish_many``: one buffer append for a whole commit's worth of PubAcks.
+
+Reconnecting: nats-py reconnects after a read error or EOF, but on any server ``-ERR`` other than a stale connection
+(max payload or protocol violations, slow consumer, authorization after a config reload...) it closes the client for
+good, and a failure inside its parser ends the read loop without reconnecting. The server closes the connection
+after every such error, so streamd treats them all as a lost connection and reconnects (``_process_err``), and
+``check_reader`` restarts a reader that stopped by itself.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 
 import nats.errors
 from nats.aio.client import Client
+from nats.protocol.parser import PERMISSIONS_ERR
 
 logger = logging.getLogger(__name__)
 NO_RESPONDERS = b"NATS/1.0 503\r\n\r\n"
@@ -29,6 +36,29 @@ class Connection(Client):
         self._raw_handlers: dict[int, RawHandler] = {}
         self._retired: set[int] = set()
         self.raw_handler_errors = 0
+        self.last_server_error = ""
+
+    async def _process_err(self, err_msg: str) -> None:
+        """A server -ERR: reconnect instead of closing for good (see the module docstring). A permissions
+        violation keeps the connection (nats-py passes it to error_cb) and so does an error while connecting
+        (the connect loop handles it, e.g. refused credentials)."""
+        if PERMISSIONS_ERR in err_msg or not self.is_connected:
+            await super()._process_err(err_msg)
+            return
+        self.last_server_error = err_msg.strip("'")
+        err = nats.errors.Error(f"server error '{self.last_server_error}', reconnecting")
+        await self._error_cb(err)
+        await self._process_op_err(err)
+
+    async def check_reader(self) -> bool:
+        """Reconnect when the connection says it is up but its read loop has ended (a parser failure ends it
+        without a reconnect); True when a reconnect was started."""
+        task = self._reading_task
+        if not self.is_connected or task is None or not task.done():
+            return False
+        logger.warning("the NATS read loop stopped while connected; reconnecting")
+        await self._process_op_err(ConnectionError("read loop stopped"))
+        return True
 
     async def subscribe_raw(self, subject: str, handler: RawHandler, **kwargs: Any) -> Any:
         async def _unused(_msg: Any) -> None:  # nats-py requires a callback; raw messages never reach it

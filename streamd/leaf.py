@@ -108,6 +108,7 @@ class LeafConnection:
         self._up = asyncio.Event()
         self._pongs: deque[asyncio.Future[None] | None] = deque()
         self._supervisor: asyncio.Task[None] | None = None
+        self.reconnects = 0  # completed re-handshakes after a drop
         # Interest: exact subjects with plain subs / with queue groups (→ weight); wildcards by literal prefix.
         self._plain: set[str] = set()
         self._queues: dict[str, dict[str, int]] = {}
@@ -164,8 +165,11 @@ class LeafConnection:
         writer = self._session.writer if self._session is not None else None
         self._down("closed", notify=False)
         if writer is not None:
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+            try:
+                async with asyncio.timeout(timeout):
+                    await writer.wait_closed()
+            except (OSError, TimeoutError):
+                writer.transport.abort()  # a hub that stopped reading must not hold up our shutdown
 
     @property
     def connected(self) -> bool:
@@ -456,11 +460,17 @@ class LeafConnection:
             _call_hook(self.on_disconnect)
 
     async def _supervise(self, session: _Session) -> None:
+        """Serve, and after any drop reconnect, forever: nothing but `close()` ends this loop."""
         while True:
-            reason = await self._serve(session)
+            try:
+                reason = await self._serve(session)
+            except Exception as exc:  # a bug must not leave the leaf down for good
+                logger.exception("leaf connection failed unexpectedly")
+                reason = str(exc) or type(exc).__name__
             self._down(reason)
             session = await self._reconnect()
             self._activate(session)
+            self.reconnects += 1
             _call_hook(self.on_reconnect)
 
     async def _reconnect(self) -> _Session:
@@ -470,7 +480,7 @@ class LeafConnection:
             attempt += 1
             try:
                 return await self._open()
-            except (OSError, LeafError, TimeoutError, ValueError) as exc:
+            except Exception as exc:  # OSError, LeafError, TimeoutError, a bad INFO line...: try again
                 level = logging.WARNING if attempt == 1 or attempt % 12 == 0 else logging.DEBUG
                 logger.log(
                     level, "leaf reconnect to %s:%d failed (attempt %d): %s", self._host, self._port, attempt, exc

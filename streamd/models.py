@@ -161,12 +161,24 @@ class ApiStats(msgspec.Struct):
     errors: int
 
 
+class Health(msgspec.Struct, kw_only=True):
+    """Is streamd able to serve right now: what an operator (or a health endpoint) needs at a glance."""
+
+    connected: bool  # the client connection to NATS (API, publishes, acks) is up
+    leaf_connected: bool  # the leafnode connection (consumer deliveries) is up
+    store_writable: bool  # the last LMDB commit succeeded
+    last_error: str = ""  # the latest connection or store error, with its UTC time
+    disconnected_seconds: float = 0.0  # how long the client connection has been down (0 when up)
+    reconnects: int = 0
+
+
 class StreamdStats(msgspec.Struct):
     """streamd's own counters (not in JetStream's schema; clients ignore unknown keys)."""
 
     ingest_dropped: int
     slow_consumer_events: int
     pending_writes: int
+    health: Health | UnsetType = UNSET
 
 
 class AccountInfoResponse(msgspec.Struct, kw_only=True):

@@ -7,7 +7,10 @@ Who owns what:
 - reads (info, message get) use short read transactions on the event loop.
 
 Shutdown order: stop intake (unsubscribe, then a flush so nothing already sent to us is dropped), let the writer
-commit and answer everything queued, close NATS, close LMDB, stop the embedded server.
+commit and answer everything queued, close the leaf and NATS connections, stop the embedded server, close LMDB.
+Every step has a timeout (nothing awaits a server that is gone), and ``install_signal_handlers`` ends the process
+outright if the whole stop has not finished ``HARD_EXIT_AFTER`` seconds after SIGTERM, or at a second signal:
+every acknowledged write is committed already, so that is as safe as a crash, which the store is built for.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import asyncio
 import contextlib
 import enum
 import logging
+import os
+import signal
 import ssl
 import threading
 import time
@@ -25,13 +30,14 @@ from urllib.parse import urlsplit
 import nats.errors
 
 from . import api, errors, streams, timefmt
+from .claim import Claim, ClaimLost
 from .config import ServiceConfig, SyncMode, redact
 from .connection import Connection
 from .consumer_manager import ConsumerManager
 from .embedded import EmbeddedServer
 from .leaf import LeafConnection, LeafError
 from .manager import StreamManager
-from .models import API_PREFIX_TYPE
+from .models import API_PREFIX_TYPE, Health
 from .store import Store
 from .writer import Writer, error_puback
 
@@ -46,6 +52,10 @@ BAD_REQUEST_STATUS = b"NATS/1.0 400 Bad Request\r\n\r\n"
 MAX_PULL_REPLY = 2048
 API_PENDING_MSGS = 100_000  # queued API requests before more are dropped (counted as slow consumer events)
 API_PENDING_BYTES = 64 << 20
+STEP_TIMEOUT = 2.0  # each network step of the stop path (flush, close)
+DRAIN_TIMEOUT = 5.0  # the writer committing and answering what it took
+HARD_EXIT_AFTER = 10.0  # after SIGTERM, the process ends even if the graceful stop has not
+DOWN_WARNING_EVERY = 5.0  # seconds between "not connected" warnings
 
 
 class StartupError(RuntimeError):
@@ -77,6 +87,14 @@ class Service:
         self._overload_logged = 0.0
         self._api_drop_logged = 0.0
         self.conn: Connection | None = None
+        self.leaf: LeafConnection | None = None
+        self.embedded: EmbeddedServer | None = None
+        self.writer: Writer | None = None
+        self._down_since: float | None = None  # monotonic time the client connection was lost
+        self._leaf_down_since: float | None = None
+        self._down_warned = 0.0
+        self._last_error = ""
+        self._last_error_at = 0.0
         self._auth_failed = asyncio.Event()
         self.ctx: api.Context | None = None
 
@@ -99,23 +117,15 @@ class Service:
             raise StartupError(str(exc)) from None
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(store.close)
-            if not cfg.server:
-                embedded = EmbeddedServer(cfg.data, cfg.host, cfg.port, cfg.leaf_port)
-                try:
-                    await embedded.start()
-                except Exception as exc:
-                    raise StartupError(str(exc)) from None
-                stack.push_async_callback(embedded.stop)
-                self.url = embedded.url
-            else:
-                self.url = cfg.server
+            await self._start_embedded(stack)
             conn = await self._connect()
             self.conn = conn
             stack.push_async_callback(self._close_conn, conn)
             if cfg.check_api:
-                await self._check_api_free(conn)
+                await self._check_api_free(conn)  # fails fast where nats-server -js answers
             leaf = await self._connect_leaf()
-            stack.push_async_callback(leaf.close)
+            self.leaf = leaf
+            stack.push_async_callback(self._close_leaf, leaf)
             writer = Writer(
                 store,
                 self.registry,
@@ -133,8 +143,15 @@ class Service:
             consumers.recover()
             manager.on_deleted = consumers.stream_deleted
             manager.consumer_count = consumers.count
+            self.writer = writer
+            if cfg.check_api:
+                claim = await self._claim_api(conn)
+                stack.push_async_callback(claim.release)
+                await self._check_api_free(conn)  # again: an instance busy past the claim window still holds this
             api.install_consumer_routes()
-            self.ctx = api.Context(manager=manager, conn=conn, domain=cfg.domain, consumers=consumers)
+            self.ctx = api.Context(
+                manager=manager, conn=conn, domain=cfg.domain, consumers=consumers, health=self.health
+            )
             await self._run_serving(conn, writer, manager, consumers)
         self.state = ServiceState.CLOSED
         logger.info("streamd stopped")
@@ -146,7 +163,10 @@ class Service:
         async with asyncio.TaskGroup() as tg:
             writer_task = tg.create_task(writer.run(), name="streamd-writer")
             consumers.start(tg)
-            timers = [tg.create_task(self._retention_loop(manager), name="streamd-retention")]
+            timers = [
+                tg.create_task(self._retention_loop(manager), name="streamd-retention"),
+                tg.create_task(self._monitor_loop(), name="streamd-monitor"),
+            ]
             if cfg.sync == SyncMode.BATCH_INTERVAL:
                 timers.append(tg.create_task(self._sync_loop(writer), name="streamd-sync"))
             for stream in list(self.registry.values()):
@@ -167,11 +187,9 @@ class Service:
             await self._stop.wait()
             self.state = ServiceState.DRAINING
             pending = writer.pending
-            await self._stop_intake(conn)
-            await consumers.stop()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(30):
-                    await writer.wait_idle()
+            await _bounded(self._stop_intake(conn), 3 * STEP_TIMEOUT, "stopping intake")
+            await _bounded(consumers.stop(), 5.0, "stopping consumers")
+            await _bounded(writer.wait_idle(), DRAIN_TIMEOUT, "committing pending writes")
             for task in (*timers, writer_task):
                 task.cancel()
             logger.info(
@@ -183,6 +201,21 @@ class Service:
             )
 
     # ---- connection -----------------------------------------------------------------------------------------
+
+    async def _start_embedded(self, stack: contextlib.AsyncExitStack) -> None:
+        """Without --server, run our own nats-server; it is stopped after both connections are closed."""
+        cfg = self.config
+        if cfg.server:
+            self.url = cfg.server
+            return
+        embedded = EmbeddedServer(cfg.data, cfg.host, cfg.port, cfg.leaf_port)
+        try:
+            await embedded.start()
+        except Exception as exc:
+            raise StartupError(str(exc)) from None
+        self.embedded = embedded
+        stack.push_async_callback(embedded.stop)
+        self.url = embedded.url
 
     async def _connect(self) -> Connection:
         cfg = self.config
@@ -197,6 +230,9 @@ class Service:
             "disconnected_cb": self._on_disconnect,
             "reconnected_cb": self._on_reconnect,
             "connect_timeout": 5,
+            # a half-open TCP connection (peer gone without a FIN) is found within ~20 s, not nats-py's 4 min
+            "ping_interval": 5,
+            "max_outstanding_pings": 3,
         }
         if cfg.user:
             options["user"], options["password"] = cfg.user, cfg.password
@@ -255,7 +291,14 @@ class Service:
         user = cfg.leaf_user or cfg.user
         password = cfg.leaf_password if cfg.leaf_user else cfg.password
         try:
-            return await LeafConnection.connect(url, user=user, password=password, name=cfg.name)
+            return await LeafConnection.connect(
+                url,
+                user=user,
+                password=password,
+                name=cfg.name,
+                on_disconnect=self._on_leaf_down,
+                on_reconnect=self._on_leaf_up,
+            )
         except (LeafError, OSError, TimeoutError) as exc:
             raise StartupError(
                 f"cannot open the leafnode connection to {redact(url)} ({exc}); consumers need it: add "
@@ -263,11 +306,34 @@ class Service:
             ) from None
 
     async def _close_conn(self, conn: Connection) -> None:
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(5):
-                await conn.flush()
-        with contextlib.suppress(Exception):
-            await conn.close()
+        if conn.is_connected:
+            await _bounded(conn.flush(timeout=int(STEP_TIMEOUT)), STEP_TIMEOUT + 0.5, "flushing the NATS connection")
+        await _bounded(conn.close(), STEP_TIMEOUT, "closing the NATS connection")
+
+    async def _close_leaf(self, leaf: LeafConnection) -> None:
+        await _bounded(leaf.close(timeout=STEP_TIMEOUT / 2), STEP_TIMEOUT + 0.5, "closing the leaf connection")
+
+    async def _claim_api(self, conn: Connection) -> Claim:
+        """Claim the API prefix through the server (streamd.claim: race-free on one server)."""
+        claim = Claim(conn, self.config.api_prefix)
+        acquire = asyncio.ensure_future(claim.acquire())
+        stopped = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if not acquire.done():
+            acquire.cancel()
+            await claim.release()
+            raise StartupError("stopped while claiming the API prefix")
+        try:
+            acquire.result()
+        except ClaimLost as exc:
+            raise StartupError(
+                f"another streamd ({exc.rival.state}, claim {exc.rival.id}) serves {self.config.api_prefix} on "
+                f"{redact(self.url)}; stop it, or run this one with --domain NAME"
+            ) from None
+        return claim
 
     async def _check_api_free(self, conn: Connection) -> None:
         subject = f"{self.config.api_prefix}.INFO"
@@ -288,20 +354,92 @@ class Service:
         if "Authorization Violation" in str(exc) and self.state == ServiceState.STARTING:
             self._auth_failed.set()
             return
+        self._note_error(f"nats: {exc}")
         if isinstance(exc, nats.errors.SlowConsumerError):
-            assert self.ctx is not None
-            self.ctx.stats.slow_consumer_events += 1
+            if self.ctx is not None:
+                self.ctx.stats.slow_consumer_events += 1
             logger.error("slow consumer on %s: a message was dropped by the client", exc.subject)
+            return
+        if self._down_since is not None and self.state == ServiceState.RUNNING:
+            # each failed reconnect attempt: the monitor's rate-limited warning reports the latest one
+            logger.debug("nats: %s", exc)
             return
         logger.warning("nats: %s", exc)
 
     async def _on_disconnect(self) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
         if self.state != ServiceState.RUNNING:
             return
+        if time.monotonic() - self._last_error_at > 2:  # else keep the error that caused it
+            self._note_error(f"disconnected from {redact(self.url)}")
         logger.warning("disconnected from %s; data is kept, reconnecting", redact(self.url))
 
     async def _on_reconnect(self) -> None:
-        logger.info("reconnected to %s", redact(self.url))
+        down = time.monotonic() - self._down_since if self._down_since is not None else 0.0
+        self._down_since = None
+        logger.info("reconnected to %s after %.1fs", redact(self.url), down)
+
+    def _on_leaf_down(self) -> None:
+        self._leaf_down_since = time.monotonic()
+        self._note_error("leaf connection lost")
+
+    def _on_leaf_up(self) -> None:
+        self._leaf_down_since = None
+        logger.info("leaf connection back; consumer deliveries resume")
+
+    def _note_error(self, text: str) -> None:
+        self._last_error = f"{timefmt.format_ns(time.time_ns())} {text}"
+        self._last_error_at = time.monotonic()
+
+    # ---- health ---------------------------------------------------------------------------------------------
+
+    def health(self) -> Health:
+        """Can streamd serve right now (shown in $JS.API.INFO's streamd block; for a later health endpoint)."""
+        conn, leaf, writer = self.conn, self.leaf, self.writer
+        store_error = writer.commit_error if writer is not None else ""
+        down = time.monotonic() - self._down_since if self._down_since is not None else 0.0
+        return Health(
+            connected=conn is not None and conn.is_connected,
+            leaf_connected=leaf is not None and leaf.connected,
+            store_writable=not store_error,
+            last_error=self._last_error if not store_error else store_error,
+            disconnected_seconds=round(down, 1),
+            reconnects=int(conn.stats["reconnects"]) if conn is not None else 0,
+        )
+
+    async def _monitor_loop(self) -> None:
+        """Once a second: restart a NATS reader that stopped by itself, warn (rate-limited) while not connected."""
+        while True:
+            await asyncio.sleep(1.0)
+            conn = self.conn
+            if conn is not None:
+                try:
+                    await conn.check_reader()
+                except Exception:
+                    logger.exception("restarting the NATS reader failed")
+            self._warn_if_down()
+
+    def _warn_if_down(self) -> None:
+        now = time.monotonic()
+        if now - self._down_warned < DOWN_WARNING_EVERY:
+            return
+        conn_down = self.conn is not None and not self.conn.is_connected
+        leaf_down = self.leaf is not None and not self.leaf.connected
+        if conn_down:
+            since = now - (self._down_since or now)
+            logger.warning(
+                "not connected to NATS at %s for %.0fs: no API answers, publishes or acks until it is back "
+                "(reconnecting; last error: %s)",
+                redact(self.url),
+                since,
+                self._last_error or "none",
+            )
+            self._down_warned = now
+        elif leaf_down:
+            since = now - (self._leaf_down_since or now)
+            logger.warning("leaf connection down for %.0fs: consumer deliveries wait (reconnecting)", since)
+            self._down_warned = now
 
     # ---- subscriptions --------------------------------------------------------------------------------------
 
@@ -456,7 +594,7 @@ class Service:
             with contextlib.suppress(Exception):
                 await conn.unsubscribe_raw(sub)
         with contextlib.suppress(Exception):
-            await conn.flush(timeout=5)
+            await conn.flush(timeout=int(STEP_TIMEOUT))
 
     async def _advise(self, name: str, action: str) -> None:
         if self.conn is None:
@@ -495,4 +633,56 @@ class Service:
                 logger.exception("periodic sync failed")
 
 
-__all__ = ["API_PREFIX_TYPE", "Service", "ServiceState", "StartupError"]
+async def _bounded(work: Any, timeout: float, what: str) -> None:
+    """Await a stop step for at most `timeout` seconds; a step that fails or hangs is logged and skipped."""
+    try:
+        async with asyncio.timeout(timeout):
+            await work
+    except TimeoutError:
+        logger.warning("shutdown: %s took over %.1fs; skipped", what, timeout)
+    except Exception as exc:
+        logger.warning("shutdown: %s failed: %s", what, exc)
+
+
+def install_signal_handlers(service: Service, hard_exit_after: float = HARD_EXIT_AFTER) -> None:
+    """SIGTERM/SIGINT stop the service; it is always honoured.
+
+    A Python-level handler (not loop.add_signal_handler) runs between bytecodes even while a long handler holds the
+    event loop; it schedules the graceful stop and starts a watchdog thread that ends the process if the stop has not
+    finished after `hard_exit_after` seconds. A second signal ends it at once. Call from the loop's thread.
+    """
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        if len(received) > 1:
+            _hard_exit(service, "second signal")
+        loop.call_soon_threadsafe(service.stop)
+        threading.Thread(
+            target=_exit_after, args=(service, hard_exit_after), name="streamd-stop-watchdog", daemon=True
+        ).start()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+
+
+def _exit_after(service: Service, seconds: float) -> None:
+    """Still alive `seconds` after the signal: the stop hangs (or, once CLOSED, the interpreter's exit does)."""
+    time.sleep(seconds)
+    if service.state == ServiceState.CLOSED:
+        _hard_exit(service, f"the process did not exit {seconds:g}s after the service stopped", code=0)
+    _hard_exit(service, f"the graceful stop took over {seconds:g}s")
+
+
+def _hard_exit(service: Service, why: str, code: int = 1) -> None:
+    """End now: committed data is safe (as after a crash); the embedded nats-server is told to stop first."""
+    proc = service.embedded.proc if service.embedded is not None else None
+    if proc is not None and proc.returncode is None:
+        with contextlib.suppress(OSError):
+            os.kill(proc.pid, signal.SIGTERM)
+    os.write(2, f"streamd: {why}; exiting now (everything acknowledged is committed)\n".encode())
+    os._exit(code)
+
+
+__all__ = ["API_PREFIX_TYPE", "Service", "ServiceState", "StartupError", "install_signal_handlers"]

@@ -72,6 +72,7 @@ class Writer:
         self.on_commit: Committed | None = None  # told what a committed batch stored and removed (loop thread)
         self.extra_replies: Replies = []  # refusals made on the loop, sent with the next batch's replies
         self.committed_batches = 0
+        self.commit_error = ""  # why the last commit failed; "" once one succeeds
         self.committed_items = 0
 
     @property
@@ -159,7 +160,9 @@ class Writer:
     def _apply(self, items: list[Item]) -> Applied:
         while True:
             try:
-                return self._apply_once(items)
+                applied = self._apply_once(items)
+                self.commit_error = ""
+                return applied
             except lmdb.MapFullError:
                 self._reload_counters(items)
                 self.store.grow()
@@ -167,6 +170,7 @@ class Writer:
                 # The disk refused the write (full, quota, I/O error): nothing of this batch is stored.
                 self._reload_counters(items)
                 logger.error("store commit failed, %d writes refused: %s", len(items), exc.__cause__)
+                self.commit_error = f"store commit failed: {exc.__cause__}"  # read by the service's health
                 return self._refuse_all(items, errors.StoreFull(503, 10023, "insufficient resources"))
             except Exception:
                 self._reload_counters(items)

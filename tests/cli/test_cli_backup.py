@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -151,3 +155,81 @@ async def test_bad_files_and_interrupted_backup(
     line = one_line_error(await cli(url, "backup", "S", str(target)))
     assert line == f"streamd: interrupted after 1 messages — no backup written to {target}"
     assert list(target.parent.iterdir()) == []
+
+
+# ---- restore writes only into the stream it restores (issue 9) ------------------------------------------------
+
+
+def _backup_file(path: Path, subjects: list[str], messages: list[dict[str, Any]]) -> Path:
+    header = {"format": "streamd-backup", "version": 1, "created": "", "stream": {"name": "R", "subjects": subjects}}
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.write(json.dumps({**header, "consumers": [], "state": {}}) + "\n")
+        f.writelines(json.dumps(m) + "\n" for m in messages)
+        f.write(json.dumps({"end": True, "messages": len(messages)}) + "\n")
+    return path
+
+
+def _msg(subject: str, data: bytes = b"x") -> dict[str, Any]:
+    return {"seq": 1, "subject": subject, "time": "", "data": base64.b64encode(data).decode()}
+
+
+async def test_restore_refuses_subjects_outside_its_stream_before_publishing(
+    streamd: object, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    url = nats_server.url
+    await ok(url, "stream", "add", "X", "--subject", "x.>")
+    await ok(url, "stream", "add", "OTHER", "--subject", "other.>")
+    await ok(url, "publish", "other.1", "kept")
+    good = [_msg("r.1"), _msg("r.2")]
+
+    # a line naming an API subject would have deleted stream X
+    attack = _backup_file(tmp_path / "api.gz", ["r.>"], [*good, _msg("$JS.API.STREAM.DELETE.X", b"")])
+    line = one_line_error(await cli(url, "restore", str(attack)))
+    assert "line 4" in line and "$JS.API.STREAM.DELETE.X" in line and "API subject" in line
+    # a line with another stream's subject would have been stored there
+    attack = _backup_file(tmp_path / "other.gz", ["r.>"], [*good, _msg("other.2", b"injected")])
+    line = one_line_error(await cli(url, "restore", str(attack)))
+    assert "other.2" in line and "not one of stream R's subjects (r.>)" in line
+    # even where the stream's own pattern would cover it, an API subject is refused
+    attack = _backup_file(tmp_path / "wide.gz", ["$JS.>"], [_msg("$JS.API.STREAM.DELETE.X", b"")])
+    assert "API subject" in one_line_error(await cli(url, "restore", str(attack)))
+    attack = _backup_file(tmp_path / "wild.gz", ["r.>"], [_msg("r.*")])
+    assert "no valid subject" in one_line_error(await cli(url, "restore", str(attack)))
+
+    # nothing happened: X is there, OTHER holds only its own message, R was never created
+    assert (await ok_json(url, "stream", "info", "X"))["config"]["name"] == "X"
+    assert (await ok_json(url, "stream", "info", "OTHER"))["state"]["messages"] == 1
+    assert "(404/10059)" in one_line_error(await cli(url, "stream", "info", "R"))
+    # a clean file still restores
+    out = await ok(url, "restore", str(_backup_file(tmp_path / "good.gz", ["r.>"], good)))
+    assert "2 of 2 messages" in out
+
+
+def _resident_peak_kib(args: list[str]) -> tuple[int, str, int]:
+    """Run a child to its end; its exit code, stderr and peak resident memory (ru_maxrss, KiB on Linux)."""
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    with proc.stderr:
+        err = proc.stderr.read().decode(errors="replace")
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, err, usage.ru_maxrss
+
+
+async def test_restore_bounds_line_size_and_memory(streamd: object, nats_server: NatsServer, tmp_path: Path) -> None:
+    url = nats_server.url
+    bomb = tmp_path / "bomb.gz"  # ~0.2 MB compressed, one 200 MB line (the old restore peaked at 507 MiB on it)
+    with gzip.open(bomb, "wb", compresslevel=1) as f:
+        f.write(b'{"format": "streamd-backup", "version": 1, "stream": {"name": "B", "subjects": ["b"]}, "pad": "')
+        chunk = b"A" * (1 << 20)
+        for _ in range(200):
+            f.write(chunk)
+        f.write(b'"}\n')
+    code, err, peak_kib = await asyncio.to_thread(
+        _resident_peak_kib, [sys.executable, "-m", "streamd", "restore", str(bomb), "--server", url]
+    )
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1, err
+    assert "line 1 is longer than 16 MiB" in lines[0]
+    assert peak_kib < 150 * 1024, f"restore peaked at {peak_kib // 1024} MiB reading a 200 MB line"
+    assert "(404/10059)" in one_line_error(await cli(url, "stream", "info", "B"))
