@@ -87,6 +87,8 @@ def check_json_answer(verb: str, reply: Reply) -> dict[str, Any]:
     assert doc.get("type") == TYPE_PREFIX + kind, f"type {doc.get('type')!r}, want {kind}"
     if "error" in doc:
         check_error(doc["error"])
+        # 500/10051 is nats-server's "stream general error": an internal failure, never its verdict on bad input
+        assert doc["error"]["err_code"] != 10051, f"internal error for a client's request: {doc['error']}"
     else:
         missing = RESULT_KEYS.get(kind, set()) - set(doc)
         assert not missing, f"{kind} without {sorted(missing)}: {reply.payload[:300]!r}"
@@ -102,7 +104,8 @@ def check_status(reply: Reply, allowed: set[int]) -> None:
 
 def check_direct(reply: Reply) -> None:
     """DIRECT.GET: the stored message with Nats-Stream/Nats-Sequence headers, an EOB marker, or a status."""
-    if reply.status is not None and reply.status != 204:
+    stored = reply.headers is not None and b"\r\nNats-Sequence: " in reply.headers
+    if reply.status is not None and reply.status != 204 and not stored:  # (a stored block may carry a status line)
         check_status(reply, DIRECT_STATUSES)
         return
     assert reply.headers is not None, "direct get answered without headers"

@@ -12,7 +12,10 @@ STREAMD_FUZZ_EXAMPLES=n runs n examples; STREAMD_FUZZ_RANDOM=1 draws new inputs 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
+import uuid
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, assume, given, note, settings
@@ -20,10 +23,20 @@ from hypothesis import strategies as st
 
 from tests.conftest import StartService
 from tests.fuzz import checks
-from tests.fuzz.env import REPLY_BOUND, FuzzEnv, run_examples
+from tests.fuzz.env import EXAMPLE_BOUND, REPLY_BOUND, FuzzEnv, run_examples
 from tests.fuzz.known_broken import known_broken
 from tests.fuzz.rawclient import Reply
-from tests.fuzz.strategies import JSON_VERBS, VERBS, Request, derandomized, draw_request, examples
+from tests.fuzz.strategies import (
+    JSON_VERBS,
+    PULL,
+    STREAM,
+    VERBS,
+    Request,
+    derandomized,
+    draw_request,
+    examples,
+    templates,
+)
 from tests.natsd import NatsServer
 
 pytestmark = pytest.mark.timeout(600)
@@ -108,3 +121,69 @@ async def test_every_api_request_gets_a_jetstream_shaped_answer(
         await env.restart()
     finally:
         await env.close()
+
+
+EDGE_VALUES: list[Any] = [-1, 0, 2**63 - 1, 2**63, 2**64, -(2**63) - 1, 1.5, "1", "", ">", "x" * 10_000, None, [], {}]
+
+
+def sweep_requests() -> list[tuple[str, Request]]:
+    """Every field of every verb's valid request, set to each edge value in turn (with a short label)."""
+    out: list[tuple[str, Request]] = []
+    for verb in sorted(VERBS):
+        for base in templates(verb, STREAM, PULL):
+            if not isinstance(base, dict):
+                continue
+            for path in _leaf_paths(base):
+                for value in EDGE_VALUES:
+                    label = f"{verb} {'.'.join(path)}={json.dumps(value)}"
+                    out.append((label, _sweep_request(verb, base, path, value)))
+    return out
+
+
+def _leaf_paths(doc: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths: list[tuple[str, ...]] = []
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            paths += _leaf_paths(value, (*prefix, key))
+        elif key not in ("name", "durable_name", "stream_name"):  # the names must match the subject's
+            paths.append((*prefix, key))
+    return paths
+
+
+def _sweep_request(verb: str, base: dict[str, Any], path: tuple[str, ...], value: Any) -> Request:
+    body = copy.deepcopy(base)
+    node = body
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    names = {"S": base.get("name") or base.get("stream_name") or STREAM, "C": PULL}
+    if verb.startswith("CONSUMER.") and "CREATE" in verb:
+        names["C"] = body["config"]["durable_name"] = "SW" + uuid.uuid4().hex[:12]
+    if verb == "STREAM.CREATE":
+        body["subjects"] = [f"sw.{uuid.uuid4().hex}"]  # a fresh stream each time: no overlap refusals
+        names["S"] = body["name"] = "SW" + uuid.uuid4().hex[:12]
+    tokens = [names[k] for k in VERBS[verb]]
+    subject = ("$JS.API." + ".".join([verb, *tokens])).encode()
+    return Request(verb, subject, b"", json.dumps(body).encode(), None, tokens_ok=True)
+
+
+async def test_every_field_takes_edge_values(nats_server: NatsServer, start_service: StartService) -> None:
+    """Not random: each field of each valid request gets -1, 2^63, 2^64, floats, wrong types; all failures listed."""
+    env = await FuzzEnv.start(nats_server, start_service)
+    failures: list[str] = []
+    try:
+        for label, req in sweep_requests():
+            if known_broken(req) is not None:
+                continue
+            try:
+                async with asyncio.timeout(EXAMPLE_BOUND):
+                    await one_request(env, req)
+            except AssertionError as exc:
+                failures.append(f"{label} (body {req.body[:300]!r}): {str(exc).splitlines()[0][:300]}")
+                if not env.service.task.done():
+                    continue
+                break
+        await env.restart()
+    finally:
+        await env.close()
+    assert not failures, f"{len(failures)} failures:\n" + "\n".join(failures)
