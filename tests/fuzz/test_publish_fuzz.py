@@ -1,0 +1,148 @@
+"""Fuzz of publish headers: HPUB to stream subjects with random header blocks (the Nats-* headers streamd acts on,
+with garbage values; malformed lines; non-UTF-8; huge blocks). Every publish with a reply gets a PubAck or a
+JetStream error object within REPLY_BOUND; a stored message reads back with its header block byte for byte
+(STREAM.MSG.GET) and DIRECT.GET answers for it; the service keeps serving and restarts afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import pytest
+from hypothesis import HealthCheck, Phase, assume, given, note, settings
+from hypothesis import strategies as st
+
+from tests.conftest import StartService
+from tests.fuzz import checks
+from tests.fuzz.env import REPLY_BOUND, FuzzEnv, run_examples
+from tests.fuzz.known_broken import known_broken_publish
+from tests.fuzz.strategies import BIG_INTS, derandomized, examples
+from tests.natsd import NatsServer
+
+pytestmark = pytest.mark.timeout(600)
+
+HSTREAM = "HDR"
+HDR_CONFIG = {
+    "name": HSTREAM,
+    "subjects": ["hdr.>"],
+    "allow_rollup_hdrs": True,
+    "allow_msg_ttl": True,
+    "allow_direct": True,
+    "max_msgs_per_subject": 50,
+    "storage": "file",
+    "num_replicas": 1,
+}
+NAMES = [
+    b"Nats-Msg-Id",
+    b"Nats-Expected-Stream",
+    b"Nats-Expected-Last-Sequence",
+    b"Nats-Expected-Last-Subject-Sequence",
+    b"Nats-Expected-Last-Subject-Sequence-Subject",
+    b"Nats-Expected-Last-Msg-Id",
+    b"Nats-Rollup",
+    b"Nats-TTL",
+    b"Nats-Required-Api-Level",
+    b"Nats-Marker-Reason",
+    b"KV-Operation",
+    b"X-Custom",
+    b"nats-msg-id",
+    b"Nats-",
+    b"",
+]
+VALUES = st.one_of(
+    st.sampled_from([str(n).encode() for n in BIG_INTS]),
+    st.sampled_from(
+        [b"", b" ", b"sub", b"all", b"HDR", b"FZ", b"1s", b"1h", b"never", b"-1s", b"1.5", b"NaN", b"0x10", b"\xff"]
+    ),
+    st.sampled_from([5000, 70_000]).map(lambda n: b"x" * n),
+    st.just("ü".encode() * 10),
+    st.binary(max_size=30).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"")),
+    st.text(max_size=20).map(lambda t: t.replace("\r", "").replace("\n", "").encode()),
+)
+good_line = st.builds(lambda n, v: n + b": " + v, st.sampled_from(NAMES), VALUES)
+bad_line = st.sampled_from(
+    [b"NoColon", b": no name", b"Nats-Rollup:all", b"Nats-TTL :1", b" Nats-Msg-Id: lead", b"\xff\xfe: v", b"a\rb: c"]
+)
+status_line = st.sampled_from([b"NATS/1.0", b"NATS/1.0", b"NATS/1.0", b"NATS/1.0 503", b"NATS/2.0", b"", b"junk"])
+terminator = st.sampled_from([b"\r\n\r\n", b"\r\n\r\n", b"\r\n\r\n", b"\r\n", b"", b"\n\n"])
+
+
+class Blob(bytes):
+    """Bytes that print short: a failing example names a 70 kB header block without pasting it."""
+
+    def __repr__(self) -> str:
+        head = bytes(self[:300])
+        return f"Blob({head!r}{'...' if len(self) > 300 else ''}, {len(self)} bytes)"
+
+
+@st.composite
+def header_blocks(draw: st.DrawFn) -> Blob:
+    lines = draw(st.lists(st.one_of(good_line, good_line, bad_line), max_size=6))
+    return Blob(draw(status_line) + b"".join(b"\r\n" + line for line in lines) + draw(terminator))
+
+
+FUZZ_SETTINGS = settings(
+    max_examples=examples(200),
+    deadline=None,
+    derandomize=derandomized(),
+    database=None,
+    report_multiple_bugs=False,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+
+
+async def read_back(env: FuzzEnv, stream: str, seq: int, block: bytes) -> None:
+    """The stored message: MSG.GET gives the header block back byte for byte, DIRECT.GET answers well formed."""
+    body = json.dumps({"seq": seq}).encode()
+    number, reply = await env.request(b"$JS.API.STREAM.MSG.GET." + stream.encode(), body, b"", None, REPLY_BOUND)
+    env.raw.forget(number)
+    assert reply is not None, f"MSG.GET {seq}: no answer within {REPLY_BOUND}s"
+    doc = checks.check_json_answer("STREAM.MSG.GET", reply)
+    if "error" in doc:  # a TTL or a rollup may have removed it already
+        assert doc["error"]["err_code"] == 10037 and (b"Nats-TTL" in block or b"Nats-Rollup" in block), doc
+        return
+    stored = base64.b64decode(doc["message"].get("hdrs", ""))
+    assert stored == block, f"headers stored as {stored[:200]!r}"
+    number, reply = await env.request(b"$JS.API.DIRECT.GET." + stream.encode(), body, b"", None, REPLY_BOUND)
+    env.raw.forget(number)
+    assert reply is not None, f"DIRECT.GET {seq}: no answer within {REPLY_BOUND}s"
+    checks.check_direct(reply)
+
+
+async def one_publish(env: FuzzEnv, subject: bytes, block: bytes, payload: bytes) -> None:
+    number, reply = await env.request(subject, payload, b"", block, REPLY_BOUND)
+    env.raw.forget(number)
+    assert reply is not None, f"no PubAck within {REPLY_BOUND}s"
+    ack = checks.check_puback(reply)
+    await env.assert_serving()
+    if "error" not in ack and not ack.get("duplicate"):
+        await read_back(env, ack["stream"], ack["seq"], block)
+        await env.assert_serving()
+
+
+async def test_every_publish_gets_a_puback_or_an_error(nats_server: NatsServer, start_service: StartService) -> None:
+    env = await FuzzEnv.start(nats_server, start_service)
+    try:
+        created = await env.nc.request(
+            "$JS.API.STREAM.CREATE." + HSTREAM, json.dumps(HDR_CONFIG).encode(), timeout=REPLY_BOUND
+        )
+        assert "error" not in json.loads(created.data), created.data
+        example = run_examples(asyncio.get_running_loop(), one_publish)
+
+        @FUZZ_SETTINGS
+        @given(
+            subject=st.sampled_from([b"hdr.a", b"hdr.b", b"hdr.\xff", b"fz.a"]),
+            block=header_blocks(),
+            payload=st.sampled_from([0, 1, 3, 100_000]).map(lambda n: Blob(b"\xff" * n)),
+        )
+        def fuzz(subject: bytes, block: Blob, payload: Blob) -> None:
+            assume(known_broken_publish(subject, block) is None)
+            note(f"HPUB {subject!r} headers={bytes(block[:3000])!r} ({len(block)} bytes) payload={payload!r}")
+            example(env, subject, block, payload)
+
+        await asyncio.to_thread(fuzz)
+        await env.restart()
+    finally:
+        await env.close()
