@@ -391,7 +391,7 @@ async def dispatch(ctx: Context, subject: bytes, reply: bytes, data: bytes, hdrs
         resp = await route.handler(ctx, names, data)
         body = _ENCODER.encode(resp)
         if len(body) > max_reply(ctx):
-            raise errors.STREAM_GENERAL(err=REPLY_TOO_BIG)
+            raise errors.MESSAGE_TOO_BIG()
     except errors.ApiError as exc:
         ctx.stats.errors += 1
         body = error_body(route, exc)
@@ -400,9 +400,6 @@ async def dispatch(ctx: Context, subject: bytes, reply: bytes, data: bytes, hdrs
         logger.exception("API request %r failed", subject[:200])
         body = error_body(route, errors.STREAM_GENERAL(err="internal error"))
     await ctx.conn.publish_raw(reply, body)
-
-
-REPLY_TOO_BIG = "response exceeds the server's max_payload; use direct get or a narrower request"
 
 
 def max_reply(ctx: Context) -> int:

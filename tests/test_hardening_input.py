@@ -136,7 +136,7 @@ async def test_replies_never_exceed_max_payload(
     assert nc.max_payload == MAX_PAYLOAD
     await js.publish("big", b"z" * (MAX_PAYLOAD - 40))
     reply = await _api(nc, "$JS.API.STREAM.MSG.GET.BIG", b'{"seq":1}')
-    assert _error(reply)[:2] == (500, 10051)
+    assert _error(reply)[:2] == (400, 10054)
     msg = await nc.request("$JS.API.DIRECT.GET.BIG", b'{"seq":1}', timeout=3)
     assert msg.headers is not None and msg.headers.get("Status") == "413"
     assert (await js.publish("big", b"small")).seq == 2

@@ -18,13 +18,12 @@ import uuid
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, assume, given, note, settings
+from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
 from tests.conftest import StartService
 from tests.fuzz import checks
 from tests.fuzz.env import EXAMPLE_BOUND, REPLY_BOUND, FuzzEnv, run_examples
-from tests.fuzz.known_broken import known_broken
 from tests.fuzz.rawclient import Reply
 from tests.fuzz.strategies import (
     JSON_VERBS,
@@ -111,7 +110,6 @@ async def test_every_api_request_gets_a_jetstream_shaped_answer(
         @given(data=st.data())
         def fuzz(data: st.DataObject) -> None:
             req = draw_request(data)
-            assume(known_broken(req) is None)
             note(repr(req))
             sent.append(req)
             example(env, req)
@@ -174,8 +172,6 @@ async def test_every_field_takes_edge_values(nats_server: NatsServer, start_serv
     failures: list[str] = []
     try:
         for label, req in sweep_requests():
-            if known_broken(req) is not None:
-                continue
             try:
                 async with asyncio.timeout(EXAMPLE_BOUND):
                     await one_request(env, req)

@@ -10,13 +10,12 @@ import base64
 import json
 
 import pytest
-from hypothesis import HealthCheck, Phase, assume, given, note, settings
+from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
 from tests.conftest import StartService
 from tests.fuzz import checks
 from tests.fuzz.env import REPLY_BOUND, FuzzEnv, run_examples
-from tests.fuzz.known_broken import known_broken_publish
 from tests.fuzz.strategies import BIG_INTS, derandomized, examples
 from tests.natsd import NatsServer
 
@@ -138,7 +137,6 @@ async def test_every_publish_gets_a_puback_or_an_error(nats_server: NatsServer, 
             payload=st.sampled_from([0, 1, 3, 100_000]).map(lambda n: Blob(b"\xff" * n)),
         )
         def fuzz(subject: bytes, block: Blob, payload: Blob) -> None:
-            assume(known_broken_publish(subject, block) is None)
             note(f"HPUB {subject!r} headers={bytes(block[:3000])!r} ({len(block)} bytes) payload={payload!r}")
             example(env, subject, block, payload)
 
