@@ -148,5 +148,3 @@ def check_update(old: StreamConfig, new: StreamConfig) -> None:
         raise _invalid("stream configuration update can not cancel deny purge")
     if old.allow_msg_ttl and not new.allow_msg_ttl:
         raise _invalid("stream configuration update can not disable message TTL")
-    if old.first_seq != new.first_seq and new.first_seq is not UNSET:
-        raise _invalid("stream configuration update can not change first sequence")

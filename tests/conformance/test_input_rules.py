@@ -214,3 +214,15 @@ async def test_required_api_level_header(nc: Client, js: JetStreamContext) -> No
     assert error_of(json.loads(too_high.data)) == (412, 10185, "JetStream minimum api level required")
     fine = await nc.request("$JS.API.STREAM.INFO.LV", b"", timeout=3, headers={"Nats-Required-Api-Level": "0"})
     assert json.loads(fine.data)["config"]["name"] == "LV"
+
+
+async def test_an_update_may_carry_any_first_seq(nc: Client, js: JetStreamContext) -> None:
+    """Clients that send the whole config back on update (nats.js does) include first_seq; the server takes it."""
+    await js.add_stream(name="F", subjects=["f"])
+    assert (await js.publish("f", b"1")).seq == 1
+    for first_seq in (1, 0, 5):
+        reply = await api(nc, "$JS.API.STREAM.UPDATE.F", {"name": "F", "subjects": ["f"], "first_seq": first_seq})
+        assert "error" not in reply, reply
+        assert reply["config"].get("first_seq", 0) == first_seq
+        assert (reply["state"]["first_seq"], reply["state"]["last_seq"]) == (1, 1)
+    assert (await js.publish("f", b"2")).seq == 2
