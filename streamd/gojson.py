@@ -47,11 +47,34 @@ def decode(data: bytes, typ: type[T], go_name: str) -> T:
     try:
         obj = msgspec.json.decode(data, type=typ)
     except msgspec.ValidationError as exc:
-        raise GoJsonError(_type_error(str(exc), data, typ, go_name)) from None
+        if "got `null`" not in str(exc):
+            raise GoJsonError(_type_error(str(exc), data, typ, go_name)) from None
+        obj = _decode_without_nulls(data, typ, go_name)
     except RecursionError:  # deeply nested arrays in an untyped field
         raise GoJsonError("exceeded max depth") from None
     _check(obj, go_name, "")
     return obj
+
+
+def _decode_without_nulls(data: bytes, typ: type[T], go_name: str) -> T:
+    """Go's decoder leaves a field at its zero value when the JSON says null; msgspec refuses null for a typed
+    field. Only requests that carry a null pay for this second pass (drop null members, decode again)."""
+    try:
+        stripped = msgspec.json.encode(_without_nulls(msgspec.json.decode(data)))
+    except RecursionError:
+        raise GoJsonError("exceeded max depth") from None
+    try:
+        return msgspec.json.decode(stripped, type=typ)
+    except msgspec.ValidationError as exc:
+        raise GoJsonError(_type_error(str(exc), stripped, typ, go_name)) from None
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def _check(obj: Any, go_name: str, path: str) -> None:

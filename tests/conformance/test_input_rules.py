@@ -226,3 +226,16 @@ async def test_an_update_may_carry_any_first_seq(nc: Client, js: JetStreamContex
         assert reply["config"].get("first_seq", 0) == first_seq
         assert (reply["state"]["first_seq"], reply["state"]["last_seq"]) == (1, 1)
     assert (await js.publish("f", b"2")).seq == 2
+
+
+async def test_null_leaves_a_field_at_its_default(nc: Client) -> None:
+    """Go's decoder treats null as absent for a plain field; requests built by other tools carry nulls."""
+    body = {"name": "N", "subjects": ["n"], "max_msgs": None, "max_age": None, "description": None}
+    reply = await api(nc, "$JS.API.STREAM.CREATE.N", body)
+    assert "error" not in reply, reply
+    assert (reply["config"]["max_msgs"], reply["config"]["max_age"]) == (-1, 0)
+    consumer = {"stream_name": "N", "config": {"durable_name": "D", "ack_wait": None, "filter_subject": None}}
+    reply = await api(nc, "$JS.API.CONSUMER.CREATE.N.D", consumer)
+    assert "error" not in reply, reply
+    bad = {"name": "N2", "subjects": None, "max_msgs": "x"}
+    assert error_of(await api(nc, "$JS.API.STREAM.CREATE.N2", bad))[:2] == (400, 10025)
