@@ -329,12 +329,17 @@ class Service:
         assert conn is not None
         name = stream.name
         current = self._ingest_subs.setdefault(name, {})
-        for subject in [s for s in current if s not in new]:
+        wanted = set(new)  # a set: 100k subjects must not cost 100k * 100k comparisons
+        for i, subject in enumerate([s for s in current if s not in wanted]):
             await conn.unsubscribe_raw(current.pop(subject))
+            if i % 1000 == 999:
+                await asyncio.sleep(0)  # let other requests in between long runs of (un)subscribes
         handler = self._ingest_handler(stream)
-        for subject in new:
+        for i, subject in enumerate(new):
             if subject not in current:
                 current[subject] = await conn.subscribe_raw(subject, handler)
+            if i % 1000 == 999:
+                await asyncio.sleep(0)
         if not current:
             del self._ingest_subs[name]
         await self._update_direct(conn, stream, bool(new) and stream.config.allow_direct)
