@@ -23,8 +23,10 @@ from . import acks, consumer_rules, headers, reads, timefmt
 from .leaf import LeafConnection
 from .models import ConsumerConfig, DeliverPolicy, PullRequest, ReplayPolicy
 from .streams import Stream
+from .subject_tree import SubjectTree
 
 if TYPE_CHECKING:
+    from .consumer_index import FilterGroup
     from .consumer_manager import ConsumerManager
 
 logger = logging.getLogger(__name__)
@@ -34,6 +36,11 @@ INTEREST_GRACE = 2_000_000_000  # how long a pull request may wait for the hub t
 FC_LIMIT = 32 << 20  # the most bytes a push consumer keeps unacknowledged by flow control
 _PULL = msgspec.json.Decoder(PullRequest)
 _PREFETCH = 128
+# The most messages one delivery step sends before it yields: a burst of redeliveries (100k coming due at once)
+# goes out in slices, so API requests and publishes are served in between.
+SLICE = 256
+# Consumers with more filters than this match a subject through a subject tree instead of a scan of the filters.
+TREE_FILTERS = 8
 
 
 def settings_for(cfg: ConsumerConfig) -> acks.AckSettings:
@@ -86,7 +93,10 @@ class Consumer:
     state: acks.ConsumerState
     settings: acks.AckSettings = field(init=False)
     filters: list[str] = field(init=False)
-    num_pending: int = 0
+    group: FilterGroup | None = None  # set while the consumer is in its stream's index (see consumer_index)
+    _np: int = 0
+    _base: int = 0
+    _filter_tree: SubjectTree[str] | None = None
     lps: deque[int] = field(default_factory=deque)  # last_per_subject seqs still to deliver first
     waiting: deque[PullWaiter] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -119,9 +129,25 @@ class Consumer:
         self.config = cfg
         self.settings = settings_for(cfg)
         self.filters = consumer_rules.filters(cfg)
+        self._filter_tree = None
+        if len(self.filters) > TREE_FILTERS:
+            self._filter_tree = SubjectTree()
+            for f in self.filters:
+                self._filter_tree.insert(f, f)
         self.paused_until_ns = timefmt.parse(cfg.pause_until) if isinstance(cfg.pause_until, str) else 0
 
     # ---- properties ----------------------------------------------------------------------------------------
+
+    @property
+    def num_pending(self) -> int:
+        """Messages still to deliver: own count plus the matching messages the group stored since (O(1))."""
+        group = self.group
+        return self._np + (group.added - self._base if group is not None else 0)
+
+    @num_pending.setter
+    def num_pending(self, value: int) -> None:
+        self._np = value
+        self._base = self.group.added if self.group is not None else 0
 
     @property
     def is_push(self) -> bool:
@@ -142,6 +168,8 @@ class Consumer:
         return self.paused_until_ns > now_ns
 
     def matches(self, subject: str) -> bool:
+        if self._filter_tree is not None:
+            return next(self._filter_tree.match(subject), None) is not None
         return reads.matches_any(self.filters, subject)
 
     def touch(self) -> None:
@@ -149,14 +177,18 @@ class Consumer:
 
     # ---- events from the outside ---------------------------------------------------------------------------
 
-    def on_stored(self, seq: int, subject: bytes) -> None:
-        if seq > self.state.delivered.stream_seq and (not self.filters or self.matches(subject.decode())):
-            self.num_pending += 1
+    def on_stored_ahead(self, seq: int) -> None:
+        """A matching message was stored while this consumer starts beyond the stream's end (group.ahead)."""
+        delivered = self.state.delivered.stream_seq
+        if seq <= delivered:
+            self._np -= 1  # the group counted it, but it is not pending for this consumer
+        if seq >= delivered and self.group is not None:
+            self.group.ahead.discard(self)
 
-    def on_removed(self, seq: int, subject: bytes) -> None:
+    def on_removed(self, seq: int) -> None:
+        """A message this consumer's filters select left the stream (the caller matched the subject)."""
         if seq > self.state.delivered.stream_seq and seq not in self.lps:
-            if not self.filters or self.matches(subject.decode()):
-                self.num_pending = max(0, self.num_pending - 1)
+            self.num_pending = max(0, self.num_pending - 1)
         if seq in self.lps:
             self.lps.remove(seq)
             self.num_pending = max(0, self.num_pending - 1)
@@ -215,6 +247,7 @@ class Consumer:
                 created_ns=now_ns,
             )
         )
+        self.manager.want_messages(self)
         if self._stepping or self.paused(now_ns) or self._deadline_hint <= now_ns:
             self.wake.set()  # the task has work to do first (or is doing it)
         elif self._deliver_pull_now(now_ns) or self.waiting:
@@ -377,9 +410,12 @@ class Consumer:
     async def _deliver_pull(self, now: int) -> None:
         while self._deliver_pull_now(now):
             await self.leaf.wait_writable()
+            await asyncio.sleep(0)  # one slice sent: let requests, publishes and other consumers in
 
     def _deliver_pull_now(self, now: int) -> bool:
-        """Serve waiting pull requests with what is available; True when stopped by leaf back-pressure."""
+        """Serve waiting pull requests with what is available; True when stopped by leaf back-pressure or
+        after a slice of SLICE messages (the caller yields and calls again)."""
+        sent = 0
         while self.waiting:
             w = self.waiting[0]
             if not self.leaf.connected:
@@ -414,7 +450,8 @@ class Consumer:
                     self._status(w.reply, 409, "Batch Completed", self._pending_headers(w))
             elif w.max_bytes and w.bytes_sent >= w.max_bytes:
                 self.waiting.popleft()  # the byte budget is spent exactly: the request is over
-            if self.leaf.pending_bytes > 4 << 20:
+            sent += 1
+            if sent >= SLICE or self.leaf.pending_bytes > 4 << 20:
                 return True
         return False
 
@@ -447,7 +484,7 @@ class Consumer:
             rate = self.config.rate_limit_bps
             if isinstance(rate, int) and rate > 0:
                 await asyncio.sleep(size * 8 / rate)
-            elif sent % 256 == 0 or self.leaf.pending_bytes > 4 << 20:
+            elif sent % SLICE == 0 or self.leaf.pending_bytes > 4 << 20:
                 await self.leaf.wait_writable()
                 await asyncio.sleep(0)  # let acks and other consumers in
 
