@@ -110,6 +110,10 @@ class ConsumerManager:
         return task
 
     def _start(self, c: Consumer) -> None:
+        c.wake.set()  # runs one step (which may end the task at once if there is nothing to do)
+
+    def start_task(self, c: Consumer) -> None:
+        """The consumer's delivery task, started on demand (see consumers.Wake)."""
         c.task = self._spawn(c.run(), f"streamd-consumer-{c.stream.name}-{c.name}")
 
     async def stop(self) -> None:

@@ -2,8 +2,10 @@
 
 All decisions about acks and redelivery are in ``acks`` (pure functions); this module applies them, reads
 messages, and sends deliveries and status messages over the leaf connection so receivers see the original subject
-and a ``$JS.ACK`` reply. Each consumer has one task (``run``) that wakes on new messages, acks, pull requests,
-interest changes and its own timers. State changes mark the consumer dirty; ``ConsumerManager`` persists them.
+and a ``$JS.ACK`` reply. A consumer with something to do has one task (``run``) that wakes on new messages, acks,
+pull requests, interest changes and its own timers; an idle one (no timer due, nothing waiting) has none: its task
+ends, and the next ``wake.set()`` starts a new one, so 100k idle consumers cost memory only.
+State changes mark the consumer dirty; ``ConsumerManager`` persists them.
 """
 
 from __future__ import annotations
@@ -83,6 +85,29 @@ class FlowControl:
     bytes_at_request: int = 0
 
 
+class Wake:
+    """An asyncio.Event whose `set` also (re)starts the consumer's task when it had ended (idle consumers)."""
+
+    __slots__ = ("_event", "_start")
+
+    def __init__(self, start: Callable[[], None]) -> None:
+        self._event = asyncio.Event()
+        self._start = start
+
+    def set(self) -> None:
+        self._event.set()
+        self._start()
+
+    def clear(self) -> None:
+        self._event.clear()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
 @dataclass(eq=False)
 class Consumer:
     manager: ConsumerManager
@@ -99,7 +124,7 @@ class Consumer:
     _filter_tree: SubjectTree[str] | None = None
     lps: deque[int] = field(default_factory=deque)  # last_per_subject seqs still to deliver first
     waiting: deque[PullWaiter] = field(default_factory=deque)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: Wake = field(init=False)
     task: asyncio.Task[None] | None = None
     deleted: bool = False
     last_active_ns: int = 0
@@ -119,6 +144,7 @@ class Consumer:
     _stepping: bool = False
 
     def __post_init__(self) -> None:
+        self.wake = Wake(self._ensure_task)
         self.configure(self.config)
         self._resume_seq = self.state.delivered.stream_seq + 1
         now = time.time_ns()
@@ -312,9 +338,15 @@ class Consumer:
 
     # ---- the delivery task ---------------------------------------------------------------------------------
 
+    def _ensure_task(self) -> None:
+        if not self.deleted and (self.task is None or self.task.done()):
+            self.manager.start_task(self)
+
     async def run(self) -> None:
         while not self.deleted:
             timeout = self._next_wakeup()
+            if timeout is None and not self.wake.is_set():
+                return  # idle: no timer and nothing to do; the next wake.set() starts a new task
             if timeout is None or timeout > 0:
                 try:
                     async with asyncio.timeout(timeout):
