@@ -41,6 +41,7 @@ _ACTIONS = {"create": "CREATED", "modify": "UPDATED", "delete": "DELETED"}
 
 API_PENDING_MSGS = 100_000  # queued API requests before nats-py drops (counted as slow consumer events)
 API_PENDING_BYTES = 64 << 20
+BIG_REQUEST = 32 << 10  # API requests at least this large are answered in a task of their own
 
 
 class StartupError(RuntimeError):
@@ -65,6 +66,7 @@ class Service:
         self._ingest_subs: dict[str, dict[str, Any]] = {}  # stream -> subject -> raw subscription
         self._direct_subs: dict[str, list[Any]] = {}
         self._api_subs: list[Any] = []
+        self._api_tasks: set[asyncio.Task[None]] = set()  # large API requests in flight
         self._ack_subs: list[Any] = []
         self.url = ""
         self._overload_logged = 0.0
@@ -296,7 +298,15 @@ class Service:
 
         async def on_api(msg: Any) -> None:
             assert self.ctx is not None
-            await api.dispatch(self.ctx, msg.subject[cut:].split("."), msg.reply, msg.data, msg.headers)
+            call = api.dispatch(self.ctx, msg.subject[cut:].split("."), msg.reply, msg.data, msg.headers)
+            if len(msg.data) < BIG_REQUEST:
+                await call
+                return
+            # A large request (a create with 100k subjects) may take seconds: it must not hold the requests
+            # queued behind it on this subscription (INFO, other streams). Changes stay ordered by the manager.
+            task = asyncio.get_running_loop().create_task(call, name="streamd-api-large")
+            self._api_tasks.add(task)
+            task.add_done_callback(self._api_tasks.discard)
 
         verbs = ("CREATE", "DURABLE", "INFO", "DELETE", "NAMES", "LIST", "PAUSE")
         consumer_subjects = [f"{prefix}.CONSUMER.{verb}.>" for verb in verbs]
@@ -332,13 +342,13 @@ class Service:
         wanted = set(new)  # a set: 100k subjects must not cost 100k * 100k comparisons
         for i, subject in enumerate([s for s in current if s not in wanted]):
             await conn.unsubscribe_raw(current.pop(subject))
-            if i % 1000 == 999:
+            if i % 200 == 199:
                 await asyncio.sleep(0)  # let other requests in between long runs of (un)subscribes
         handler = self._ingest_handler(stream)
         for i, subject in enumerate(new):
             if subject not in current:
                 current[subject] = await conn.subscribe_raw(subject, handler)
-            if i % 1000 == 999:
+            if i % 200 == 199:
                 await asyncio.sleep(0)
         if not current:
             del self._ingest_subs[name]
