@@ -34,6 +34,10 @@ _NO_RESPONDERS = b"NATS/1.0 503\r\n\r\n"
 # LAZY_FLUSH turns one commit (and fsync) per fetch into a few per second. After a crash the last fraction of a
 # second of such acks may be redelivered (at least once, as JetStream); acks with a reply are never lost.
 LAZY_FLUSH = 0.1
+# A consumer state with many pending messages is large (100k pending: ~2.5 MB to encode and write): such a
+# state is persisted lazily at most every LAZY_FLUSH per BIG_STATE pending, so a burst of deliveries does not
+# turn into megabytes of writes ten times a second. Acks with a reply still flush at once.
+BIG_STATE = 10_000
 _ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER."
 _ENC = msgspec.json.Encoder()
 
@@ -472,11 +476,11 @@ class ConsumerManager:
     def mark_dirty(self, c: Consumer) -> None:
         """State changed; it is persisted within LAZY_FLUSH (an ack with a reply flushes at once)."""
         self._dirty.add(c)
-        self._flush_soon()
+        self._flush_soon(LAZY_FLUSH * max(1, len(c.state.pending) // BIG_STATE))
 
-    def _flush_soon(self) -> None:
+    def _flush_soon(self, delay: float = LAZY_FLUSH) -> None:
         if self._lazy is None and not self._flush.is_set():
-            self._lazy = asyncio.get_running_loop().call_later(LAZY_FLUSH, self._flush.set)
+            self._lazy = asyncio.get_running_loop().call_later(delay, self._flush.set)
 
     def schedule_flush(self) -> None:
         self._flush.set()

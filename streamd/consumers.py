@@ -40,7 +40,11 @@ _PULL = msgspec.json.Decoder(PullRequest)
 _PREFETCH = 128
 # The most messages one delivery step sends before it yields: a burst of redeliveries (100k coming due at once)
 # goes out in slices, so API requests and publishes are served in between.
-SLICE = 256
+SLICE = 64
+# Expire passes scan every pending message: deadlines that come due one after another (a burst of 100k
+# deliveries) are handled in batches, at most one pass per EXPIRE_EVERY (or a quarter of the ack wait if
+# shorter), rather than one O(pending) scan per message. A redelivery may thus go out up to that much late.
+EXPIRE_EVERY = 100_000_000
 # Consumers with more filters than this match a subject through a subject tree instead of a scan of the filters.
 TREE_FILTERS = 8
 
@@ -140,6 +144,7 @@ class Consumer:
     # Earliest ack deadline, or NEVER; 0 = unknown. Scanning pending (up to max_ack_pending entries) on every wake
     # would cost O(pending) per ack; deadlines are only added by deliveries, naks and +WPI, which lower this hint.
     _deadline_hint: int = 0
+    _last_expire_ns: int = 0
     _from_lps: bool = False
     _stepping: bool = False
 
@@ -373,7 +378,7 @@ class Consumer:
         if not self._deadline_hint:
             self._deadline_hint = acks.next_deadline(self.state) or NEVER
         if self._deadline_hint != NEVER:
-            times.append(self._deadline_hint)
+            times.append(self._expire_due_at())
         for w in self.waiting:
             if w.expires_ns:
                 times.append(w.expires_ns)
@@ -389,10 +394,13 @@ class Consumer:
         return max(0.0, (min(times) - now) / 1e9)
 
     async def _step(self, now: int) -> None:
-        if not self._deadline_hint or now >= self._deadline_hint:
+        if not self._deadline_hint:
+            self._deadline_hint = acks.next_deadline(self.state) or NEVER
+        if self._deadline_hint != NEVER and now >= self._expire_due_at():
             for event in acks.expire(self.state, self.settings, now):
                 self.manager.advise_max_deliveries(self, event)
                 self.touch()
+            self._last_expire_ns = now
             self._deadline_hint = acks.next_deadline(self.state) or NEVER
         self._expire_waiters(now)
         if self.is_push:
@@ -405,6 +413,12 @@ class Consumer:
             await self._deliver_push(now)
         else:
             await self._deliver_pull(now)
+
+    def _expire_due_at(self) -> int:
+        """When the next expire pass may run: the earliest deadline, but not sooner than EXPIRE_EVERY after the
+        last pass (see EXPIRE_EVERY)."""
+        gap = min(EXPIRE_EVERY, max(1_000_000, self.settings.ack_wait_ns // 4))
+        return max(self._deadline_hint, self._last_expire_ns + gap)
 
     def _expire_waiters(self, now: int) -> None:
         keep: deque[PullWaiter] = deque()
