@@ -675,7 +675,10 @@ class Consumer:
             if start > self.stream.committed.last_seq:
                 return None
             with self.manager.store.read() as txn:
-                got, self._resume_seq = reads.next_matching(txn, self.stream, self.filters, start, _PREFETCH)
+                match = self.matches if self._filter_tree is not None else None
+                got, self._resume_seq = reads.next_matching(
+                    txn, self.stream, self.filters, start, _PREFETCH, match=match
+                )
             self._buffer.extend(got)
             if not got:
                 return None
