@@ -197,7 +197,7 @@ async def phase2(url: str, args: argparse.Namespace) -> Results:
     probe_nc = await nats.connect(url, connect_timeout=5, allow_reconnect=False)
     prober = Prober(probe_nc, publish=False)
     try:
-        body = create_body("BIG", "big", args.big)
+        body = create_body("BIG", "b", args.big)  # "b.99999": 10 bytes a subject, 100k < 1 MB
         out["create 1 MB request bytes"] = len(body)
         prober.start()
         try:
