@@ -58,7 +58,7 @@ class StreamIndex:
         group.members.add(c)
         if c.state.delivered.stream_seq > last_seq:
             group.ahead.add(c)
-        if c.is_push:
+        if c.is_push or c.waiting:  # a pull consumer re-indexed by a config update keeps its waiting requests
             self.hungry.add(c)
 
     def remove(self, c: Consumer) -> None:

@@ -186,3 +186,23 @@ async def test_a_burst_of_redeliveries_all_goes_out(js: JetStreamContext) -> Non
         return (await js.consumer_info("BURST", "b")).num_ack_pending == 0
 
     await wait_for(all_acked)
+
+
+async def test_a_waiting_pull_request_is_served_after_a_config_update(nc: Client, js: JetStreamContext) -> None:
+    """Re-indexing a consumer on update keeps it among those woken by new messages."""
+    await js.add_stream(name="UPD", subjects=["upd"])
+    await js.add_consumer("UPD", ConsumerConfig(durable_name="u"))
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    await nc.flush()
+    await nc.publish("$JS.API.CONSUMER.MSG.NEXT.UPD.u", b'{"batch": 1, "expires": 20000000000}', reply=inbox)
+
+    async def waiting() -> bool:
+        return (await js.consumer_info("UPD", "u")).num_waiting == 1
+
+    await wait_for(waiting)
+    updated = await js.add_consumer("UPD", ConsumerConfig(durable_name="u", description="changed"))
+    assert updated.config.description == "changed"
+    await js.publish("upd", b"after")
+    msg = await sub.next_msg(timeout=10)
+    assert msg.data == b"after"
