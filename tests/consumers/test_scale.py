@@ -148,8 +148,15 @@ async def test_sigterm_stops_streamd_during_a_huge_create(nats_server: NatsServe
     drain = asyncio.create_task(drain_stderr(proc))
     nc = await nats.connect(nats_server.url)
     try:
-        await nc.publish("$JS.API.STREAM.CREATE.HUGE", _big_create("HUGE", 100_000, "h"), reply=nc.new_inbox())
-        await nc.flush()
+        inbox = nc.new_inbox()
+        await nc.subscribe(inbox)
+        await nc.publish("$JS.API.STREAM.CREATE.HUGE", _big_create("HUGE", 100_000, "h"), reply=inbox)
+
+        async def committed() -> bool:  # the create is in its long part: subscribing 100k subjects
+            names = await _api(nc, "$JS.API.STREAM.NAMES", {})
+            return "HUGE" in (names.get("streams") or [])
+
+        await wait_for(committed, timeout=30)
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(15):  # a bound for the test, not a measurement: it must not hang
             assert await proc.wait() == 0
