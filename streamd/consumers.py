@@ -319,10 +319,10 @@ class Consumer:
         elif ack.kind is acks.AckKind.NAK:
             if acks.on_nak(st, s, seq, now_ns, ack.delay_ns):
                 self.manager.advise_nak(self, info)
-                self._deadline_hint = 0
+                self._lower_hint(seq)
         elif ack.kind is acks.AckKind.PROGRESS:
             if acks.on_progress(st, s, seq, now_ns):
-                self._deadline_hint = 0
+                self._lower_hint(seq)
         elif ack.kind is acks.AckKind.TERM:
             if acks.on_term(st, seq):
                 done = [seq]
@@ -331,6 +331,13 @@ class Consumer:
         if self.waiting or self.is_push:  # freed capacity or a redelivery: only useful to someone waiting
             self.wake.set()
         return done
+
+    def _lower_hint(self, seq: int) -> None:
+        """A message got a new deadline: the hint stays a lower bound without an O(pending) rescan (a hint
+        that is too early only costs one expire pass that finds nothing)."""
+        entry = self.state.pending.get(seq)
+        if entry is not None and entry.deadline_ns and self._deadline_hint and entry.deadline_ns < self._deadline_hint:
+            self._deadline_hint = entry.deadline_ns
 
     def on_fc_reply(self, subject: str) -> None:
         fc = self.fc

@@ -213,3 +213,28 @@ async def test_a_waiting_pull_request_is_served_after_a_config_update(nc: Client
     await js.publish("upd", b"after")
     msg = await sub.next_msg(timeout=10)
     assert msg.data == b"after"
+
+
+async def test_progress_after_a_redelivery_keeps_the_timer_right(nc: Client, js: JetStreamContext) -> None:
+    """+WPI moves a deadline without a rescan of pending (the consumer's hint stays a lower bound): the message
+    is not redelivered early, and is redelivered once the new deadline has passed."""
+    await js.add_stream(name="WPI", subjects=["wpi"])
+    await js.publish("wpi", b"slow")
+    sub = await js.pull_subscribe("wpi", durable="w", stream="WPI", config=ConsumerConfig(ack_wait=1))
+    await sub.fetch(1, timeout=5)
+
+    async def redelivered_then_in_progress() -> bool:
+        inbox = nc.new_inbox()
+        probe = await nc.subscribe(inbox)
+        await nc.publish("$JS.API.CONSUMER.MSG.NEXT.WPI.w", b'{"batch": 1, "no_wait": true}', reply=inbox)
+        reply = await probe.next_msg(timeout=5)
+        await probe.unsubscribe()
+        if reply.headers and reply.headers.get("Status") == "404":
+            return False  # the first ack wait has not run out yet
+        await nc.publish(reply.reply, b"+WPI")  # the second delivery: keep it in progress
+        return True
+
+    await wait_for(redelivered_then_in_progress, timeout=10)
+    again = await sub.fetch(1, timeout=5)  # never acked: after the renewed ack wait it comes back once more
+    assert [m.metadata.num_delivered for m in again] == [3]
+    await again[0].ack()
