@@ -239,7 +239,7 @@ def on_deliver(state: ConsumerState, settings: AckSettings, stream_seq: int, now
         count = num_delivered(state, stream_seq) + 1
         if 0 < settings.max_deliver < count:
             raise ValueError(f"stream sequence {stream_seq} already reached max deliver")
-        _unqueue(state, stream_seq)
+        _unqueue(state, stream_seq, current)
     consumer_seq = state.delivered.consumer_seq + 1
     state.delivered = SequencePair(consumer_seq, max(state.delivered.stream_seq, stream_seq))
     if settings.ack_policy is AckPolicy.NONE:
@@ -281,12 +281,12 @@ def on_nak(
     if pending is None:
         return False
     if delay_ns is not None and delay_ns > 0:
-        _unqueue(state, stream_seq)
+        _unqueue(state, stream_seq, pending)
         pending.deadline_ns = now_ns + delay_ns
     elif 0 < settings.max_deliver <= num_delivered(state, stream_seq):
-        _unqueue(state, stream_seq)
+        _unqueue(state, stream_seq, pending)
         pending.deadline_ns = max(now_ns, 1)
-    elif stream_seq not in state.redeliver_queue:
+    elif not _queued(state, stream_seq, pending):
         state.redeliver_queue.append(stream_seq)
         pending.deadline_ns = 0
     return True
@@ -297,7 +297,7 @@ def on_progress(state: ConsumerState, settings: AckSettings, stream_seq: int, no
     pending = state.pending.get(stream_seq)
     if pending is None:
         return False
-    _unqueue(state, stream_seq)
+    _unqueue(state, stream_seq, pending)
     pending.deadline_ns = _deadline(settings, num_delivered(state, stream_seq), now_ns)
     return True
 
@@ -357,9 +357,18 @@ def _deadline(settings: AckSettings, count: int, now_ns: int) -> int:
     return now_ns + wait if wait > 0 else 0
 
 
-def _unqueue(state: ConsumerState, stream_seq: int) -> None:
-    if stream_seq in state.redeliver_queue:
-        state.redeliver_queue.remove(stream_seq)
+def _queued(state: ConsumerState, stream_seq: int, pending: Pending) -> bool:
+    """Is this pending message in the redeliver queue? Queued entries have no deadline, so a message with one
+    is answered without scanning the queue (an ack must not cost O(queue) while 100k messages wait in it)."""
+    return pending.deadline_ns == 0 and stream_seq in state.redeliver_queue
+
+
+def _unqueue(state: ConsumerState, stream_seq: int, pending: Pending) -> None:
+    queue = state.redeliver_queue
+    if queue and queue[0] == stream_seq:  # redeliveries go out in queue order: the head, no search
+        del queue[0]
+    elif _queued(state, stream_seq, pending):
+        queue.remove(stream_seq)
 
 
 def _remove(state: ConsumerState, seqs: list[int]) -> bool:
@@ -372,7 +381,7 @@ def _remove(state: ConsumerState, seqs: list[int]) -> bool:
             continue
         removed = True
         state.redelivered.pop(seq, None)
-        _unqueue(state, seq)
+        _unqueue(state, seq, pending)
         if pending.consumer_seq == floor.consumer_seq + 1 or seq == floor.stream_seq + 1:
             moved = True
     if removed and not state.pending:

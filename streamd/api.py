@@ -219,11 +219,10 @@ def _fit_subjects(ctx: Context, resp: StreamInfoResponse) -> StreamInfoResponse:
 
 
 def _filtered_names(ctx: Context, subject: str) -> list[str]:
+    wanted = ctx.manager.names_overlapping(subject) if subject else None  # the subject index, not a scan
     out = []
     for name, stream in ctx.manager.streams.items():
-        if stream.deleted:
-            continue
-        if subject and not any(subjects.collide(subject, s) for s in stream.config.subjects):
+        if stream.deleted or (wanted is not None and name not in wanted):
             continue
         out.append(name)
     return sorted(out)

@@ -7,6 +7,7 @@ from msgspec import UNSET
 from . import errors, subjects
 from .models import Discard, Retention, StreamConfig
 from .streams import MAX_SUBJECT
+from .subject_tree import SubjectTree
 
 DEFAULT_DUPLICATE_WINDOW = 120 * 1_000_000_000
 MIN_WINDOW = 100_000_000  # 100 ms
@@ -77,16 +78,16 @@ def _normalize_window(c: StreamConfig) -> None:
 def _normalize_subjects(c: StreamConfig) -> None:
     if not c.subjects:
         c.subjects = [c.name]
-    seen: list[str] = []
+    seen: SubjectTree[str] = SubjectTree()  # overlap within the config in O(N * depth), not O(N^2)
     for subj in c.subjects:
         if not subjects.is_valid_subject(subj):
             raise _invalid("invalid subject")
         if len(subj.encode()) > MAX_SUBJECT:  # also keeps each SUB line far below the server's 4 KiB limit
             raise _invalid(f"subject is longer than {MAX_SUBJECT} bytes, streamd cannot store it")
-        for other in seen:
-            if subjects.collide(subj, other):
-                raise _invalid(f'subject "{other}" overlaps with "{subj}"')
-        seen.append(subj)
+        other = next(seen.colliding(subj), None)
+        if other is not None:
+            raise _invalid(f'subject "{other}" overlaps with "{subj}"')
+        seen.insert(subj, subj)
         if c.no_ack is not True:
             _check_needs_no_ack(subj)
 

@@ -20,6 +20,7 @@ from msgspec import UNSET
 
 from . import acks, consumer_rules, errors, reads, streams, timefmt
 from .connection import Connection
+from .consumer_index import FilterGroup, StreamIndex
 from .consumers import Consumer, initial_position
 from .leaf import LeafConnection
 from .manager import StreamManager
@@ -33,6 +34,10 @@ _NO_RESPONDERS = b"NATS/1.0 503\r\n\r\n"
 # LAZY_FLUSH turns one commit (and fsync) per fetch into a few per second. After a crash the last fraction of a
 # second of such acks may be redelivered (at least once, as JetStream); acks with a reply are never lost.
 LAZY_FLUSH = 0.1
+# A consumer state with many pending messages is large (100k pending: ~2.5 MB to encode and write): such a
+# state is persisted lazily at most every LAZY_FLUSH per BIG_STATE pending, so a burst of deliveries does not
+# turn into megabytes of writes ten times a second. Acks with a reply still flush at once.
+BIG_STATE = 10_000
 _ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER."
 _ENC = msgspec.json.Encoder()
 
@@ -56,6 +61,10 @@ class ConsumerManager:
         self.leaf = leaf
         self.conn = conn
         self.by_stream: dict[str, dict[str, Consumer]] = {}
+        # Per-message and per-event work goes through these indexes, never over every consumer.
+        self.index: dict[str, StreamIndex] = {}
+        self._by_deliver: dict[str, set[Consumer]] = {}  # push consumers by deliver subject
+        self._expiring: set[Consumer] = set()  # consumers with an inactive threshold (swept)
         self._dirty: set[Consumer] = set()
         self._confirms: list[tuple[bytes, bytes]] = []
         self._retire: list[tuple[streams.Stream, int]] = []
@@ -93,6 +102,7 @@ class ConsumerManager:
                 with self.store.read() as txn:
                     c.num_pending = len(c.lps) + reads.count_after(txn, stream, c.filters, self._count_from(c))
                 self.by_stream.setdefault(stream.name, {})[name] = c
+                self._track(c)
 
     def _count_from(self, c: Consumer) -> int:
         return max(c.state.delivered.stream_seq, c.lps[-1] if c.lps else 0)
@@ -113,6 +123,10 @@ class ConsumerManager:
         return task
 
     def _start(self, c: Consumer) -> None:
+        c.wake.set()  # runs one step (which may end the task at once if there is nothing to do)
+
+    def start_task(self, c: Consumer) -> None:
+        """The consumer's delivery task, started on demand (see consumers.Wake)."""
         c.task = self._spawn(c.run(), f"streamd-consumer-{c.stream.name}-{c.name}")
 
     async def stop(self) -> None:
@@ -133,11 +147,37 @@ class ConsumerManager:
         name = stream.name
 
         def has_interest(subject: bytes) -> bool:
-            group = self.by_stream.get(name, {})
-            text = subject.decode(errors="replace")
-            return any(c.matches(text) for c in group.values())
+            idx = self.index.get(name)
+            return idx is not None and idx.interested(subject.decode(errors="replace"))
 
         stream.has_interest = has_interest
+
+    def _track(self, c: Consumer) -> None:
+        """Put a consumer in the indexes (after create, recovery or a config change)."""
+        self.index.setdefault(c.stream.name, StreamIndex()).add(c, c.stream.committed.last_seq)
+        if c.is_push:
+            self._by_deliver.setdefault(str(c.config.deliver_subject), set()).add(c)
+        threshold = c.config.inactive_threshold
+        if isinstance(threshold, int) and threshold > 0:
+            self._expiring.add(c)
+
+    def _untrack(self, c: Consumer) -> None:
+        idx = self.index.get(c.stream.name)
+        if idx is not None:
+            idx.remove(c)
+        deliver = str(c.config.deliver_subject)
+        same = self._by_deliver.get(deliver)
+        if same is not None:
+            same.discard(c)
+            if not same:
+                del self._by_deliver[deliver]
+        self._expiring.discard(c)
+
+    def want_messages(self, c: Consumer) -> None:
+        """A pull consumer has a waiting request: wake it on matching stores (until it has none)."""
+        idx = self.index.get(c.stream.name)
+        if idx is not None and not c.deleted:
+            idx.hungry.add(c)
 
     # ---- lookups -------------------------------------------------------------------------------------------
 
@@ -185,6 +225,7 @@ class ConsumerManager:
 
         await self.writer.call(save)
         group[name] = c
+        self._track(c)
         self._start(c)
         logger.info("consumer '%s > %s' created (%s)", stream_name, name, "push" if c.is_push else "pull")
         self._advise_action(c, "CREATED", "create")
@@ -193,14 +234,17 @@ class ConsumerManager:
     def _check_workqueue(self, stream: streams.Stream, cfg: ConsumerConfig, group: dict[str, Consumer]) -> None:
         if stream.config.retention != Retention.WORKQUEUE:
             return
-        from .subjects import collide
 
         mine = consumer_rules.filters(cfg)
-        for other in group.values():
-            if not mine:
-                raise errors.WQ_MULTIPLE_UNFILTERED()
-            if not other.filters or any(collide(a, b) for a in mine for b in other.filters):
-                raise errors.WQ_NOT_UNIQUE()
+        if not group:
+            return
+        if not mine:
+            raise errors.WQ_MULTIPLE_UNFILTERED()
+        idx = self.index.get(stream.config.name)
+        if idx is None:
+            return
+        if () in idx.groups or any(idx.tree.collides(f) for f in mine):  # O(filters * depth), not pairwise
+            raise errors.WQ_NOT_UNIQUE()
 
     async def _update(self, c: Consumer, cfg: ConsumerConfig) -> Consumer:
         if _same(c.config, cfg):
@@ -212,7 +256,9 @@ class ConsumerManager:
             b.store.put_consumer(b.txn, c.stream.id, c.name, record)
 
         await self.writer.call(save)
+        self._untrack(c)
         c.configure(cfg)
+        self._track(c)
         c.wake.set()
         logger.info("consumer '%s > %s' updated", c.stream.name, c.name)
         return c
@@ -225,6 +271,7 @@ class ConsumerManager:
     async def _remove(self, c: Consumer, persist: bool = True) -> None:
         c.close()
         self.by_stream.get(c.stream.name, {}).pop(c.name, None)
+        self._untrack(c)
         self._dirty.discard(c)
         if persist:
             stream, name = c.stream, c.name
@@ -243,12 +290,12 @@ class ConsumerManager:
         """Interest retention after a consumer left: drop what no remaining consumer still needs (writer thread).
 
         One pass over the stream's messages; the consumers' states are only read here."""
-        group = list(self.by_stream.get(stream.name, {}).values())
+        idx = self.index.get(stream.name) or StreamIndex()
         doomed: list[int] = []
         for key, raw in scan(b.txn.cursor(db=stream.dbs.msgs), stream.dbs.prefix):
             seq = key_seq(key)
             subject = message_subject(raw).decode(errors="replace")
-            if all(_acked(o, seq) for o in group if o.matches(subject)):
+            if all(_acked(o, seq) for o in idx.matching(subject)):
                 doomed.append(seq)
         for seq in doomed:
             streams.delete_seq(b, stream, seq)
@@ -258,6 +305,7 @@ class ConsumerManager:
         for c in list(self.by_stream.get(stream_name, {}).values()):
             await self._remove(c, persist=False)
         self.by_stream.pop(stream_name, None)
+        self.index.pop(stream_name, None)
 
     async def pause(self, stream_name: str, name: str, until_ns: int, text: str = "") -> Consumer:
         c = self.get(stream_name, name)
@@ -368,42 +416,66 @@ class ConsumerManager:
         if stream.config.retention == Retention.WORKQUEUE:
             self._retire.extend((stream, s) for s in seqs)
         else:
-            group = self.by_stream.get(stream.name, {})
+            idx = self.index.get(stream.name) or StreamIndex()
             with self.store.read() as txn:
                 for seq in seqs:
                     found = reads.load(txn, stream, seq)
                     if found is None:
                         continue
                     subject = found.subject.decode(errors="replace")
-                    if all(_acked(o, seq) for o in group.values() if o.matches(subject)):
+                    if all(_acked(o, seq) for o in idx.matching(subject)):
                         self._retire.append((stream, seq))
         self._flush_soon()
 
     def on_commit(self, batch: streams.Batch) -> None:
-        """From the writer, on the loop, after a commit: keep pending counts right and wake consumers."""
-        woken: set[Consumer] = set()
+        """From the writer, on the loop, after a commit: keep pending counts right and wake consumers.
+
+        O(messages * depth + consumers that can take one now): a store bumps its matching filter groups, a
+        removal touches the consumers that select it, and only `hungry` consumers are woken."""
+        stored: dict[str, set[FilterGroup]] = {}
         for stream, seq, subject in batch.stored:
-            for c in self.by_stream.get(stream.name, {}).values():
-                c.on_stored(seq, subject)
-                woken.add(c)
+            idx = self.index.get(stream.name)
+            if idx is None:
+                continue
+            touched = stored.setdefault(stream.name, set())
+            for g in idx.matching_groups(subject.decode(errors="replace")):
+                g.added += 1
+                touched.add(g)
+                for c in list(g.ahead):
+                    c.on_stored_ahead(seq)
         for stream, seq, subject in batch.removed:
-            for c in self.by_stream.get(stream.name, {}).values():
-                c.on_removed(seq, subject)
+            idx = self.index.get(stream.name)
+            if idx is not None:
+                for c in list(idx.matching(subject.decode(errors="replace"))):
+                    c.on_removed(seq)
+        woken: set[Consumer] = set()
         for stream in batch.purged:
             for c in self.by_stream.get(stream.name, {}).values():
                 c.on_purged()
                 woken.add(c)
+        for name, groups in stored.items():
+            self._wake_hungry(self.index[name], groups, woken)
         for c in woken:
             c.wake.set()
 
+    @staticmethod
+    def _wake_hungry(idx: StreamIndex, groups: set[FilterGroup], woken: set[Consumer]) -> None:
+        for c in list(idx.hungry):
+            if c.deleted or not (c.is_push or c.waiting):
+                idx.hungry.discard(c)  # nothing waiting any more: no wakeups until its next request
+            elif c.group in groups:
+                woken.add(c)
+
     def _on_interest(self, subject: str, _queue: str | None, present: bool) -> None:
-        for group in self.by_stream.values():
-            for c in group.values():
-                if c.is_push and c.config.deliver_subject == subject:
-                    if present:
-                        c.inactive_since_ns = time.time_ns()
-                    c.on_interest_change()
-                elif present and c.waiting:  # a pull request may have been waiting for its inbox to show up
+        for c in list(self._by_deliver.get(subject, ())):
+            if present:
+                c.inactive_since_ns = time.time_ns()
+            c.on_interest_change()
+        if not present:
+            return
+        for idx in self.index.values():  # a pull request may have been waiting for its inbox to show up
+            for c in list(idx.hungry):
+                if not c.is_push and c.waiting:
                     c.on_interest_change()
 
     # ---- persistence ---------------------------------------------------------------------------------------
@@ -411,11 +483,11 @@ class ConsumerManager:
     def mark_dirty(self, c: Consumer) -> None:
         """State changed; it is persisted within LAZY_FLUSH (an ack with a reply flushes at once)."""
         self._dirty.add(c)
-        self._flush_soon()
+        self._flush_soon(LAZY_FLUSH * max(1, len(c.state.pending) // BIG_STATE))
 
-    def _flush_soon(self) -> None:
+    def _flush_soon(self, delay: float = LAZY_FLUSH) -> None:
         if self._lazy is None and not self._flush.is_set():
-            self._lazy = asyncio.get_running_loop().call_later(LAZY_FLUSH, self._flush.set)
+            self._lazy = asyncio.get_running_loop().call_later(delay, self._flush.set)
 
     def schedule_flush(self) -> None:
         self._flush.set()
@@ -469,14 +541,13 @@ class ConsumerManager:
         while True:
             await asyncio.sleep(0.5)
             now = time.time_ns()
-            for group in list(self.by_stream.values()):
-                for c in list(group.values()):
-                    if self._inactive(c, now):
-                        logger.info("consumer '%s > %s' inactive; deleting it", c.stream.name, c.name)
-                        try:
-                            await self._remove(c)
-                        except Exception:
-                            logger.exception("removing inactive consumer failed")
+            for c in list(self._expiring):  # only consumers with an inactive threshold: durables cost nothing
+                if not c.deleted and self._inactive(c, now):
+                    logger.info("consumer '%s > %s' inactive; deleting it", c.stream.name, c.name)
+                    try:
+                        await self._remove(c)
+                    except Exception:
+                        logger.exception("removing inactive consumer failed")
 
     def _inactive(self, c: Consumer, now: int) -> bool:
         threshold = c.config.inactive_threshold

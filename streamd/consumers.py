@@ -2,8 +2,10 @@
 
 All decisions about acks and redelivery are in ``acks`` (pure functions); this module applies them, reads
 messages, and sends deliveries and status messages over the leaf connection so receivers see the original subject
-and a ``$JS.ACK`` reply. Each consumer has one task (``run``) that wakes on new messages, acks, pull requests,
-interest changes and its own timers. State changes mark the consumer dirty; ``ConsumerManager`` persists them.
+and a ``$JS.ACK`` reply. A consumer with something to do has one task (``run``) that wakes on new messages, acks,
+pull requests, interest changes and its own timers; an idle one (no timer due, nothing waiting) has none: its task
+ends, and the next ``wake.set()`` starts a new one, so 100k idle consumers cost memory only.
+State changes mark the consumer dirty; ``ConsumerManager`` persists them.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from . import acks, consumer_rules, gojson, headers, reads, timefmt
 from .leaf import LeafConnection
 from .models import ConsumerConfig, DeliverPolicy, PullRequest, ReplayPolicy
 from .streams import Stream
+from .subject_tree import SubjectTree
 
 if TYPE_CHECKING:
+    from .consumer_index import FilterGroup
     from .consumer_manager import ConsumerManager
 
 logger = logging.getLogger(__name__)
@@ -33,6 +37,15 @@ NEVER = 2**63 - 1
 INTEREST_GRACE = 2_000_000_000  # how long a pull request may wait for the hub to report its inbox
 FC_LIMIT = 32 << 20  # the most bytes a push consumer keeps unacknowledged by flow control
 _PREFETCH = 128
+# The most messages one delivery step sends before it yields: a burst of redeliveries (100k coming due at once)
+# goes out in slices, so API requests and publishes are served in between.
+SLICE = 64
+# Expire passes scan every pending message: deadlines that come due one after another (a burst of 100k
+# deliveries) are handled in batches, at most one pass per EXPIRE_EVERY (or a quarter of the ack wait if
+# shorter), rather than one O(pending) scan per message. A redelivery may thus go out up to that much late.
+EXPIRE_EVERY = 100_000_000
+# Consumers with more filters than this match a subject through a subject tree instead of a scan of the filters.
+TREE_FILTERS = 8
 
 
 def settings_for(cfg: ConsumerConfig) -> acks.AckSettings:
@@ -75,7 +88,42 @@ class FlowControl:
     bytes_at_request: int = 0
 
 
-@dataclass(eq=False)
+class Wake:
+    """An event whose `set` also (re)starts the consumer's task when it had ended (idle consumers).
+
+    One waiter only (the consumer's task), so a single future replaces asyncio.Event's deque of waiters: with
+    100k consumers that deque alone would be ~75 MB."""
+
+    __slots__ = ("_flag", "_future", "_start")
+
+    def __init__(self, start: Callable[[], None]) -> None:
+        self._flag = False
+        self._future: asyncio.Future[None] | None = None
+        self._start = start
+
+    def set(self) -> None:
+        self._flag = True
+        if self._future is not None and not self._future.done():
+            self._future.set_result(None)
+        self._start()
+
+    def clear(self) -> None:
+        self._flag = False
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    async def wait(self) -> None:
+        if self._flag:
+            return
+        self._future = asyncio.get_running_loop().create_future()
+        try:
+            await self._future
+        finally:
+            self._future = None
+
+
+@dataclass(eq=False, slots=True)
 class Consumer:
     manager: ConsumerManager
     stream: Stream
@@ -85,10 +133,13 @@ class Consumer:
     state: acks.ConsumerState
     settings: acks.AckSettings = field(init=False)
     filters: list[str] = field(init=False)
-    num_pending: int = 0
+    group: FilterGroup | None = None  # set while the consumer is in its stream's index (see consumer_index)
+    _np: int = 0
+    _base: int = 0
+    _filter_tree: SubjectTree[str] | None = None
     lps: deque[int] = field(default_factory=deque)  # last_per_subject seqs still to deliver first
     waiting: deque[PullWaiter] = field(default_factory=deque)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: Wake = field(init=False)
     task: asyncio.Task[None] | None = None
     deleted: bool = False
     last_active_ns: int = 0
@@ -104,10 +155,12 @@ class Consumer:
     # Earliest ack deadline, or NEVER; 0 = unknown. Scanning pending (up to max_ack_pending entries) on every wake
     # would cost O(pending) per ack; deadlines are only added by deliveries, naks and +WPI, which lower this hint.
     _deadline_hint: int = 0
+    _last_expire_ns: int = 0
     _from_lps: bool = False
     _stepping: bool = False
 
     def __post_init__(self) -> None:
+        self.wake = Wake(self._ensure_task)
         self.configure(self.config)
         self._resume_seq = self.state.delivered.stream_seq + 1
         now = time.time_ns()
@@ -118,9 +171,25 @@ class Consumer:
         self.config = cfg
         self.settings = settings_for(cfg)
         self.filters = consumer_rules.filters(cfg)
+        self._filter_tree = None
+        if len(self.filters) > TREE_FILTERS:
+            self._filter_tree = SubjectTree()
+            for f in self.filters:
+                self._filter_tree.insert(f, f)
         self.paused_until_ns = timefmt.parse(cfg.pause_until) if isinstance(cfg.pause_until, str) else 0
 
     # ---- properties ----------------------------------------------------------------------------------------
+
+    @property
+    def num_pending(self) -> int:
+        """Messages still to deliver: own count plus the matching messages the group stored since (O(1))."""
+        group = self.group
+        return self._np + (group.added - self._base if group is not None else 0)
+
+    @num_pending.setter
+    def num_pending(self, value: int) -> None:
+        self._np = value
+        self._base = self.group.added if self.group is not None else 0
 
     @property
     def is_push(self) -> bool:
@@ -141,6 +210,8 @@ class Consumer:
         return self.paused_until_ns > now_ns
 
     def matches(self, subject: str) -> bool:
+        if self._filter_tree is not None:
+            return next(self._filter_tree.match(subject), None) is not None
         return reads.matches_any(self.filters, subject)
 
     def touch(self) -> None:
@@ -148,14 +219,18 @@ class Consumer:
 
     # ---- events from the outside ---------------------------------------------------------------------------
 
-    def on_stored(self, seq: int, subject: bytes) -> None:
-        if seq > self.state.delivered.stream_seq and (not self.filters or self.matches(subject.decode())):
-            self.num_pending += 1
+    def on_stored_ahead(self, seq: int) -> None:
+        """A matching message was stored while this consumer starts beyond the stream's end (group.ahead)."""
+        delivered = self.state.delivered.stream_seq
+        if seq <= delivered:
+            self._np -= 1  # the group counted it, but it is not pending for this consumer
+        if seq >= delivered and self.group is not None:
+            self.group.ahead.discard(self)
 
-    def on_removed(self, seq: int, subject: bytes) -> None:
+    def on_removed(self, seq: int) -> None:
+        """A message this consumer's filters select left the stream (the caller matched the subject)."""
         if seq > self.state.delivered.stream_seq and seq not in self.lps:
-            if not self.filters or self.matches(subject.decode()):
-                self.num_pending = max(0, self.num_pending - 1)
+            self.num_pending = max(0, self.num_pending - 1)
         if seq in self.lps:
             self.lps.remove(seq)
             self.num_pending = max(0, self.num_pending - 1)
@@ -214,6 +289,7 @@ class Consumer:
                 created_ns=now_ns,
             )
         )
+        self.manager.want_messages(self)
         if self._stepping or self.paused(now_ns) or self._deadline_hint <= now_ns:
             self.wake.set()  # the task has work to do first (or is doing it)
         elif self._deliver_pull_now(now_ns) or self.waiting:
@@ -242,10 +318,10 @@ class Consumer:
         elif ack.kind is acks.AckKind.NAK:
             if acks.on_nak(st, s, seq, now_ns, ack.delay_ns):
                 self.manager.advise_nak(self, info)
-                self._deadline_hint = 0
+                self._lower_hint(seq)
         elif ack.kind is acks.AckKind.PROGRESS:
             if acks.on_progress(st, s, seq, now_ns):
-                self._deadline_hint = 0
+                self._lower_hint(seq)
         elif ack.kind is acks.AckKind.TERM:
             if acks.on_term(st, seq):
                 done = [seq]
@@ -254,6 +330,13 @@ class Consumer:
         if self.waiting or self.is_push:  # freed capacity or a redelivery: only useful to someone waiting
             self.wake.set()
         return done
+
+    def _lower_hint(self, seq: int) -> None:
+        """A message got a new deadline: the hint stays a lower bound without an O(pending) rescan (a hint
+        that is too early only costs one expire pass that finds nothing)."""
+        entry = self.state.pending.get(seq)
+        if entry is not None and entry.deadline_ns and self._deadline_hint and entry.deadline_ns < self._deadline_hint:
+            self._deadline_hint = entry.deadline_ns
 
     def on_fc_reply(self, subject: str) -> None:
         fc = self.fc
@@ -278,9 +361,15 @@ class Consumer:
 
     # ---- the delivery task ---------------------------------------------------------------------------------
 
+    def _ensure_task(self) -> None:
+        if not self.deleted and (self.task is None or self.task.done()):
+            self.manager.start_task(self)
+
     async def run(self) -> None:
         while not self.deleted:
             timeout = self._next_wakeup()
+            if timeout is None and not self.wake.is_set():
+                return  # idle: no timer and nothing to do; the next wake.set() starts a new task
             if timeout is None or timeout > 0:
                 try:
                     async with asyncio.timeout(timeout):
@@ -307,7 +396,7 @@ class Consumer:
         if not self._deadline_hint:
             self._deadline_hint = acks.next_deadline(self.state) or NEVER
         if self._deadline_hint != NEVER:
-            times.append(self._deadline_hint)
+            times.append(self._expire_due_at())
         for w in self.waiting:
             if w.expires_ns:
                 times.append(w.expires_ns)
@@ -323,10 +412,13 @@ class Consumer:
         return max(0.0, (min(times) - now) / 1e9)
 
     async def _step(self, now: int) -> None:
-        if not self._deadline_hint or now >= self._deadline_hint:
+        if not self._deadline_hint:
+            self._deadline_hint = acks.next_deadline(self.state) or NEVER
+        if self._deadline_hint != NEVER and now >= self._expire_due_at():
             for event in acks.expire(self.state, self.settings, now):
                 self.manager.advise_max_deliveries(self, event)
                 self.touch()
+            self._last_expire_ns = now
             self._deadline_hint = acks.next_deadline(self.state) or NEVER
         self._expire_waiters(now)
         if self.is_push:
@@ -339,6 +431,12 @@ class Consumer:
             await self._deliver_push(now)
         else:
             await self._deliver_pull(now)
+
+    def _expire_due_at(self) -> int:
+        """When the next expire pass may run: the earliest deadline, but not sooner than EXPIRE_EVERY after the
+        last pass (see EXPIRE_EVERY)."""
+        gap = min(EXPIRE_EVERY, max(1_000_000, self.settings.ack_wait_ns // 4))
+        return max(self._deadline_hint, self._last_expire_ns + gap)
 
     def _expire_waiters(self, now: int) -> None:
         keep: deque[PullWaiter] = deque()
@@ -376,9 +474,12 @@ class Consumer:
     async def _deliver_pull(self, now: int) -> None:
         while self._deliver_pull_now(now):
             await self.leaf.wait_writable()
+            await asyncio.sleep(0)  # one slice sent: let requests, publishes and other consumers in
 
     def _deliver_pull_now(self, now: int) -> bool:
-        """Serve waiting pull requests with what is available; True when stopped by leaf back-pressure."""
+        """Serve waiting pull requests with what is available; True when stopped by leaf back-pressure or
+        after a slice of SLICE messages (the caller yields and calls again)."""
+        sent = 0
         while self.waiting:
             w = self.waiting[0]
             if not self.leaf.connected:
@@ -413,7 +514,8 @@ class Consumer:
                     self._status(w.reply, 409, "Batch Completed", self._pending_headers(w))
             elif w.max_bytes and w.bytes_sent >= w.max_bytes:
                 self.waiting.popleft()  # the byte budget is spent exactly: the request is over
-            if self.leaf.pending_bytes > 4 << 20:
+            sent += 1
+            if sent >= SLICE or self.leaf.pending_bytes > 4 << 20:
                 return True
         return False
 
@@ -446,7 +548,7 @@ class Consumer:
             rate = self.config.rate_limit_bps
             if isinstance(rate, int) and rate > 0:
                 await asyncio.sleep(size * 8 / rate)
-            elif sent % 256 == 0 or self.leaf.pending_bytes > 4 << 20:
+            elif sent % SLICE == 0 or self.leaf.pending_bytes > 4 << 20:
                 await self.leaf.wait_writable()
                 await asyncio.sleep(0)  # let acks and other consumers in
 
@@ -579,7 +681,10 @@ class Consumer:
             if start > self.stream.committed.last_seq:
                 return None
             with self.manager.store.read() as txn:
-                got, self._resume_seq = reads.next_matching(txn, self.stream, self.filters, start, _PREFETCH)
+                match = self.matches if self._filter_tree is not None else None
+                got, self._resume_seq = reads.next_matching(
+                    txn, self.stream, self.filters, start, _PREFETCH, match=match
+                )
             self._buffer.extend(got)
             if not got:
                 return None

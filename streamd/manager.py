@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -11,9 +12,14 @@ from msgspec import UNSET
 from . import config_rules, errors, reads, streams, subjects, timefmt
 from .models import StreamConfig, StreamInfo, StreamState
 from .store import Counters, Store, StreamRecord
+from .subject_tree import SubjectTree
 from .writer import Writer
 
 logger = logging.getLogger(__name__)
+# Configs with more subjects than this are normalized and checked for overlap in a worker thread, so a huge
+# create request never holds the event loop (the GIL is handed back to the loop every few milliseconds).
+OFF_LOOP_SUBJECTS = 2000
+INDEX_SLICE = 2000
 
 SubjectsChanged = Callable[[streams.Stream, list[str], list[str]], Awaitable[None]]
 Advise = Callable[[str, str], Awaitable[None]]
@@ -30,6 +36,10 @@ class StreamManager:
         self.on_deleted: Callable[[str], Awaitable[None]] | None = None
         self.consumer_count: Callable[[str], int] = lambda _name: 0
         self.dropped: list[int] = []  # deleted streams whose rows are still being collected
+        # Every stream's subjects -> stream name: overlap checks and subject filters in O(subjects * depth).
+        # Changed only under `_changing` (on the loop), so a worker thread may read it while a change is checked.
+        self.index: SubjectTree[str] = SubjectTree()
+        self._changing = asyncio.Lock()
 
     def recover(self) -> None:
         """Load every stream's record and counters: one read per stream, no scans of messages."""
@@ -42,6 +52,7 @@ class StreamManager:
             self.streams[rec.config.name] = streams.Stream(
                 rec.id, rec.config, rec.created_ns, counters, dbs, self.domain
             )
+            self._index(rec.config.name, [], rec.config.subjects)
         self.dropped = self.store.dropped()
 
     def get(self, name: str) -> streams.Stream:
@@ -50,24 +61,55 @@ class StreamManager:
             raise errors.STREAM_NOT_FOUND()
         return stream
 
-    def _check_overlap(self, cfg: StreamConfig) -> None:
-        from .subjects import collide
+    def names_overlapping(self, subject: str) -> set[str]:
+        """Names of the streams with a subject that overlaps `subject` (STREAM.NAMES/LIST filters)."""
+        return set(self.index.colliding(subject))
 
-        for other in self.streams.values():
-            if other.name == cfg.name:
-                continue
-            for mine in cfg.subjects:
-                if any(collide(mine, theirs) for theirs in other.config.subjects):
-                    raise errors.SUBJECT_OVERLAP()
+    def _index(self, name: str, old: list[str], new: list[str]) -> None:
+        for subject in old:
+            self.index.remove(subject, name)
+        for subject in new:
+            self.index.insert(subject, name)
+
+    async def _reindex(self, name: str, old: list[str], new: list[str]) -> None:
+        """`_index` in slices (100k subjects take ~0.5 s): other requests are answered in between."""
+        for i in range(0, len(old), INDEX_SLICE):  # all removals first: a kept subject is removed, then added
+            self._index(name, old[i : i + INDEX_SLICE], [])
+            await asyncio.sleep(0)
+        for i in range(0, len(new), INDEX_SLICE):
+            self._index(name, [], new[i : i + INDEX_SLICE])
+            await asyncio.sleep(0)
+
+    def _check_overlap(self, cfg: StreamConfig) -> None:
+        """No subject of `cfg` may overlap another stream's: O(len(cfg.subjects) * depth) through the index."""
+        for mine in cfg.subjects:
+            if self.index.collides(mine, ignore=cfg.name):
+                raise errors.SUBJECT_OVERLAP()
+
+    def _normalize_checked(self, requested: StreamConfig, old: StreamConfig | None) -> StreamConfig:
+        cfg = config_rules.normalize(requested)
+        if old is not None:
+            config_rules.check_update(old, cfg)
+        self._check_overlap(cfg)
+        return cfg
+
+    async def _prepare(self, requested: StreamConfig, old: StreamConfig | None = None) -> StreamConfig:
+        """Normalize and check a config; a large one in a worker thread (the index is not changed meanwhile)."""
+        if len(requested.subjects or ()) <= OFF_LOOP_SUBJECTS:
+            return self._normalize_checked(requested, old)
+        return await asyncio.to_thread(self._normalize_checked, requested, old)
 
     async def create(self, requested: StreamConfig) -> tuple[streams.Stream, bool]:
-        cfg = config_rules.normalize(requested)
+        async with self._changing:
+            return await self._create(requested)
+
+    async def _create(self, requested: StreamConfig) -> tuple[streams.Stream, bool]:
+        cfg = await self._prepare(requested)
         existing = self.streams.get(cfg.name)
         if existing is not None:
             if msgspec.structs.asdict(existing.config) != msgspec.structs.asdict(cfg):
                 raise errors.STREAM_NAME_EXISTS()
             return existing, True
-        self._check_overlap(cfg)
         domain = self.domain
 
         def create(b: streams.Batch) -> streams.Stream:
@@ -84,17 +126,20 @@ class StreamManager:
 
         stream = await self.writer.call(create)
         self.streams[cfg.name] = stream
-        logger.info("stream '%s' created, subjects %s", cfg.name, ",".join(cfg.subjects))
+        await self._reindex(cfg.name, [], cfg.subjects)
+        logger.info("stream '%s' created, subjects %s", cfg.name, _some(cfg.subjects))
         if self.on_subjects:
             await self.on_subjects(stream, [], list(cfg.subjects))
         await self._advise(cfg.name, "create")
         return stream, True
 
     async def update(self, requested: StreamConfig) -> streams.Stream:
+        async with self._changing:
+            return await self._update(requested)
+
+    async def _update(self, requested: StreamConfig) -> streams.Stream:
         stream = self.get(requested.name)
-        cfg = config_rules.normalize(requested)
-        config_rules.check_update(stream.config, cfg)
-        self._check_overlap(cfg)
+        cfg = await self._prepare(requested, stream.config)
         old_subjects = list(stream.config.subjects)
 
         def update(b: streams.Batch) -> None:
@@ -108,6 +153,7 @@ class StreamManager:
                 raise
 
         await self.writer.call(update)
+        await self._reindex(cfg.name, old_subjects, cfg.subjects)
         logger.info("stream '%s' updated", cfg.name)
         if self.on_subjects:  # subjects or allow_direct may have changed
             await self.on_subjects(stream, old_subjects, list(cfg.subjects))
@@ -115,16 +161,18 @@ class StreamManager:
         return stream
 
     async def delete(self, name: str) -> None:
-        stream = self.get(name)
+        async with self._changing:
+            stream = self.get(name)
 
-        def delete(b: streams.Batch) -> bool:
-            b.store.drop_stream(b.txn, stream.name, stream.id)
-            stream.deleted = True
-            return b.store.collect(b.txn, stream.id)
+            def delete(b: streams.Batch) -> bool:
+                b.store.drop_stream(b.txn, stream.name, stream.id)
+                stream.deleted = True
+                return b.store.collect(b.txn, stream.id)
 
-        if not await self.writer.call(delete):
-            self.dropped.append(stream.id)  # the retention loop collects the rest, a chunk at a time
-        self.streams.pop(name, None)
+            if not await self.writer.call(delete):
+                self.dropped.append(stream.id)  # the retention loop collects the rest, a chunk at a time
+            self.streams.pop(name, None)
+            await self._reindex(name, stream.config.subjects, [])
         logger.info("stream '%s' deleted", name)
         if self.on_deleted:
             await self.on_deleted(name)
@@ -241,3 +289,9 @@ def stored_config_problem(cfg: StreamConfig) -> str:
     except Exception as exc:  # a config that breaks the rules themselves
         return repr(exc)
     return ""
+
+
+def _some(items: list[str], limit: int = 10) -> str:
+    """A log line names a few subjects, never a megabyte of them."""
+    more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+    return ",".join(items[:limit]) + more

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import lmdb
 
 from . import errors, subjects
@@ -100,14 +102,21 @@ def matches_any(filters: list[str], subject: str) -> bool:
 
 
 def next_matching(
-    txn: lmdb.Transaction, stream: Stream, filters: list[str], start: int, limit: int, scan_limit: int = 10_000
+    txn: lmdb.Transaction,
+    stream: Stream,
+    filters: list[str],
+    start: int,
+    limit: int,
+    scan_limit: int = 10_000,
+    match: Callable[[str], bool] | None = None,
 ) -> tuple[list[Found], int]:
     """Up to `limit` messages with seq >= start that the filters select, in order; -> (found, resume_seq).
 
     `resume_seq` is where a later call may continue: after the last record this read transaction saw (returned,
     or scanned and skipped; a filtered scan gives up after `scan_limit` records so a sparse filter never stalls
     the loop). It is never derived from the stream's live counters: those may already include commits that this
-    snapshot does not, and skipping past them would lose those messages for the consumer.
+    snapshot does not, and skipping past them would lose those messages for the consumer. `match` replaces the
+    scan over `filters` per message (a consumer with thousands of filters passes its subject tree).
     """
     out: list[Found] = []
     start = max(start, 1)
@@ -131,7 +140,7 @@ def next_matching(
     for key, raw in scan(txn.cursor(db=stream.dbs.msgs), stream.dbs.prefix, SEQ.pack(start)):
         seq = key_seq(key)
         scanned += 1
-        if every or matches_any(filters, message_subject_str(raw)):
+        if every or (match(message_subject_str(raw)) if match else matches_any(filters, message_subject_str(raw))):
             out.append(Found(seq, raw))
             if len(out) >= limit:
                 return out, seq + 1

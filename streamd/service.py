@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import gc
 import logging
 import os
 import signal
@@ -56,6 +57,9 @@ STEP_TIMEOUT = 2.0  # each network step of the stop path (flush, close)
 DRAIN_TIMEOUT = 5.0  # the writer committing and answering what it took
 HARD_EXIT_AFTER = 10.0  # after SIGTERM, the process ends even if the graceful stop has not
 DOWN_WARNING_EVERY = 5.0  # seconds between "not connected" warnings
+FREEZE_EVERY = 5000
+BIG_REQUEST = 32 << 10  # API requests at least this large are answered in a task of their own
+MAX_BIG_IN_FLIGHT = 4  # beyond this, a large request holds its queue like any other (memory stays bounded)
 
 
 class StartupError(RuntimeError):
@@ -82,6 +86,7 @@ class Service:
         self._direct_subs: dict[str, list[Any]] = {}
         self._api_subs: list[Any] = []
         self._api_workers: list[asyncio.Task[None]] = []
+        self._api_tasks: set[asyncio.Task[None]] = set()  # large API requests in flight
         self._ack_subs: list[Any] = []
         self.url = ""
         self._overload_logged = 0.0
@@ -471,10 +476,22 @@ class Service:
         while True:
             subject, reply, data, hdrs = await queue.take()
             assert self.ctx is not None
-            try:
-                await api.dispatch(self.ctx, subject[cut:], reply, data, hdrs)
-            except Exception:  # dispatch answers its own errors; this only guards the worker's life
-                logger.exception("API request on %r was not answered", subject[:200])
+            call = self._answer(subject, cut, reply, data, hdrs)
+            if len(data) < BIG_REQUEST or len(self._api_tasks) >= MAX_BIG_IN_FLIGHT:
+                await call
+                continue
+            # A large request (a create with 100k subjects) may take seconds: it must not hold the requests
+            # queued behind it on this subscription (INFO, other streams). Changes stay ordered by the manager.
+            task = asyncio.get_running_loop().create_task(call, name="streamd-api-large")
+            self._api_tasks.add(task)
+            task.add_done_callback(self._api_tasks.discard)
+
+    async def _answer(self, subject: bytes, cut: int, reply: bytes, data: bytes, hdrs: bytes | None) -> None:
+        assert self.ctx is not None
+        try:
+            await api.dispatch(self.ctx, subject[cut:], reply, data, hdrs)
+        except Exception:  # dispatch answers its own errors; this only guards the worker's life
+            logger.exception("API request on %r was not answered", subject[:200])
 
     async def _subscribe_acks(self, conn: Connection, consumers: ConsumerManager) -> None:
         """Acks, flow-control replies and pull requests take the raw path: no Msg objects, no queue hop."""
@@ -519,13 +536,21 @@ class Service:
         assert conn is not None
         name = stream.name
         current = self._ingest_subs.setdefault(name, {})
-        wanted = set(new)
-        for subject in [s for s in current if s not in wanted]:
+        wanted = set(new)  # a set: 100k subjects must not cost 100k * 100k comparisons
+        for i, subject in enumerate([s for s in current if s not in wanted]):
             await conn.unsubscribe_raw(current.pop(subject))
+            if i % 100 == 99:
+                await asyncio.sleep(0)  # let other requests in between long runs of (un)subscribes
         handler = self._ingest_handler(stream)
-        for subject in new:
+        for i, subject in enumerate(new):
             if subject not in current:
                 current[subject] = await conn.subscribe_raw(subject, handler)
+            if i % 100 == 99:
+                await asyncio.sleep(0)
+            if i % FREEZE_EVERY == FREEZE_EVERY - 1:
+                # Long-lived subscriptions would make every full GC pass rescan them (pauses of 0.1-0.7 s with
+                # 100k): move what exists now out of the collector's generations.
+                gc.freeze()
         if not current:
             del self._ingest_subs[name]
         await self._update_direct(conn, stream, bool(new) and stream.config.allow_direct)
@@ -583,7 +608,7 @@ class Service:
         for sub in self._api_subs:
             with contextlib.suppress(Exception):
                 await conn.unsubscribe_raw(sub)
-        for task in self._api_workers:
+        for task in (*self._api_workers, *self._api_tasks):
             task.cancel()
         raw = [s for group in self._ingest_subs.values() for s in group.values()]
         raw += [s for group in self._direct_subs.values() for s in group]

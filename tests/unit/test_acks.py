@@ -575,3 +575,55 @@ class ConsumerMachine(RuleBasedStateMachine):
 
 ConsumerMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 TestConsumerMachine = ConsumerMachine.TestCase
+
+
+# ---- the redeliver queue without scans ----------------------------------------------------------------------------
+
+
+@given(
+    n=st.integers(1, 30),
+    ops=st.lists(st.tuples(st.sampled_from(["redeliver", "ack", "nak", "progress", "term"]), st.integers(0, 29))),
+)
+def test_redeliver_queue_follows_a_list_model(n: int, ops: list[tuple[str, int]]) -> None:
+    """The queue fast paths (head removal, no search for messages with a deadline) keep exactly the order a plain
+    list with remove/append would: redeliveries in queue order, naks at the end, acks/terms/progress removing."""
+    cfg = AckSettings(ack_policy=AckPolicy.EXPLICIT, ack_wait_ns=10)
+    state = ConsumerState()
+    _deliver(state, cfg, *range(1, n + 1), now=1)
+    acks.expire(state, cfg, 100)
+    model = list(range(1, n + 1))
+    now = 100
+    for op, pick in ops:
+        seq = pick % n + 1
+        if op == "redeliver":
+            head = acks.next_to_redeliver(state, cfg)
+            assert head == (model[0] if model else None)
+            if head is not None:
+                acks.on_deliver(state, cfg, head, now)
+                model.remove(head)
+        elif op == "ack":
+            acks.on_ack(state, cfg, seq)
+            if seq in model:
+                model.remove(seq)
+        elif op == "term":
+            acks.on_term(state, seq)
+            if seq in model:
+                model.remove(seq)
+        elif op == "progress":
+            if acks.on_progress(state, cfg, seq, now) and seq in model:
+                model.remove(seq)
+        elif acks.on_nak(state, cfg, seq, now) and seq not in model:
+            model.append(seq)
+        assert state.redeliver_queue == model
+
+
+def test_acking_a_message_with_a_deadline_never_searches_the_queue() -> None:
+    cfg = AckSettings(ack_policy=AckPolicy.EXPLICIT, ack_wait_ns=10)
+    state = ConsumerState()
+    _deliver(state, cfg, 1, 2, 3, now=1)
+    acks.expire(state, cfg, 100)  # 1, 2, 3 queued
+    acks.on_deliver(state, cfg, 1, 100)  # the head goes out again: it has a deadline, not queued
+    assert state.redeliver_queue == [2, 3]
+    state.redeliver_queue.append(1)  # a queue entry a scan would find; the deadline says it is not queued
+    acks.on_ack(state, cfg, 1)
+    assert state.redeliver_queue == [2, 3, 1]  # untouched: no search was made
