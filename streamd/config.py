@@ -41,6 +41,7 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     batch_linger_ms: float = 1.0  # under load, wait this long for more writes before the next commit
     map_size_mib: int = 1024  # initial LMDB map size; it doubles by itself when full
     check_api: bool = True  # refuse to start when someone already answers the API prefix
+    claim_window: float = 0.5  # seconds a starting instance waits for rivals' answers (streamd.claim)
 
     @property
     def api_prefix(self) -> str:

@@ -156,6 +156,7 @@ class Consumer:
     # would cost O(pending) per ack; deadlines are only added by deliveries, naks and +WPI, which lower this hint.
     _deadline_hint: int = 0
     _last_expire_ns: int = 0
+    _sleep_until_ns: int = NEVER  # when the task's wait ends by itself (NEVER: no timer, or no task)
     _from_lps: bool = False
     _stepping: bool = False
 
@@ -274,6 +275,8 @@ class Consumer:
                 self._status(reply, 409, "Exceeded MaxWaiting")
                 return
         self.last_active_ns = now_ns
+        if req.no_wait and not self._stepping:
+            self._expire_if_due(now_ns)  # its answer depends on redeliveries that are due, task or no task
         if req.no_wait and not req.expires and (self.paused(now_ns) or self._available() <= 0):
             self._status(reply, 404, "No Messages")  # nothing for it now: a no_wait request never queues
             return
@@ -292,10 +295,16 @@ class Consumer:
         self.manager.want_messages(self)
         if self._stepping or self.paused(now_ns) or self._deadline_hint <= now_ns:
             self.wake.set()  # the task has work to do first (or is doing it)
-        elif self._deliver_pull_now(now_ns) or self.waiting:
+        elif self._deliver_pull_now(now_ns) or self.waiting or self._timer_needed():
             # Served at once without a trip through the task; the task takes over what is left (back-pressure,
-            # or a request still open: it must arm the timers for its expiry and heartbeats).
+            # or a request still open: it must arm the timers for its expiry and heartbeats), and keeps the ack
+            # wait timer of what was just delivered (an idle task has ended; see Wake).
             self.wake.set()
+
+    def _timer_needed(self) -> bool:
+        """A deadline earlier than the task's own wake-up, or any deadline when no task waits on a timer (an idle
+        task has ended; see Wake). A task in its step recomputes its timer afterwards."""
+        return self._deadline_hint < self._sleep_until_ns and not self._stepping
 
     def _check_pull(self, req: PullRequest) -> str:
         cfg = self.config
@@ -371,11 +380,14 @@ class Consumer:
             if timeout is None and not self.wake.is_set():
                 return  # idle: no timer and nothing to do; the next wake.set() starts a new task
             if timeout is None or timeout > 0:
+                self._sleep_until_ns = NEVER if timeout is None else time.time_ns() + int(timeout * 1e9)
                 try:
                     async with asyncio.timeout(timeout):
                         await self.wake.wait()
                 except TimeoutError:
                     pass
+                finally:
+                    self._sleep_until_ns = NEVER
             self.wake.clear()
             if self.deleted:
                 break
@@ -412,14 +424,7 @@ class Consumer:
         return max(0.0, (min(times) - now) / 1e9)
 
     async def _step(self, now: int) -> None:
-        if not self._deadline_hint:
-            self._deadline_hint = acks.next_deadline(self.state) or NEVER
-        if self._deadline_hint != NEVER and now >= self._expire_due_at():
-            for event in acks.expire(self.state, self.settings, now):
-                self.manager.advise_max_deliveries(self, event)
-                self.touch()
-            self._last_expire_ns = now
-            self._deadline_hint = acks.next_deadline(self.state) or NEVER
+        self._expire_if_due(now)
         self._expire_waiters(now)
         if self.is_push:
             self._push_heartbeat(now)
@@ -431,6 +436,17 @@ class Consumer:
             await self._deliver_push(now)
         else:
             await self._deliver_pull(now)
+
+    def _expire_if_due(self, now: int) -> None:
+        """Move deliveries whose ack wait ran out to the redeliver queue (at most one pass per EXPIRE_EVERY)."""
+        if not self._deadline_hint:
+            self._deadline_hint = acks.next_deadline(self.state) or NEVER
+        if self._deadline_hint != NEVER and now >= self._expire_due_at():
+            for event in acks.expire(self.state, self.settings, now):
+                self.manager.advise_max_deliveries(self, event)
+                self.touch()
+            self._last_expire_ns = now
+            self._deadline_hint = acks.next_deadline(self.state) or NEVER
 
     def _expire_due_at(self) -> int:
         """When the next expire pass may run: the earliest deadline, but not sooner than EXPIRE_EVERY after the

@@ -320,7 +320,7 @@ class Service:
 
     async def _claim_api(self, conn: Connection) -> Claim:
         """Claim the API prefix through the server (streamd.claim: race-free on one server)."""
-        claim = Claim(conn, self.config.api_prefix)
+        claim = Claim(conn, self.config.api_prefix, self.config.claim_window)
         acquire = asyncio.ensure_future(claim.acquire())
         stopped = asyncio.ensure_future(self._stop.wait())
         try:

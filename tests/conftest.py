@@ -54,6 +54,9 @@ async def start_service(nats_server: NatsServer, tmp_path: Path) -> AsyncIterato
             "server": nats_server.url,
             "leaf": nats_server.leaf_url,
             "data": tmp_path / "data",
+            # one instance per test: the claim only has to see that nobody objects on this loopback server (the
+            # claim tests set the production window)
+            "claim_window": 0.05,
             **overrides,
         }
         service = Service(ServiceConfig(**settings))

@@ -17,7 +17,7 @@ import nats.errors
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from streamd.claim import Announcement, winner
+from streamd.claim import DEFAULT_WINDOW, Announcement, winner
 from streamd.service import StartupError
 from tests.conftest import RunningService, StartService
 from tests.helpers import read_until, start_streamd_process, wait_for
@@ -271,8 +271,8 @@ async def test_two_instances_started_at_the_same_instant_never_both_serve(
 ) -> None:
     for round_ in range(10):
         results = await asyncio.gather(
-            start_service(data=tmp_path / f"a{round_}"),
-            start_service(data=tmp_path / f"b{round_}"),
+            start_service(data=tmp_path / f"a{round_}", claim_window=DEFAULT_WINDOW),
+            start_service(data=tmp_path / f"b{round_}", claim_window=DEFAULT_WINDOW),
             return_exceptions=True,
         )
         serving = [r for r in results if isinstance(r, RunningService)]
@@ -286,7 +286,7 @@ async def test_a_newcomer_is_refused_by_a_running_instance(
     streamd: RunningService, start_service: StartService, tmp_path: Path
 ) -> None:
     with pytest.raises(StartupError, match="already answered|another streamd"):
-        await start_service(data=tmp_path / "second")
+        await start_service(data=tmp_path / "second", claim_window=DEFAULT_WINDOW)
     assert streamd.service.health().connected
 
 

@@ -238,3 +238,33 @@ async def test_progress_after_a_redelivery_keeps_the_timer_right(nc: Client, js:
     again = await sub.fetch(1, timeout=5)  # never acked: after the renewed ack wait it comes back once more
     assert [m.metadata.num_delivered for m in again] == [3]
     await again[0].ack()
+
+
+async def test_a_delivery_served_inline_to_an_idle_consumer_keeps_its_ack_timer(
+    nc: Client, js: JetStreamContext, streamd: RunningService
+) -> None:
+    """An idle consumer has no task; a pull request is then served inline. The message it got must still come back
+    after ack_wait, also to requests that do not wait (no_wait answers from what is due, task or no task)."""
+    await js.add_stream(name="IDLE", subjects=["idle"])
+    await js.publish("idle", b"once")
+    sub = await js.pull_subscribe("idle", durable="i", stream="IDLE", config=ConsumerConfig(ack_wait=1))
+    assert streamd.service.ctx is not None
+    consumer = streamd.service.ctx.consumers.get("IDLE", "i")
+    await wait_for(lambda: consumer.task is None or consumer.task.done())  # idle: its first step found nothing
+    [first] = await sub.fetch(1, timeout=5)
+    assert first.metadata.num_delivered == 1
+    await wait_for(lambda: consumer.task is not None and not consumer.task.done())  # its ack wait has a timer
+
+    async def redelivered() -> bool:
+        inbox = nc.new_inbox()
+        probe = await nc.subscribe(inbox)
+        await nc.publish("$JS.API.CONSUMER.MSG.NEXT.IDLE.i", b'{"batch": 1, "no_wait": true}', reply=inbox)
+        reply = await probe.next_msg(timeout=5)
+        await probe.unsubscribe()
+        if reply.headers and reply.headers.get("Status") == "404":
+            return False
+        assert reply.data == b"once"
+        await nc.publish(reply.reply, b"+ACK")
+        return True
+
+    await wait_for(redelivered, timeout=10)
