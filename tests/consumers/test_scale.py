@@ -15,6 +15,7 @@ from typing import Any
 
 import nats
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
@@ -27,6 +28,16 @@ async def _api(nc: Client, subject: str, body: dict[str, Any], timeout: float = 
     reply = await nc.request(subject, json.dumps(body).encode(), timeout=timeout)
     out: dict[str, Any] = json.loads(reply.data)
     return out
+
+
+async def _next_no_wait(nc: Client, stream: str, consumer: str) -> Msg:
+    """One no_wait pull, read on an inbox of its own (the leaf must know it before the request is served)."""
+    inbox = nc.new_inbox()
+    probe = await nc.subscribe(inbox)
+    await nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}", b'{"batch": 1, "no_wait": true}', reply=inbox)
+    reply = await probe.next_msg(timeout=5)
+    await probe.unsubscribe()
+    return reply
 
 
 async def _create_durables(nc: Client, stream: str, configs: list[dict[str, Any]]) -> None:
@@ -224,11 +235,7 @@ async def test_progress_after_a_redelivery_keeps_the_timer_right(nc: Client, js:
     await sub.fetch(1, timeout=5)
 
     async def redelivered_then_in_progress() -> bool:
-        inbox = nc.new_inbox()
-        probe = await nc.subscribe(inbox)
-        await nc.publish("$JS.API.CONSUMER.MSG.NEXT.WPI.w", b'{"batch": 1, "no_wait": true}', reply=inbox)
-        reply = await probe.next_msg(timeout=5)
-        await probe.unsubscribe()
+        reply = await _next_no_wait(nc, "WPI", "w")
         if reply.headers and reply.headers.get("Status") == "404":
             return False  # the first ack wait has not run out yet
         await nc.publish(reply.reply, b"+WPI")  # the second delivery: keep it in progress
@@ -256,11 +263,7 @@ async def test_a_delivery_served_inline_to_an_idle_consumer_keeps_its_ack_timer(
     await wait_for(lambda: consumer.task is not None and not consumer.task.done())  # its ack wait has a timer
 
     async def redelivered() -> bool:
-        inbox = nc.new_inbox()
-        probe = await nc.subscribe(inbox)
-        await nc.publish("$JS.API.CONSUMER.MSG.NEXT.IDLE.i", b'{"batch": 1, "no_wait": true}', reply=inbox)
-        reply = await probe.next_msg(timeout=5)
-        await probe.unsubscribe()
+        reply = await _next_no_wait(nc, "IDLE", "i")
         if reply.headers and reply.headers.get("Status") == "404":
             return False
         assert reply.data == b"once"
