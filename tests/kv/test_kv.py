@@ -629,7 +629,6 @@ async def test_watcher_survives_a_streamd_outage_longer_than_its_heartbeats(
         await kv.put("a", b"1")
         watcher = await kv.watchall()
         assert [summary(e) for e in await initial_values(watcher)] == [("a", b"1", 1, None)]
-        first = watcher._sub._consumer
 
         await service.stop()
         await wait_for(lambda: errors, timeout=45)  # a re-creation attempt failed while streamd was down
@@ -637,7 +636,8 @@ async def test_watcher_survives_a_streamd_outage_longer_than_its_heartbeats(
 
         await kv.put("b", b"after outage")
         assert summary(await watcher.updates(timeout=45)) == ("b", b"after outage", 2, None)
-        assert watcher._sub._consumer != first
+        # Either nats-py's next attempt re-created the consumer, or the restarted streamd (which keeps ephemeral
+        # consumers, as a file-backed JetStream does) resumed the old one before that attempt: both are right.
         await kv.put("a", b"3")
         assert summary(await watcher.updates(timeout=10)) == ("a", b"3", 3, None)
         await watcher.stop()
