@@ -566,7 +566,8 @@ async def test_watcher_recreates_its_consumer_when_it_vanishes(js: JetStreamCont
     await kv.put("b", b"while gone")  # not delivered to anyone: the consumer is gone
 
     assert summary(await watcher.updates(timeout=45)) == ("b", b"while gone", 2, None)
-    assert watcher._sub._consumer != first
+    # nats-py records the new consumer's name when the create reply arrives, which may be after its first message
+    await wait_for(lambda: watcher._sub._consumer != first)
     await kv.put("a", b"3")
     assert summary(await watcher.updates(timeout=5)) == ("a", b"3", 3, None)
     info = await js.consumer_info("KV_rc", watcher._sub._consumer)
