@@ -24,7 +24,7 @@ import nats
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.natsd: the suite's nats-server runner
 
 from streamd import Service, ServiceConfig
-from streamd.config import SyncMode
+from streamd.server.settings import SyncMode
 from tests.natsd import NatsServer, run_nats_server
 
 

@@ -31,7 +31,7 @@ import nats
 from bench_publish import check_interrupted, interrupted, run_header, run_main, with_system
 from nats.js import JetStreamContext
 
-from streamd.jobs import Job, Queue, Worker
+from streamd.client.jobs import Job, Queue, Worker
 
 METRICS = ("enqueue_many jobs/s", "workers jobs/s")
 Results = dict[str, float]

@@ -38,7 +38,7 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import NotFoundError
 
-from streamd.embedded import nats_server_binary
+from streamd.server.embedded import nats_server_binary
 
 STREAM, SUBJECT = "BENCH", "bench.x"
 METRICS = ("publish sync msgs/s", "publish sync p50 us", "publish sync p99 us", "publish async msgs/s")

@@ -21,11 +21,13 @@ from pathlib import Path
 
 import msgspec
 
-from streamd import config_rules, reads, streams
-from streamd.consumer_manager import ConsumerRecord
-from streamd.manager import StreamManager
-from streamd.models import ConsumerConfig, StreamConfig
-from streamd.store import Counters, Store, StreamRecord
+from streamd.consumers.manager import ConsumerRecord
+from streamd.store import reads
+from streamd.store import stream as streams
+from streamd.store.env import Counters, Store, StreamRecord
+from streamd.streams import rules as config_rules
+from streamd.streams.manager import StreamManager
+from streamd.wire.models import ConsumerConfig, StreamConfig
 
 
 def create(store: Store, n: int, batch: int, consumers: bool = True) -> None:

@@ -1,3 +1,3 @@
-from .cli import main
+from streamd.cli.app import main
 
 main()

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamd.embedded import nats_server_binary
+from streamd.server.embedded import nats_server_binary
 
 
 def free_port() -> int:

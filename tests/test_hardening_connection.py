@@ -17,8 +17,8 @@ import nats.errors
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from streamd.claim import DEFAULT_WINDOW, Announcement, winner
-from streamd.service import StartupError
+from streamd.server.claim import DEFAULT_WINDOW, Announcement, winner
+from streamd.server.service import StartupError
 from tests.conftest import RunningService, StartService
 from tests.helpers import read_until, start_streamd_process, wait_for
 from tests.natsd import NatsServer, free_port, run_nats_server

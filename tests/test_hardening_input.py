@@ -18,11 +18,11 @@ import nats
 import pytest
 from nats.js.errors import APIError
 
-from streamd import gojson, subjects
-from streamd.api import RequestQueue
-from streamd.consumer_manager import ConsumerRecord
-from streamd.models import ConsumerConfig, ConsumerCreateRequest, StreamConfig
-from streamd.store import Counters, Store, StreamRecord
+from streamd.api.handlers import RequestQueue
+from streamd.consumers.manager import ConsumerRecord
+from streamd.store.env import Counters, Store, StreamRecord
+from streamd.wire import gojson, subjects
+from streamd.wire.models import ConsumerConfig, ConsumerCreateRequest, StreamConfig
 from tests.conftest import RunningService, StartService
 from tests.helpers import wait_for
 from tests.natsd import NatsServer, run_nats_server

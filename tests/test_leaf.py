@@ -1,4 +1,4 @@
-"""streamd.leaf against a real core nats-server, with nats-py as the receiving client (no mocks)."""
+"""streamd.transport.leaf against a real core nats-server, with nats-py as the receiving client (no mocks)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from streamd.embedded import nats_server_binary
-from streamd.leaf import LeafConnection, LeafError, parse_leaf_url
+from streamd.server.embedded import nats_server_binary
+from streamd.transport.leaf import LeafConnection, LeafError, parse_leaf_url
 from tests.helpers import wait_for
 from tests.natsd import NatsServer, free_port, run_nats_server
 

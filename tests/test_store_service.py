@@ -16,7 +16,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from streamd import Service, ServiceConfig, StartupError
-from streamd import store as store_mod
+from streamd.store import env as store_mod
 from tests.conftest import RunningService, StartService
 from tests.helpers import drain_stderr, read_until, start_streamd_process, wait_for
 from tests.natsd import NatsServer, free_port

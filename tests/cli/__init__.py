@@ -8,7 +8,7 @@ from typing import Any
 
 from typer.testing import CliRunner, Result
 
-from streamd.cli import app
+from streamd.cli.app import app
 
 
 async def cli(server: str, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:

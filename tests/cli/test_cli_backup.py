@@ -15,12 +15,12 @@ from typing import Any
 import nats
 import pytest
 
-from streamd import cli_backup
-from streamd.cli import app
+from streamd.cli import backup as cli_backup
+from streamd.cli.app import app
 from tests.cli import cli, ok, ok_json, one_line_error
 from tests.natsd import NatsServer
 
-cli_backup.register(app)  # a no-op once streamd.cli_admin registers the commands itself
+cli_backup.register(app)  # a no-op once streamd.cli.streams registers the commands itself
 
 COUNT = 1201  # more than two publish windows
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from streamd.cli import app
-from streamd.cli_connect import format_duration, parse_duration
+from streamd.cli.app import app
+from streamd.cli.session import format_duration, parse_duration
 from tests.cli import cli, ok
 from tests.natsd import NatsServer
 

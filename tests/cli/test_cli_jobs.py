@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nats.js import JetStreamContext
 
-from streamd.jobs import Job, Queue, Worker
+from streamd.client.jobs import Job, Queue, Worker
 from tests.cli import cli, ok, ok_json, one_line_error
 from tests.helpers import wait_for
 from tests.natsd import NatsServer

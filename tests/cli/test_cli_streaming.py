@@ -14,7 +14,7 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
-from streamd.cli_streaming import percentile, register
+from streamd.cli.streaming import percentile, register
 from tests.helpers import wait_for
 from tests.natsd import NatsServer
 
@@ -136,7 +136,7 @@ async def test_replay_ctrl_c_ends_cleanly(streamd: object, nats_server: NatsServ
     url = nats_server.url
     await fill_orders(url)
     code = (
-        "import sys, typer; from streamd.cli_streaming import register; app = typer.Typer(); register(app); "
+        "import sys, typer; from streamd.cli.streaming import register; app = typer.Typer(); register(app); "
         "app(sys.argv[1:])"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMD_")}

@@ -242,7 +242,7 @@ async def test_consumers_reading_at_the_tail_miss_nothing_while_publishes_arrive
 
 async def test_a_read_resumes_after_its_own_snapshot(streamd: RunningService, js: JetStreamContext) -> None:
     """Regression (messages were skipped): a read that began before newer commits resumes after what it saw."""
-    from streamd import reads
+    from streamd.store import reads
 
     await js.add_stream(name="SNAP", subjects=["snap.>"])
     for i in range(5):

@@ -12,7 +12,7 @@ import time
 import pytest
 from nats.js import JetStreamContext
 
-from streamd.jobs import Backoff, Job, Queue, Reject, Retry, Worker
+from streamd.client.jobs import Backoff, Job, Queue, Reject, Retry, Worker
 from tests.helpers import wait_for
 
 FAST = Backoff(base=0.2, factor=2.0, cap=5.0, jitter=0.0)
@@ -204,7 +204,7 @@ async def test_graceful_stop_finishes_running_and_naks_the_rest(js: JetStreamCon
 
 WORKER_SCRIPT = """
 import asyncio, sys, nats
-from streamd.jobs import Queue, Worker
+from streamd.client.jobs import Queue, Worker
 
 async def main():
     nc = await nats.connect(sys.argv[1])
@@ -249,7 +249,7 @@ async def test_jobs_example_runs(server_url: str) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "streamd.examples.jobs",
+        "streamd.client.examples.jobs",
         "--server",
         server_url,
         stdout=asyncio.subprocess.PIPE,

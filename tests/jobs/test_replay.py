@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from nats.js import JetStreamContext
 
-from streamd.replay import CheckpointedReader, Event, Projection, replay
+from streamd.client.replay import CheckpointedReader, Event, Projection, replay
 from tests.helpers import wait_for
 
 
@@ -170,7 +170,7 @@ async def test_projection_example_runs(server_url: str) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "streamd.examples.projection",
+        "streamd.client.examples.projection",
         "--server",
         server_url,
         stdout=asyncio.subprocess.PIPE,

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from streamd import acks
-from streamd.acks import Ack, AckInfo, AckKind, AckPolicy, AckSettings, ConsumerState, Delivery, SequencePair
+from streamd.consumers import acks
+from streamd.consumers.acks import Ack, AckInfo, AckKind, AckPolicy, AckSettings, ConsumerState, Delivery, SequencePair
 
 EXPLICIT = AckSettings(ack_policy=AckPolicy.EXPLICIT, ack_wait_ns=10)
 ALL = AckSettings(ack_policy=AckPolicy.ALL, ack_wait_ns=10)

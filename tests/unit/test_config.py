@@ -6,8 +6,8 @@ import msgspec
 import pytest
 from typer.testing import CliRunner
 
-from streamd.cli import app
-from streamd.config import ServiceConfig, SyncMode, build, load_toml, redact
+from streamd.cli.app import app
+from streamd.server.settings import ServiceConfig, SyncMode, build, load_toml, redact
 
 
 def test_file_then_overrides(tmp_path: Path) -> None:

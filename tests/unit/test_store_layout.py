@@ -17,10 +17,12 @@ import lmdb
 import msgspec
 import pytest
 
-from streamd import config_rules, reads, streams
-from streamd import store as store_mod
-from streamd.models import StreamConfig
-from streamd.store import SEQ, Counters, Store, StreamRecord
+from streamd.store import env as store_mod
+from streamd.store import reads
+from streamd.store import stream as streams
+from streamd.store.env import SEQ, Counters, Store, StreamRecord
+from streamd.streams import rules as config_rules
+from streamd.wire.models import StreamConfig
 
 
 @pytest.fixture
@@ -266,7 +268,7 @@ async def test_a_migration_killed_at_any_moment_finishes_on_the_next_open(data: 
     """kill -9 of a real process mid-migration (wherever it lands), then a clean open must find every row once."""
     written = _write_old_layout(data, n_streams=4, n_msgs=3000)
     code = (
-        "import sys, pathlib, streamd.store as s; s.DELETE_CHUNK = 64; print('go', flush=True); "
+        "import sys, pathlib, streamd.store.env as s; s.DELETE_CHUNK = 64; print('go', flush=True); "
         "s.Store.open(pathlib.Path(sys.argv[1]), sync=True).close(); print('done', flush=True)"
     )
     proc = await asyncio.create_subprocess_exec(

@@ -7,8 +7,8 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamd import subjects
-from streamd.subject_tree import SubjectTree, first_overlap
+from streamd.wire import subjects
+from streamd.wire.subject_tree import SubjectTree, first_overlap
 
 TOKENS = st.sampled_from(["a", "b", "c", "*"])
 LITERAL_TOKENS = st.sampled_from(["a", "b", "c", "d"])

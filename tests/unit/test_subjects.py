@@ -5,7 +5,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamd import subjects
+from streamd.wire import subjects
 
 TOKENS = st.sampled_from(["a", "b", "c", "orders", "*"])
 LITERAL_TOKENS = st.sampled_from(["a", "b", "c", "orders"])

@@ -1,0 +1,1 @@
+"""The `$JS.API` request handlers and the dispatcher that decodes, routes and answers them."""

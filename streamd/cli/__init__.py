@@ -1,0 +1,1 @@
+"""The `streamd` command line: one module per command group; `serve` loads the server lazily."""

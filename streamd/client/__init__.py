@@ -1,0 +1,1 @@
+"""The client library (nats-py only, never the server): durable job queues and event replay."""

@@ -1,0 +1,1 @@
+"""Runnable examples: `python -m streamd.client.examples.jobs`, `python -m streamd.client.examples.projection`."""

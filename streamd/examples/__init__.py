@@ -1,1 +1,0 @@
-"""Runnable examples: `python -m streamd.examples.jobs`, `python -m streamd.examples.projection`."""

@@ -1,0 +1,554 @@
+"""A stream's write path: header checks, sequencing, limits, retention, purge and delete.
+
+Everything here runs on the writer thread inside the batch's LMDB write transaction (``Batch``); reads for the
+API live in ``reads.py``. Checks come before writes, so a refused message leaves the transaction untouched and
+never harms its neighbours in the same batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import lmdb
+import msgspec
+
+from streamd.store.env import (
+    MAX_STREAM_ID,
+    SEQ,
+    SID,
+    Counters,
+    Store,
+    StreamDbs,
+    Tables,
+    delete_prefix,
+    key_seq,
+    message_subject,
+    message_time,
+    pack_message,
+    pack_pair,
+    record_size,
+    seek_first,
+    stored_size,
+    unpack_pair,
+)
+from streamd.wire import errors, headers, subjects
+from streamd.wire.models import Discard, Retention, StreamConfig
+
+MAX_HEADER = 64 * 1024
+MARKER_REASON = b"Nats-Marker-Reason"
+MAX_PLAIN_ID = 400
+MAX_SEQ = (1 << 64) - 1  # sequences are u64 keys
+MAX_TTL = (1 << 63) - 1  # a Go time.Duration
+MAX_SUBJECT = 480  # the subject is an LMDB key in the subject index (511 bytes at most)
+_NS = 1_000_000_000
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": _NS, "m": 60 * _NS, "h": 3600 * _NS}
+
+
+class Stream:
+    """One stream's identity, config and running totals; its counters are only mutated by the writer thread."""
+
+    def __init__(
+        self,
+        stream_id: int,
+        config: StreamConfig,
+        created_ns: int,
+        counters: Counters,
+        dbs: StreamDbs,
+        domain: str = "",
+    ) -> None:
+        self.id = stream_id
+        self.config = config
+        self.created_ns = created_ns
+        self.counters = counters  # working copy: writer thread only, may run ahead of the disk mid-batch
+        self.committed = msgspec.structs.replace(counters)  # as of the last commit: what reads report
+        self.dbs = dbs
+        self.deleted = False
+        self.name = config.name
+        self.name_bytes = config.name.encode()
+        # PubAcks are built from this prefix plus the sequence: no JSON encoding per message.
+        dom = b',"domain":' + msgspec.json.encode(domain) if domain else b""
+        self.puback_prefix = b'{"stream":' + msgspec.json.encode(config.name) + dom + b',"seq":'
+        # Interest retention asks this before storing; consumers (a later layer) replace it.
+        self.has_interest = _no_interest
+
+    def num_deleted(self) -> int:
+        c = self.committed
+        return (c.last_seq - c.first_seq + 1) - c.messages if c.messages else 0
+
+
+def _no_interest(subject: bytes) -> bool:
+    return False
+
+
+@dataclass(slots=True)
+class Batch:
+    """One write transaction and what it touched; the writer commits it and persists touched counters."""
+
+    store: Store
+    txn: lmdb.Transaction
+    now_ns: int
+    touched: dict[int, Stream] = field(default_factory=dict)
+    # What changed, for consumers once the commit succeeded: (stream, seq, subject) stored and removed;
+    # streams purged whole (their removals are not listed one by one).
+    stored: list[tuple[Stream, int, bytes]] = field(default_factory=list)
+    removed: list[tuple[Stream, int, bytes]] = field(default_factory=list)
+    purged: list[Stream] = field(default_factory=list)
+
+    def touch(self, stream: Stream) -> None:
+        self.touched[stream.id] = stream
+
+
+def parse_duration(text: bytes) -> int:
+    """A Go duration (`1h2m`, `500ms`) or plain integer seconds -> ns; ValueError when neither."""
+    s = text.decode().strip()
+    if s.isdigit():
+        return int(s) * _NS
+    pos, total = 0, 0.0
+    for m in _GO_DURATION.finditer(s):
+        if m.start() != pos:
+            raise ValueError(s)
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(s) or not s:
+        raise ValueError(s)
+    return int(total)
+
+
+def _ttl(stream: Stream, value: bytes) -> int:
+    """-> TTL in ns; -1 means never expire."""
+    if not stream.config.allow_msg_ttl:
+        raise errors.MSG_TTL_DISABLED()
+    if value == b"never":
+        return -1
+    try:
+        ttl = parse_duration(value)
+    except ValueError:
+        raise errors.MSG_TTL_INVALID() from None
+    if ttl < _NS or ttl > MAX_TTL:  # past int64 ns the server refuses it too, and it would not fit the TTL index
+        raise errors.MSG_TTL_INVALID()
+    return ttl
+
+
+def _to_int(value: bytes) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise errors.BAD_REQUEST() from None
+
+
+def last_seq_on_subject(b: Batch, stream: Stream, subject: bytes) -> int:
+    """Last stored seq on a subject, or on any subject a wildcard selects; 0 when none."""
+    cur = b.txn.cursor(db=stream.dbs.subjects)
+    text = subject.decode(errors="replace")
+    keys = [subject] if subjects.is_literal(text) else matching_subjects(b.txn, stream, text)
+    best = 0
+    for key in keys:
+        if cur.set_key(stream.dbs.skey(key)) and cur.last_dup():
+            best = max(best, int(SEQ.unpack(cur.value())[0]))
+    return best
+
+
+def _subject_count(b: Batch, stream: Stream, subject: bytes) -> int:
+    cur = b.txn.cursor(db=stream.dbs.subjects)
+    return int(cur.count()) if cur.set_key(stream.dbs.skey(subject)) else 0
+
+
+def store_message(b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, data: bytes) -> tuple[int, bool]:
+    """Check, sequence and store one published message. -> (seq, duplicate); raises ApiError to refuse it."""
+    cfg = stream.config
+    _check_writable(stream, subject)
+    hlen = len(hdrs) if hdrs else 0
+    ttl, msg_id, rollup = 0, b"", None
+    if hlen:
+        h = headers.parse(hdrs)
+        if h:
+            ttl, msg_id, rollup, duplicate_of = _check_headers(b, stream, subject, h)
+            if duplicate_of:
+                return duplicate_of, True
+    if hlen > MAX_HEADER:
+        raise errors.HEADER_TOO_BIG()
+    if cfg.max_msg_size >= 0 and hlen + len(data) > cfg.max_msg_size:
+        raise errors.MESSAGE_TOO_BIG()
+    size = stored_size(len(subject), hlen, len(data))
+    c = stream.counters
+    if cfg.discard == Discard.NEW:
+        _check_discard_new(b, stream, subject, size)
+
+    seq = c.last_seq + 1
+    if c.last_seq == 0 and isinstance(cfg.first_seq, int):
+        seq = max(seq, cfg.first_seq)
+    if seq > MAX_SEQ:  # first_seq may be 2^64-1, as nats-server allows: that stream holds one message, no more
+        raise errors.STORE_FAILED(err="stream sequence space exhausted")
+    b.touch(stream)
+    c.last_seq = seq
+    c.last_ns = b.now_ns
+    c.last_msg_id = msg_id
+    if cfg.retention == Retention.INTEREST and not stream.has_interest(subject):
+        # Nobody would ever ack it: the sequence is used, nothing is stored (JetStream does the same).
+        if not c.messages:
+            c.first_seq = min(seq + 1, MAX_SEQ)
+        return seq, False
+
+    txn, dbs = b.txn, stream.dbs
+    txn.put(dbs.mkey(seq), pack_message(subject, hdrs, data, b.now_ns), db=dbs.msgs)
+    txn.put(dbs.skey(subject), SEQ.pack(seq), db=dbs.subjects, dupdata=True)
+    b.stored.append((stream, seq, subject))
+    if c.messages == 0:
+        c.first_seq = seq
+        c.first_ns = b.now_ns
+    c.messages += 1
+    c.total_bytes += size
+    if msg_id:
+        txn.put(dbs.prefix + msg_id, pack_pair(seq, b.now_ns), db=dbs.dedup)
+        txn.put(dbs.prefix + SEQ.pack(b.now_ns) + msg_id, b"", db=dbs.dedup_age)
+    if ttl > 0:
+        txn.put(dbs.prefix + pack_pair(b.now_ns + ttl, seq), b"", db=dbs.ttl)
+    _count_subject_after_add(b, stream, subject)
+    if rollup is not None:
+        _apply_rollup(b, stream, subject, seq, rollup)
+    _enforce_limits(b, stream, subject)
+    return seq, False
+
+
+def _count_subject_after_add(b: Batch, stream: Stream, subject: bytes) -> None:
+    cur = b.txn.cursor(db=stream.dbs.subjects)
+    if cur.set_key(stream.dbs.skey(subject)) and cur.count() == 1:
+        stream.counters.num_subjects += 1
+
+
+def _check_writable(stream: Stream, subject: bytes) -> None:
+    if stream.deleted:
+        raise errors.STREAM_NOT_FOUND()
+    if stream.config.sealed:
+        raise errors.SEALED()
+    if len(subject) > MAX_SUBJECT:
+        raise errors.STORE_FAILED(err=f"subject is longer than {MAX_SUBJECT} bytes, streamd cannot store it")
+    if not subject.isascii():
+        try:
+            subject.decode()
+        except UnicodeDecodeError:
+            # Deliveries, filters and the API all treat subjects as text: refuse at the door, not mid-delivery.
+            raise errors.STORE_FAILED(err="subject is not valid UTF-8, streamd cannot store it") from None
+
+
+def _check_headers(
+    b: Batch, stream: Stream, subject: bytes, h: dict[bytes, bytes]
+) -> tuple[int, bytes, bytes | None, int]:
+    """The header rules in the server's order. -> (ttl ns, msg id, rollup, seq this duplicates or 0)."""
+    c = stream.counters
+    expected = h.get(headers.EXPECTED_STREAM)
+    if expected is not None and expected != stream.name_bytes:
+        raise errors.EXPECTED_STREAM()
+    ttl_raw = h.get(headers.TTL)
+    ttl = _ttl(stream, ttl_raw) if ttl_raw is not None else 0
+    subj_seq = h.get(headers.EXPECTED_LAST_SUBJ_SEQ)
+    if subj_seq is not None:
+        want = _to_int(subj_seq)
+        on = h.get(headers.EXPECTED_LAST_SUBJ_SEQ_SUBJ) or subject
+        actual = last_seq_on_subject(b, stream, on)
+        if actual != want:
+            raise errors.WRONG_LAST_SEQUENCE(seq=actual)
+    last = h.get(headers.EXPECTED_LAST_SEQ)
+    if last is not None and _to_int(last) != c.last_seq:
+        raise errors.WRONG_LAST_SEQUENCE(seq=c.last_seq)
+    msg_id = dedup_key(h.get(headers.MSG_ID, b""))
+    if msg_id:
+        prior = b.txn.get(stream.dbs.prefix + msg_id, db=stream.dbs.dedup)
+        if prior is not None:
+            seq, stored = unpack_pair(prior)
+            if b.now_ns - stored < stream.config.duplicate_window:
+                return ttl, msg_id, None, seq
+    _check_expected_msg_id(stream, h)
+    rollup = h.get(headers.ROLLUP)
+    if rollup is not None:
+        _check_rollup(stream, rollup)
+    return ttl, msg_id, rollup, 0
+
+
+def dedup_key(msg_id: bytes) -> bytes:
+    """LMDB keys stop at 511 bytes: long message ids are kept as a digest (collisions are not a practical risk)."""
+    if len(msg_id) <= MAX_PLAIN_ID:
+        return msg_id
+    return b"#blake2b:" + hashlib.blake2b(msg_id, digest_size=32).digest()
+
+
+def _check_expected_msg_id(stream: Stream, h: dict[bytes, bytes]) -> None:
+    want = h.get(headers.EXPECTED_LAST_MSG_ID)
+    if want is not None and dedup_key(want) != stream.counters.last_msg_id:
+        raise errors.WRONG_LAST_MSG_ID(id=bytes(stream.counters.last_msg_id).decode(errors="replace"))
+
+
+def _check_rollup(stream: Stream, value: bytes) -> None:
+    if not stream.config.allow_rollup_hdrs or stream.config.deny_purge:
+        raise errors.ROLLUP_FAILED(err="rollup not permitted")
+    if value not in (b"sub", b"all"):
+        raise errors.ROLLUP_FAILED(err=f'rollup value invalid: "{value.decode(errors="replace")}"')
+
+
+def _check_discard_new(b: Batch, stream: Stream, subject: bytes, size: int) -> None:
+    cfg, c = stream.config, stream.counters
+    if cfg.max_msgs > 0 and c.messages + 1 > cfg.max_msgs:
+        raise errors.STORE_FAILED(err="maximum messages exceeded")
+    if cfg.max_bytes > 0 and c.total_bytes + size > cfg.max_bytes:
+        raise errors.STORE_FAILED(err="maximum bytes exceeded")
+    if (
+        cfg.discard_new_per_subject is True
+        and cfg.max_msgs_per_subject > 0
+        and _subject_count(b, stream, subject) >= cfg.max_msgs_per_subject
+    ):
+        raise errors.STORE_FAILED(err="maximum messages per subject exceeded")
+
+
+def _apply_rollup(b: Batch, stream: Stream, subject: bytes, seq: int, how: bytes) -> None:
+    if how == b"all":
+        purge(b, stream, seq=seq)
+        return
+    for old in subject_seqs(b, stream, subject):
+        if old >= seq:
+            break
+        delete_seq(b, stream, old)
+
+
+def _enforce_limits(b: Batch, stream: Stream, subject: bytes) -> None:
+    cfg, c = stream.config, stream.counters
+    per_subject = cfg.max_msgs_per_subject
+    if per_subject > 0:
+        excess = _subject_count(b, stream, subject) - per_subject
+        if excess > 0:
+            for old in subject_seqs(b, stream, subject)[:excess]:
+                delete_seq(b, stream, old)
+    if cfg.discard == Discard.NEW:
+        return
+    while cfg.max_msgs > 0 and c.messages > cfg.max_msgs:
+        delete_seq(b, stream, c.first_seq)
+    while cfg.max_bytes > 0 and c.total_bytes > cfg.max_bytes and c.messages:
+        delete_seq(b, stream, c.first_seq)
+
+
+def subject_seqs(b: Batch, stream: Stream, subject: bytes) -> list[int]:
+    cur = b.txn.cursor(db=stream.dbs.subjects)
+    if not cur.set_key(stream.dbs.skey(subject)):
+        return []
+    return [SEQ.unpack(v)[0] for v in cur.iternext_dup()]
+
+
+def delete_seq(b: Batch, stream: Stream, seq: int) -> bool:
+    """Remove one message; keeps counters, the subject index and first_seq right. False if it was not there."""
+    txn, dbs, c = b.txn, stream.dbs, stream.counters
+    raw = txn.pop(dbs.mkey(seq), db=dbs.msgs)
+    if raw is None:
+        return False
+    b.touch(stream)
+    subject = message_subject(raw)
+    b.removed.append((stream, seq, subject))
+    skey = dbs.skey(subject)
+    txn.delete(skey, SEQ.pack(seq), db=dbs.subjects)
+    cur = txn.cursor(db=dbs.subjects)
+    if not cur.set_key(skey):
+        c.num_subjects -= 1
+    c.messages -= 1
+    c.total_bytes -= record_size(raw)
+    if seq == c.first_seq:
+        _advance_first(b, stream)
+    return True
+
+
+def _advance_first(b: Batch, stream: Stream) -> None:
+    c = stream.counters
+    cur = b.txn.cursor(db=stream.dbs.msgs)
+    if c.messages and seek_first(cur, stream.dbs.prefix, SEQ.pack(c.first_seq)):
+        c.first_seq = key_seq(cur.key())
+        c.first_ns = message_time(cur.value())
+    else:
+        c.first_seq = min(c.last_seq + 1, MAX_SEQ)
+        c.first_ns = 0
+        c.messages = 0
+        c.total_bytes = 0
+
+
+def purge(b: Batch, stream: Stream, *, filter_subject: str = "", seq: int = 0, keep: int = 0) -> int:
+    """Remove messages: all, all below `seq`, all but the newest `keep`, optionally only those on `filter`."""
+    c = stream.counters
+    b.touch(stream)
+    if (
+        filter_subject
+        and filter_subject != ">"
+        and not all(subjects.is_subset(s, filter_subject) for s in stream.config.subjects)
+    ):
+        return _purge_filtered(b, stream, filter_subject, seq, keep)
+    if not seq and not keep:
+        purged = c.messages
+        for db in (stream.dbs.msgs, stream.dbs.subjects, stream.dbs.ttl):
+            delete_prefix(b.txn.cursor(db=db), stream.dbs.prefix, 1 << 62)
+        b.purged.append(stream)
+        c.first_seq, c.first_ns, c.messages, c.total_bytes, c.num_subjects = min(c.last_seq + 1, MAX_SEQ), 0, 0, 0, 0
+        return purged
+    purged = 0
+    while c.messages and (c.messages > keep if keep else c.first_seq < seq):
+        delete_seq(b, stream, c.first_seq)
+        purged += 1
+    return purged
+
+
+def _purge_filtered(b: Batch, stream: Stream, filter_subject: str, seq: int, keep: int) -> int:
+    seqs: list[int] = []
+    for subject in matching_subjects(b.txn, stream, filter_subject):
+        seqs.extend(subject_seqs(b, stream, subject))
+    seqs.sort()
+    if keep:
+        seqs = seqs[: max(0, len(seqs) - keep)]
+    elif seq:
+        seqs = [s for s in seqs if s < seq]
+    return sum(1 for s in seqs if delete_seq(b, stream, s))
+
+
+def matching_subjects(txn: lmdb.Transaction, stream: Stream, filter_subject: str) -> list[bytes]:
+    """Stored subjects selected by a filter, read from the subject index (one key per subject)."""
+    dbs = stream.dbs
+    if subjects.is_literal(filter_subject):
+        key = filter_subject.encode()
+        cur = txn.cursor(db=dbs.subjects)
+        return [key] if cur.set_key(dbs.skey(key)) else []
+    prefix = dbs.skey(filter_subject.split("*")[0].split(">")[0].encode())
+    cur = txn.cursor(db=dbs.subjects)
+    out: list[bytes] = []
+    if not cur.set_range(prefix):
+        return out
+    while True:
+        found = bytes(cur.key())
+        if not found.startswith(prefix):
+            break
+        found = found[4:]
+        if subjects.matches(filter_subject, found.decode()):
+            out.append(found)
+        if not cur.next_nodup():
+            break
+    return out
+
+
+def expire(b: Batch, stream: Stream) -> None:
+    """Apply max_age, per-message TTLs and the dedup window at `b.now_ns`."""
+    cfg, c = stream.config, stream.counters
+    if stream.deleted:
+        return
+    if cfg.max_age > 0:
+        cutoff = b.now_ns - cfg.max_age
+        emptied: list[bytes] = []
+        while c.messages and c.first_ns and c.first_ns <= cutoff:
+            raw = b.txn.get(stream.dbs.mkey(c.first_seq), db=stream.dbs.msgs)
+            delete_seq(b, stream, c.first_seq)
+            if raw is not None and MARKER_REASON not in bytes(raw[:4096]):
+                subject = message_subject(raw)
+                if not _subject_count(b, stream, subject):
+                    emptied.append(subject)
+        marker_ttl = cfg.subject_delete_marker_ttl
+        if isinstance(marker_ttl, int) and marker_ttl > 0:
+            for subject in emptied:
+                _write_marker(b, stream, subject, b"MaxAge", marker_ttl)
+    cur = b.txn.cursor(db=stream.dbs.ttl)
+    while seek_first(cur, stream.dbs.prefix):
+        due, seq = unpack_pair(cur.key()[4:])
+        if due > b.now_ns:
+            break
+        cur.delete()
+        delete_seq(b, stream, seq)
+    trim_dedup(b, stream)
+
+
+def _write_marker(b: Batch, stream: Stream, subject: bytes, reason: bytes, ttl_ns: int) -> None:
+    """A subject delete marker: watchers learn the subject is gone; it expires itself after `ttl_ns`."""
+    ttl = f"{ttl_ns // _NS}s" if ttl_ns % _NS == 0 else f"{ttl_ns}ns"
+    hdrs = b"NATS/1.0\r\n" + MARKER_REASON + b": " + reason + b"\r\nNats-TTL: " + ttl.encode() + b"\r\n\r\n"
+    try:
+        store_message(b, stream, subject, hdrs, b"")
+    except errors.ApiError:
+        pass  # a full stream (discard new) refuses the marker, as it would any message
+
+
+def trim_dedup(b: Batch, stream: Stream) -> None:
+    cutoff = b.now_ns - stream.config.duplicate_window
+    dbs = stream.dbs
+    cur = b.txn.cursor(db=dbs.dedup_age)
+    while seek_first(cur, dbs.prefix):
+        key = cur.key()
+        ts = SEQ.unpack_from(key, 4)[0]
+        if ts > cutoff:
+            break
+        id_key = dbs.prefix + bytes(key[12:])  # copy: the cursor's buffer is reused
+        cur.delete()
+        prior = b.txn.get(id_key, db=dbs.dedup)
+        if prior is not None and unpack_pair(prior)[1] == ts:
+            b.txn.delete(id_key, db=dbs.dedup)
+
+
+def next_deadline(stream: Stream, txn: lmdb.Transaction) -> int:
+    """When `expire` next has work for this stream (ns), or 0 for never."""
+    cfg, c = stream.config, stream.committed
+    deadlines = []
+    if cfg.max_age > 0 and c.messages and c.first_ns:
+        deadlines.append(c.first_ns + cfg.max_age)
+    cur = txn.cursor(db=stream.dbs.ttl)
+    if seek_first(cur, stream.dbs.prefix):
+        deadlines.append(SEQ.unpack_from(cur.key(), 4)[0])
+    cur = txn.cursor(db=stream.dbs.dedup_age)
+    if seek_first(cur, stream.dbs.prefix):
+        deadlines.append(SEQ.unpack_from(cur.key(), 4)[0] + cfg.duplicate_window)
+    return min(deadlines) if deadlines else 0
+
+
+def first_rows(txn: lmdb.Transaction, db: lmdb._Database) -> Iterator[tuple[int, int]]:
+    """(stream id, time) of the first row of every stream in a table keyed sid | ns | ...: one seek per stream
+    that has rows, however many streams exist."""
+    cur = txn.cursor(db=db)
+    found = cur.first()
+    while found:
+        key = cur.key()
+        sid = int(SID.unpack_from(key)[0])
+        yield sid, int(SEQ.unpack_from(key, SID.size)[0])
+        found = sid < MAX_STREAM_ID and cur.set_range(SID.pack(sid + 1))
+
+
+def deadlines(txn: lmdb.Transaction, tables: Tables, live: Iterable[Stream]) -> list[tuple[Stream, int]]:
+    """(stream, when `expire` next has work) for every live stream that has some; what ``next_deadline`` says
+    for each, without a read per stream (there may be 100,000 of them)."""
+    by_id = {s.id: s for s in live if not s.deleted}
+    soonest: dict[int, int] = {}
+    for sid, s in by_id.items():
+        cfg, c = s.config, s.committed
+        if cfg.max_age > 0 and c.messages and c.first_ns:
+            soonest[sid] = c.first_ns + cfg.max_age
+    for sid, due in first_rows(txn, tables.ttl):
+        soonest[sid] = min(soonest.get(sid, due), due)
+    for sid, ts in first_rows(txn, tables.dedup_age):
+        owner = by_id.get(sid)
+        if owner is not None:
+            due = ts + owner.config.duplicate_window
+            soonest[sid] = min(soonest.get(sid, due), due)
+    return [(by_id[sid], due) for sid, due in soonest.items() if sid in by_id]
+
+
+def trim_to_limits(b: Batch, stream: Stream) -> None:
+    """Bring a stream within its (possibly just lowered) limits, oldest first."""
+    cfg, c = stream.config, stream.counters
+    if cfg.max_msgs_per_subject > 0:
+        cur = b.txn.cursor(db=stream.dbs.subjects)
+        over: list[bytes] = []
+        if seek_first(cur, stream.dbs.prefix):
+            while cur.key()[:4] == stream.dbs.prefix:
+                if cur.count() > cfg.max_msgs_per_subject:
+                    over.append(bytes(cur.key()[4:]))
+                if not cur.next_nodup():
+                    break
+        for subject in over:
+            seqs = subject_seqs(b, stream, subject)
+            for old in seqs[: len(seqs) - cfg.max_msgs_per_subject]:
+                delete_seq(b, stream, old)
+    while cfg.max_msgs > 0 and c.messages > cfg.max_msgs:
+        delete_seq(b, stream, c.first_seq)
+    while cfg.max_bytes > 0 and c.total_bytes > cfg.max_bytes and c.messages:
+        delete_seq(b, stream, c.first_seq)
+    expire(b, stream)

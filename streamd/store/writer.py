@@ -1,0 +1,266 @@
+"""The single LMDB writer: group commit of everything that changes the store.
+
+Publishes and other changes queue up on the event loop; one batch at a time moves to the writer thread, runs in
+one write transaction, commits (with fsync under ``--sync always``), and only then are PubAcks sent and futures
+resolved. While a batch commits, the next one gathers, so the fsync cost is shared by everything that arrived
+meanwhile. A failed item is refused alone; a failed commit (disk full) refuses the whole batch and keeps the
+counters as they were on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import lmdb
+import msgspec
+
+from streamd.store import stream as streams
+from streamd.store.env import Store
+from streamd.wire import errors
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Replies = list[tuple[bytes, bytes]]
+Committed = Callable[[streams.Batch], None]
+# (stream, subject, reply, headers, data) for a publish; (None, fn, future) for any other change.
+Item = tuple[Any, Any, Any, Any, Any]
+Outcomes = list[tuple[Any, bool, Any]]
+Applied = tuple[Replies, Outcomes, list[streams.Batch]]  # the batches committed
+_JSON = msgspec.json.Encoder()
+
+
+def error_puback(stream: str, exc: errors.ApiError) -> bytes:
+    return _JSON.encode({"error": exc.as_dict(), "stream": stream, "seq": 0})
+
+
+class Writer:
+    def __init__(
+        self,
+        store: Store,
+        registry: dict[str, streams.Stream],
+        send_replies: Callable[[Replies], Awaitable[None]],
+        *,
+        max_batch_msgs: int = 10_000,
+        max_batch_bytes: int = 32 << 20,
+        max_pending_msgs: int = 1_000_000,
+        max_pending_bytes: int = 512 << 20,
+        linger: float = 0.001,
+        linger_items: int = 256,
+    ) -> None:
+        self.store = store
+        self._registry = registry
+        self._send_replies = send_replies
+        self._max_batch_msgs = max_batch_msgs
+        self._max_batch_bytes = max_batch_bytes
+        self._max_pending_msgs = max_pending_msgs
+        self._max_pending_bytes = max_pending_bytes
+        # After a commit, if some (but fewer than linger_items) writes are already waiting, wait up to `linger`
+        # for more: under load one commit and fsync then serves many publishes; an idle publisher never waits.
+        self.linger = linger
+        self.linger_items = linger_items
+        self._queue: list[Item] = []
+        self._queue_bytes = 0
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamd-lmdb-writer")
+        self.on_commit: Committed | None = None  # told what a committed batch stored and removed (loop thread)
+        self.extra_replies: Replies = []  # refusals made on the loop, sent with the next batch's replies
+        self.committed_batches = 0
+        self.commit_error = ""  # why the last commit failed; "" once one succeeds
+        self.committed_items = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def publish(self, stream: streams.Stream, subject: bytes, reply: bytes, hdrs: bytes | None, data: bytes) -> bool:
+        """Queue a published message; False when the pending limits are full (the caller refuses it)."""
+        size = len(data) + (len(hdrs) if hdrs else 0)
+        if len(self._queue) >= self._max_pending_msgs or self._queue_bytes + size > self._max_pending_bytes:
+            return False
+        self._queue.append((stream, subject, reply, hdrs, data))
+        self._queue_bytes += size
+        self._idle.clear()
+        self._wake.set()
+        return True
+
+    async def call(self, fn: Callable[[streams.Batch], T]) -> T:
+        """Run `fn` in the writer's next transaction; returns after that transaction committed."""
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append((None, fn, fut, None, None))
+        self._idle.clear()
+        self._wake.set()
+        return await fut
+
+    async def run_in_thread(self, fn: Callable[[], T]) -> T:
+        """Run a non-transactional store call (sync, close) on the writer thread, between batches."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._queue:
+                    items = self._take()
+                    replies, outcomes, batches = await loop.run_in_executor(self._executor, self._apply, items)
+                    for batch in batches if self.on_commit is not None else ():
+                        try:
+                            self.on_commit(batch)  # type: ignore[misc]
+                        except Exception:
+                            logger.exception("commit listener failed")
+                    self.committed_batches += 1
+                    self.committed_items += len(items)
+                    for fut, ok, value in outcomes:
+                        if not fut.done():
+                            if ok:
+                                fut.set_result(value)
+                            else:
+                                fut.set_exception(value)
+                    if self.extra_replies:
+                        replies.extend(self.extra_replies)
+                        self.extra_replies = []
+                    if replies:
+                        await self._send_replies(replies)
+                    if self.linger and 0 < len(self._queue) < self.linger_items:
+                        # Under load: let a few more arrive so one commit (and fsync) serves more of them.
+                        await asyncio.sleep(self.linger)
+                self._idle.set()
+        finally:
+            self._executor.shutdown(wait=True)
+
+    def _take(self) -> list[Item]:
+        q = self._queue
+        if len(q) <= self._max_batch_msgs and self._queue_bytes <= self._max_batch_bytes:
+            self._queue = []
+            self._queue_bytes = 0
+            return q
+        n, size = 0, 0
+        for n, item in enumerate(q[: self._max_batch_msgs], 1):  # noqa: B007
+            if item[0] is not None:
+                size += len(item[4]) + (len(item[3]) if item[3] else 0)
+            if size >= self._max_batch_bytes:
+                break
+        taken, self._queue = q[:n], q[n:]
+        self._queue_bytes = max(0, self._queue_bytes - size)
+        return taken
+
+    # ---- writer thread ------------------------------------------------------------------------------------
+
+    def _apply(self, items: list[Item]) -> Applied:
+        while True:
+            try:
+                applied = self._apply_once(items)
+                self.commit_error = ""
+                return applied
+            except lmdb.MapFullError:
+                self._reload_counters(items)
+                self.store.grow()
+            except _CommitFailed as exc:
+                # The disk refused the write (full, quota, I/O error): nothing of this batch is stored.
+                self._reload_counters(items)
+                logger.error("store commit failed, %d writes refused: %s", len(items), exc.__cause__)
+                self.commit_error = f"store commit failed: {exc.__cause__}"  # read by the service's health
+                return self._refuse_all(items, errors.StoreFull(503, 10023, "insufficient resources"))
+            except Exception:
+                self._reload_counters(items)
+                logger.exception("write batch failed; retrying it one item at a time")
+                return self._apply_one_by_one(items)
+
+    def _apply_once(self, items: list[Item]) -> Applied:
+        replies: Replies = []
+        outcomes: list[tuple[Any, bool, Any]] = []
+        txn = self.store.begin_write()
+        try:
+            batch = streams.Batch(self.store, txn, time.time_ns())
+            for item in items:
+                self._apply_item(batch, item, replies, outcomes)
+            for stream in batch.touched.values():
+                if not stream.deleted:
+                    self.store.put_counters(txn, stream.id, stream.counters)
+        except BaseException:
+            txn.abort()
+            raise
+        try:
+            txn.commit()
+        except lmdb.MapFullError:
+            raise
+        except lmdb.Error as exc:
+            raise _CommitFailed() from exc
+        for stream in batch.touched.values():
+            stream.committed = msgspec.structs.replace(stream.counters)
+        return replies, outcomes, [batch]
+
+    def _apply_item(
+        self, batch: streams.Batch, item: Item, replies: Replies, outcomes: list[tuple[Any, bool, Any]]
+    ) -> None:
+        stream, a, b, hdrs, data = item
+        if stream is None:
+            try:
+                outcomes.append((b, True, a(batch)))
+            except errors.ApiError as exc:
+                outcomes.append((b, False, exc))
+            return
+        try:
+            seq, duplicate = streams.store_message(batch, stream, a, hdrs, data)
+        except errors.ApiError as exc:
+            if b:
+                replies.append((b, error_puback(stream.name, exc)))
+            return
+        if b and stream.config.no_ack is not True:
+            if duplicate:
+                replies.append((b, b'%s%d,"duplicate":true}' % (stream.puback_prefix, seq)))
+            else:
+                replies.append((b, b"%s%d}" % (stream.puback_prefix, seq)))
+
+    def _apply_one_by_one(self, items: list[Item]) -> Applied:
+        replies: Replies = []
+        outcomes: Outcomes = []
+        batches: list[streams.Batch] = []
+        for item in items:
+            try:
+                r, o, b = self._apply_once([item])
+            except Exception as exc:  # the poisonous item: refuse it, keep going
+                self._reload_counters([item])
+                logger.exception("write of one item failed")
+                err = errors.STREAM_GENERAL(err="stream store failed")
+                r, o, b = self._refuse_all([item], err if not isinstance(exc, errors.ApiError) else exc)
+            replies.extend(r)
+            outcomes.extend(o)
+            batches.extend(b)
+        return replies, outcomes, batches
+
+    def _refuse_all(self, items: list[Item], exc: errors.ApiError) -> Applied:
+        replies: Replies = []
+        outcomes: list[tuple[Any, bool, Any]] = []
+        for stream, _a, b, _h, _d in items:
+            if stream is None:
+                outcomes.append((b, False, exc))
+            elif b:
+                replies.append((b, error_puback(stream.name, exc)))
+        return replies, outcomes, []
+
+    def _reload_counters(self, items: list[Item]) -> None:
+        """After an abort the committed state is the truth; in-memory counters and flags may have run ahead."""
+        with self.store.read() as txn:
+            for stream in list(self._registry.values()):
+                stream.deleted = False
+                stream.counters = self.store.get_counters(txn, stream.id)
+                record = self.store.get_stream_record(txn, stream.name)
+                if record is not None:
+                    stream.config = record.config
+
+
+class _CommitFailed(Exception):
+    pass

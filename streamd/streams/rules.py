@@ -1,0 +1,151 @@
+"""Stream configuration defaults and validation, as nats-server's checkStreamCfg applies them (pure functions)."""
+
+from __future__ import annotations
+
+from msgspec import UNSET
+
+from streamd.store.stream import MAX_SUBJECT
+from streamd.wire import errors, subjects
+from streamd.wire.models import Discard, Retention, StreamConfig
+from streamd.wire.subject_tree import SubjectTree
+
+DEFAULT_DUPLICATE_WINDOW = 120 * 1_000_000_000
+MIN_WINDOW = 100_000_000  # 100 ms
+MAX_DESCRIPTION = 4096
+MAX_METADATA = 128 * 1024
+
+
+def _invalid(text: str) -> errors.ApiError:
+    return errors.STREAM_INVALID_CONFIG(err=text)
+
+
+def normalize(cfg: StreamConfig) -> StreamConfig:
+    """Apply the server's defaults and reject what it rejects; returns a new config, never mutates the input."""
+    c = StreamConfig(**{f: getattr(cfg, f) for f in cfg.__struct_fields__})
+    check_name(c.name)
+    for feature in ("mirror", "sources", "republish", "subject_transform"):
+        if getattr(c, feature) not in (UNSET, None):
+            raise _invalid(f"streamd does not support {feature.replace('_', ' ')} on streams")
+    if c.placement is None:
+        c.placement = UNSET
+    if c.description == "":
+        c.description = UNSET
+    elif c.description is not UNSET and len(c.description) > MAX_DESCRIPTION:
+        raise _invalid("stream description is too long, maximum allowed is 4096")
+    if c.num_replicas < 0:
+        raise errors.REPLICAS_NEGATIVE()
+    if c.num_replicas == 0:
+        c.num_replicas = 1
+    if c.num_replicas > 1:
+        raise errors.REPLICAS_NOT_SUPPORTED()
+    for field in ("max_consumers", "max_msgs", "max_bytes", "max_msgs_per_subject", "max_msg_size"):
+        if getattr(c, field) == 0 or getattr(c, field) < -1:
+            setattr(c, field, -1)
+    if c.max_age < 0:
+        raise _invalid("max age can not be negative")
+    if 0 < c.max_age < MIN_WINDOW:
+        raise _invalid("max age needs to be >= 100ms")
+    _normalize_window(c)
+    _normalize_subjects(c)
+    _check_flags(c)
+    if c.metadata is not UNSET and sum(len(k) + len(v) for k, v in c.metadata.items()) > MAX_METADATA:
+        raise _invalid("stream metadata exceeds maximum size of 128 KiB")
+    return c
+
+
+def check_name(name: str) -> None:
+    if "/" in name or "\\" in name:
+        raise errors.STREAM_NAME_PATH_SEPARATORS()
+    if len(name.encode()) > subjects.MAX_NAME_LEN:  # bytes, as the server counts them
+        raise _invalid(f"stream name is too long, maximum allowed is {subjects.MAX_NAME_LEN}")
+    if not subjects.is_valid_name(name):
+        raise _invalid("stream name is required and can not contain '.', '*', '>', '\\', '/'")
+
+
+def _normalize_window(c: StreamConfig) -> None:
+    if c.duplicate_window < 0:
+        raise _invalid("duplicates window can not be negative")
+    if c.duplicate_window == 0:
+        c.duplicate_window = DEFAULT_DUPLICATE_WINDOW
+        if 0 < c.max_age < DEFAULT_DUPLICATE_WINDOW:
+            c.duplicate_window = c.max_age
+    elif c.duplicate_window < MIN_WINDOW:
+        raise _invalid("duplicates window needs to be >= 100ms")
+    if c.max_age and c.duplicate_window > c.max_age:
+        raise _invalid("duplicates window can not be larger then max age")
+
+
+def _normalize_subjects(c: StreamConfig) -> None:
+    if not c.subjects:
+        c.subjects = [c.name]
+    seen: SubjectTree[str] = SubjectTree()  # overlap within the config in O(N * depth), not O(N^2)
+    for subj in c.subjects:
+        if not subjects.is_valid_subject(subj):
+            raise _invalid("invalid subject")
+        if len(subj.encode()) > MAX_SUBJECT:  # also keeps each SUB line far below the server's 4 KiB limit
+            raise _invalid(f"subject is longer than {MAX_SUBJECT} bytes, streamd cannot store it")
+        other = next(seen.colliding(subj), None)
+        if other is not None:
+            raise _invalid(f'subject "{other}" overlaps with "{subj}"')
+        seen.insert(subj, subj)
+        if c.no_ack is not True:
+            _check_needs_no_ack(subj)
+
+
+def _check_needs_no_ack(subj: str) -> None:
+    """Streams that would capture API or system traffic must not answer it with PubAcks."""
+    if subj == ">":
+        raise _invalid("capturing all subjects requires no-ack to be true")
+    if subjects.is_subset(subj, "$JS.EVENT.>"):
+        return
+    if any(subjects.collide(subj, p + ">") for p in ("$JS.", "$JSC.", "$NRG.")):
+        raise _invalid("subjects that overlap with jetstream api require no-ack to be true")
+    if subjects.collide(subj, "$SYS.>"):
+        raise _invalid("subjects that overlap with system api require no-ack to be true")
+
+
+def _check_flags(c: StreamConfig) -> None:
+    if c.sealed:  # a sealed stream is read-only for good: the server makes that explicit in its config
+        c.deny_delete = c.deny_purge = True
+        c.allow_rollup_hdrs = False
+        c.discard = Discard.NEW
+        c.max_age = 0
+    if c.deny_purge and c.allow_rollup_hdrs:
+        raise _invalid("roll-ups require the purge permission")
+    if c.discard_new_per_subject is True:
+        if c.discard != Discard.NEW:
+            raise _invalid("discard new per subject requires discard new policy to be set")
+        if c.max_msgs_per_subject <= 0:
+            raise _invalid("discard new per subject requires max msgs per subject > 0")
+    elif c.discard_new_per_subject is False:
+        c.discard_new_per_subject = UNSET
+    if c.no_ack is False:
+        c.no_ack = UNSET
+    if c.first_seq == 0:
+        c.first_seq = UNSET
+    if c.subject_delete_marker_ttl is not UNSET:
+        if c.subject_delete_marker_ttl == 0:
+            c.subject_delete_marker_ttl = UNSET
+        elif c.subject_delete_marker_ttl < 1_000_000_000:
+            raise _invalid("subject delete marker TTL must be at least 1 second")
+        else:
+            c.allow_msg_ttl = True
+            c.allow_rollup_hdrs = True
+    if c.retention == Retention.WORKQUEUE and c.max_consumers == 0:
+        c.max_consumers = -1
+
+
+def check_update(old: StreamConfig, new: StreamConfig) -> None:
+    """The update rules: what a stream may never change once created."""
+    if new.storage != old.storage:
+        raise _invalid("stream configuration update can not change storage type")
+    if old.retention != new.retention and Retention.WORKQUEUE in (old.retention, new.retention):
+        raise _invalid("stream configuration update can not change retention policy to/from workqueue")
+    if old.sealed and not new.sealed:
+        raise _invalid("stream configuration update can not unseal a sealed stream")
+    if old.deny_delete and not new.deny_delete:
+        raise _invalid("stream configuration update can not cancel deny message deletes")
+    if old.deny_purge and not new.deny_purge:
+        raise _invalid("stream configuration update can not cancel deny purge")
+    if old.allow_msg_ttl and not new.allow_msg_ttl:
+        raise _invalid("stream configuration update can not disable message TTL")

@@ -1,0 +1,1 @@
+"""The JetStream vocabulary, pure (no I/O, no lmdb): JSON models, the error table, subjects, headers, times."""
