@@ -11,6 +11,7 @@ from streamd.api.handlers import _ENCODER, Context, Route, _decode, _require_emp
 from streamd.consumers import rules as consumer_rules
 from streamd.consumers.manager import ConsumerManager
 from streamd.wire import errors, timefmt
+from streamd.wire.headers import NO_RESPONDERS
 from streamd.wire.models import (
     API_PREFIX_TYPE,
     ConsumerCreateRequest,
@@ -27,7 +28,6 @@ from streamd.wire.models import (
 
 NAMES_LIMIT = 1024
 LIST_LIMIT = 256
-_NO_RESPONDERS = b"NATS/1.0 503\r\n\r\n"
 
 
 def _consumers(ctx: Context) -> ConsumerManager:
@@ -149,7 +149,7 @@ async def consumer_next(ctx: Context, names: list[str], data: bytes, reply: str)
         return
     consumers = _consumers(ctx)
     if not consumers.pull_request(names[0], names[1], reply, data):
-        await ctx.conn.publish_raw(reply.encode(), b"", _NO_RESPONDERS)
+        await ctx.conn.publish_raw(reply.encode(), b"", NO_RESPONDERS)
 
 
 _PAGED = {"total": 0, "offset": 0, "limit": 0}

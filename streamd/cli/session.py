@@ -8,7 +8,6 @@ import functools
 import inspect
 import json
 import os
-import re
 import sys
 import time
 import typing
@@ -24,7 +23,7 @@ import typer
 from typer.core import TyperCommand
 
 from streamd.server.settings import redact
-from streamd.wire import timefmt
+from streamd.wire import durations, timefmt
 
 DEFAULT_SERVER = "nats://127.0.0.1:4222"
 REQUEST_TIMEOUT = 5.0
@@ -338,40 +337,20 @@ async def _run(func: AdminFunc, kwargs: dict[str, Any], settings: Settings, json
 # --------------------------------------------------------------------------- values
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d)")
-_UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
-_UNIT_NS["d"] = 24 * _UNIT_NS["h"]
-
-
 def parse_duration(text: str, what: str = "duration") -> int:
-    """Go-style duration (`30s`, `2m`, `1h30m`, `500ms`, `0`) to nanoseconds."""
-    s = text.strip()
-    if s == "0":
-        return 0
-    pos, total = 0, 0.0
-    for m in _DURATION_PART.finditer(s):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNIT_NS[m.group(2)]
-        pos = m.end()
-    if pos != len(s) or not s:
+    """A Go duration (`30s`, `2m`, `1h30m`, `500ms`, `0`), days (`7d`) allowed, to nanoseconds; never negative."""
+    try:
+        ns = durations.parse(text.strip(), days=True)
+    except ValueError:
+        ns = -1
+    if ns < 0:
         raise CliError(f"invalid {what} {text!r} — use a duration like 30s, 2m, 1h or 1h30m")
-    return int(total)
+    return ns
 
 
 def format_duration(ns: int) -> str:
-    """Nanoseconds as a short Go-style duration: 1h, 2m30s, 500ms; 0 as `unlimited`-free `0s`."""
-    if ns <= 0:
-        return "0s"
-    if ns < 10**9:
-        return f"{ns / 1_000_000:g}ms"
-    secs = ns // 10**9
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if secs >= size:
-            parts.append(f"{secs // size}{unit}")
-            secs %= size
-    return "".join(parts)
+    """Nanoseconds as a short duration for people: 1h, 2m30s, 500ms, 0s."""
+    return durations.format(ns, compact=True)
 
 
 def parse_time(text: str, what: str = "time") -> int:

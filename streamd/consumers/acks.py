@@ -43,17 +43,12 @@ unlimited). Floor moves and `expire` scan pending, i.e. cost O(max_ack_pending).
 from __future__ import annotations
 
 import enum
-import re
-from fractions import Fraction
 from typing import Final
 
 import msgspec
 
 __all__ = [
     "DEFAULT_ACK_WAIT_NS",
-    "Ack",
-    "AckInfo",
-    "AckKind",
     "AckPolicy",
     "AckSettings",
     "ConsumerState",
@@ -61,7 +56,6 @@ __all__ = [
     "MaxDeliveriesEvent",
     "Pending",
     "SequencePair",
-    "ack_subject",
     "ack_wait_for",
     "can_deliver_new",
     "decode_state",
@@ -78,8 +72,6 @@ __all__ = [
     "on_nak",
     "on_progress",
     "on_term",
-    "parse_ack",
-    "parse_ack_subject",
     "skip_before",
 ]
 
@@ -412,149 +404,3 @@ def _lowest_pending(state: ConsumerState, removed_lowest: int) -> int:
             if candidate in pending:
                 return candidate
     return next(iter(pending))
-
-
-# ---- ack payloads -----------------------------------------------------------------------------------------------
-
-
-class AckKind(enum.StrEnum):
-    ACK = "ack"
-    NAK = "nak"
-    PROGRESS = "progress"
-    TERM = "term"
-    NEXT = "next"  # ack, then treat the ack's reply subject as a pull request with `next_request` as its body
-    UNKNOWN = "unknown"
-
-
-class Ack(msgspec.Struct, frozen=True):
-    """A parsed ack payload. `delay_ns` is set for `-NAK` with a valid delay (may be <= 0: redeliver now)."""
-
-    kind: AckKind
-    delay_ns: int | None = None
-    reason: str = ""
-    next_request: bytes = b""
-
-
-class _NakOptions(msgspec.Struct):
-    delay: int = 0
-
-
-_NAK_OPTIONS: Final = msgspec.json.Decoder(_NakOptions)
-_MAX_DURATION: Final = 2**63 - 1
-_UNITS: Final = {
-    "ns": 1,
-    "us": 10**3,
-    "µs": 10**3,
-    "μs": 10**3,
-    "ms": 10**6,
-    "s": 10**9,
-    "m": 60 * 10**9,
-    "h": 3600 * 10**9,
-}
-_DURATION: Final = re.compile(r"([0-9]*)(?:\.([0-9]*))?(ns|us|µs|μs|ms|s|m|h)")
-
-
-def parse_ack(payload: bytes) -> Ack:
-    """Classify an ack payload the way nats-server's `processAck` does; never raises on foreign input."""
-    if payload in (b"", b"+ACK", b"+OK"):
-        return Ack(AckKind.ACK)
-    if payload.startswith(b"+NXT"):
-        return Ack(AckKind.NEXT, next_request=payload[4:].strip())
-    if payload.startswith(b"-NAK"):
-        return Ack(AckKind.NAK, delay_ns=_nak_delay(payload[4:].strip()))
-    if payload == b"+WPI":
-        return Ack(AckKind.PROGRESS)
-    if payload.startswith(b"+TERM"):
-        return Ack(AckKind.TERM, reason=payload[5:].strip().decode(errors="replace"))
-    return Ack(AckKind.UNKNOWN)
-
-
-def _nak_delay(arg: bytes) -> int | None:
-    """`{"delay": ns}` or a Go duration; None (a plain NAK) when absent or unparsable, as the server does."""
-    if not arg:
-        return None
-    if arg.startswith(b"{"):
-        try:
-            return _NAK_OPTIONS.decode(arg).delay
-        except msgspec.DecodeError:
-            return None
-    try:
-        return _parse_go_duration(arg.decode())
-    except UnicodeDecodeError:
-        return None
-
-
-def _parse_go_duration(text: str) -> int | None:
-    """Go's `time.ParseDuration` ("1h2m3.5s", "500ms", "-1s", "0"), in nanoseconds; None if invalid."""
-    sign = -1 if text.startswith("-") else 1
-    body = text[1:] if text[:1] in ("-", "+") else text
-    if body == "0":
-        return 0
-    if not body:
-        return None
-    total = Fraction(0)
-    pos = 0
-    while pos < len(body):
-        m = _DURATION.match(body, pos)
-        if m is None or not (m.group(1) or m.group(2)):
-            return None
-        whole, frac, unit = m.group(1) or "0", m.group(2) or "", m.group(3)
-        total += (int(whole) + (Fraction(int(frac), 10 ** len(frac)) if frac else 0)) * _UNITS[unit]
-        pos = m.end()
-    ns = sign * int(total)
-    return ns if abs(ns) <= _MAX_DURATION else None
-
-
-# ---- ack subjects -----------------------------------------------------------------------------------------------
-
-
-class AckInfo(msgspec.Struct, frozen=True):
-    """The metadata in an ack reply subject; `domain`/`account_hash` only in the v2 form ("_" domain → "")."""
-
-    stream: str
-    consumer: str
-    num_delivered: int
-    stream_seq: int
-    consumer_seq: int
-    timestamp_ns: int
-    num_pending: int
-    domain: str = ""
-    account_hash: str = ""
-
-
-_MAX_UINT64: Final = 2**64 - 1
-
-
-def ack_subject(stream: str, consumer: str, delivered: int, sseq: int, cseq: int, ts_ns: int, pending: int) -> str:
-    """The v1 ack reply subject nats-server 2.15 sends (9 tokens; clients index tokens 5 and 6 directly)."""
-    return f"$JS.ACK.{stream}.{consumer}.{delivered}.{sseq}.{cseq}.{ts_ns}.{pending}"
-
-
-def parse_ack_subject(subject: str) -> AckInfo | None:
-    """Parse a v1 (9 tokens) or v2 (11+ tokens) ack subject, as nats-server's `ackReplyInfo`; None if it is not one."""
-    tokens = subject.split(".")
-    if len(tokens) < 9 or tokens[0] != "$JS" or tokens[1] != "ACK":
-        return None
-    if len(tokens) == 9:
-        names, numbers, domain, account_hash = tokens[2:4], tokens[4:9], "", ""
-    elif len(tokens) >= 11:
-        names, numbers, domain, account_hash = tokens[2:6], tokens[6:11], tokens[2], tokens[3]
-    else:
-        return None
-    if not all(names):
-        return None
-    stream, consumer = names[-2:]
-    values = [_uint(tok) for tok in numbers]
-    if any(v is None for v in values):
-        return None
-    dc, sseq, cseq, ts, pending = (v for v in values if v is not None)
-    domain = "" if domain == "_" else domain
-    return AckInfo(stream, consumer, dc, sseq, cseq, ts, pending, domain=domain, account_hash=account_hash)
-
-
-def _uint(token: str) -> int | None:
-    """A decimal uint64 token: ASCII digits only (int() would also take "+1", "1_0", " 1" and other scripts)."""
-    if not token or len(token) > 20 or not token.isascii() or not token.isdigit():
-        return None
-    value = int(token)
-    return value if value <= _MAX_UINT64 else None

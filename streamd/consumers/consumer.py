@@ -26,7 +26,7 @@ from streamd.consumers import rules as consumer_rules
 from streamd.store import reads
 from streamd.store.stream import Stream
 from streamd.transport.leaf import LeafConnection
-from streamd.wire import gojson, headers, timefmt
+from streamd.wire import ack_protocol, durations, gojson, headers, timefmt
 from streamd.wire.models import ConsumerConfig, DeliverPolicy, PullRequest, ReplayPolicy
 from streamd.wire.subject_tree import SubjectTree
 
@@ -314,27 +314,27 @@ class Consumer:
         if isinstance(cfg.max_batch, int) and cfg.max_batch and req.batch > cfg.max_batch:
             return f"Exceeded MaxRequestBatch of {cfg.max_batch}"
         if isinstance(cfg.max_expires, int) and cfg.max_expires and req.expires > cfg.max_expires:
-            return f"Exceeded MaxRequestExpires of {_go_duration(cfg.max_expires)}"
+            return f"Exceeded MaxRequestExpires of {durations.format(cfg.max_expires)}"
         if isinstance(cfg.max_bytes, int) and cfg.max_bytes and req.max_bytes > cfg.max_bytes:
             return f"Exceeded MaxRequestMaxBytes of {cfg.max_bytes}"
         return ""
 
-    def on_ack(self, info: acks.AckInfo, ack: acks.Ack, now_ns: int) -> list[int]:
+    def on_ack(self, info: ack_protocol.AckInfo, ack: ack_protocol.Ack, now_ns: int) -> list[int]:
         """Apply one ack; -> the stream seqs it acknowledged (for retention)."""
         st, s = self.state, self.settings
         seq = info.stream_seq
         self.last_active_ns = self.last_ack_ns = now_ns
         done: list[int] = []
-        if ack.kind in (acks.AckKind.ACK, acks.AckKind.NEXT):
+        if ack.kind in (ack_protocol.AckKind.ACK, ack_protocol.AckKind.NEXT):
             done = acks.on_ack(st, s, seq)
-        elif ack.kind is acks.AckKind.NAK:
+        elif ack.kind is ack_protocol.AckKind.NAK:
             if acks.on_nak(st, s, seq, now_ns, ack.delay_ns):
                 self.manager.advise_nak(self, info)
                 self._lower_hint(seq)
-        elif ack.kind is acks.AckKind.PROGRESS:
+        elif ack.kind is ack_protocol.AckKind.PROGRESS:
             if acks.on_progress(st, s, seq, now_ns):
                 self._lower_hint(seq)
-        elif ack.kind is acks.AckKind.TERM:
+        elif ack.kind is ack_protocol.AckKind.TERM:
             if acks.on_term(st, seq):
                 done = [seq]
                 self.manager.advise_term(self, info, ack.reason)
@@ -628,9 +628,8 @@ class Consumer:
         count = acks.num_delivered(st, found.seq) + 1
         pending = max(0, self.num_pending - 1) if is_new else self.num_pending
         subject = found.subject.decode()
-        ack = (
-            f"$JS.ACK.{self.stream.name}.{self.name}.{count}.{found.seq}."
-            f"{st.delivered.consumer_seq + 1}.{found.ts_ns}.{pending}"
+        ack = ack_protocol.ack_subject(
+            self.stream.name, self.name, count, found.seq, st.delivered.consumer_seq + 1, found.ts_ns, pending
         )
         hdrs: bytes | None = found.hdrs or None
         data = found.data
@@ -735,14 +734,6 @@ def _parse_pull(body: bytes) -> PullRequest:
     if req.group or req.min_pending or req.min_ack_pending or req.priority:
         raise ValueError("priority groups are not supported by this consumer")
     return req
-
-
-def _go_duration(ns: int) -> str:
-    if ns % 1_000_000_000 == 0:
-        return f"{ns // 1_000_000_000}s"
-    if ns % 1_000_000 == 0:
-        return f"{ns // 1_000_000}ms"
-    return f"{ns}ns"
 
 
 def initial_position(cfg: ConsumerConfig, stream: Stream, txn: object, filters: list[str]) -> tuple[int, list[int]]:

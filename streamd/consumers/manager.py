@@ -29,11 +29,11 @@ from streamd.store.writer import Writer
 from streamd.streams.manager import StreamManager
 from streamd.transport.connection import Connection
 from streamd.transport.leaf import LeafConnection
-from streamd.wire import errors, timefmt
+from streamd.wire import ack_protocol, errors, timefmt
+from streamd.wire.headers import NO_RESPONDERS
 from streamd.wire.models import ConsumerConfig, ConsumerInfo, Retention, SequenceInfo
 
 logger = logging.getLogger(__name__)
-_NO_RESPONDERS = b"NATS/1.0 503\r\n\r\n"
 # Deliveries and acks without a reply change state constantly under load; persisting them at most every
 # LAZY_FLUSH turns one commit (and fsync) per fetch into a few per second. After a crash the last fraction of a
 # second of such acks may be redelivered (at least once, as JetStream); acks with a reply are never lost.
@@ -367,7 +367,7 @@ class ConsumerManager:
     def pull_request_or_503(self, stream_name: str, name: str, reply: str, body: bytes) -> None:
         """MSG.NEXT from the raw path; an unknown consumer gets the 503 status no responders would give."""
         if not self.pull_request(stream_name, name, reply, body):
-            self.leaf.send(reply, None, _NO_RESPONDERS, b"")
+            self.leaf.send(reply, None, NO_RESPONDERS, b"")
         self.leaf.write_now()
 
     def on_ack(self, subject: bytes, reply: bytes, data: bytes, _hdrs: bytes | None) -> None:
@@ -390,19 +390,21 @@ class ConsumerManager:
 
     def _apply_ack(self, subject: bytes, reply: bytes, data: bytes) -> None:
         """One ack (never raises on foreign input)."""
-        info = _fast_ack_info(subject) or acks.parse_ack_subject(subject.decode(errors="replace"))
+        info = ack_protocol.parse_delivered_ack_subject(subject) or ack_protocol.parse_ack_subject(
+            subject.decode(errors="replace")
+        )
         if info is None:
             return
         c = self.by_stream.get(info.stream, {}).get(info.consumer)
         if c is None or c.deleted:
             return
-        ack = acks.parse_ack(bytes(data))
-        if ack.kind is acks.AckKind.UNKNOWN:
+        ack = ack_protocol.parse_ack(bytes(data))
+        if ack.kind is ack_protocol.AckKind.UNKNOWN:
             return
         done = c.on_ack(info, ack, time.time_ns())
         if done and c.stream.config.retention != Retention.LIMITS:
             self._queue_retention(c, done)
-        if ack.kind is acks.AckKind.NEXT and reply:
+        if ack.kind is ack_protocol.AckKind.NEXT and reply:
             c.request_next(reply.decode(), ack.next_request, time.time_ns())
         elif reply:
             self._confirms.append((reply, b""))
@@ -583,7 +585,7 @@ class ConsumerManager:
     def _advise_action(self, c: Consumer, kind: str, action: str) -> None:
         self._advise(kind, c, {"type": "io.nats.jetstream.advisory.v1.consumer_action", "action": action})
 
-    def advise_nak(self, c: Consumer, info: acks.AckInfo) -> None:
+    def advise_nak(self, c: Consumer, info: ack_protocol.AckInfo) -> None:
         self._advise(
             "MSG_NAKED",
             c,
@@ -595,7 +597,7 @@ class ConsumerManager:
             },
         )
 
-    def advise_term(self, c: Consumer, info: acks.AckInfo, reason: str) -> None:
+    def advise_term(self, c: Consumer, info: ack_protocol.AckInfo, reason: str) -> None:
         body: dict[str, Any] = {
             "type": "io.nats.jetstream.advisory.v1.terminated",
             "consumer_seq": info.consumer_seq,
@@ -616,14 +618,6 @@ class ConsumerManager:
                 "deliveries": event.deliveries,
             },
         )
-
-
-def _fast_ack_info(subject: bytes) -> acks.AckInfo | None:
-    """The v1 ack subject every delivery from streamd carries, parsed without the general path's checks."""
-    p = subject.split(b".")
-    if len(p) != 9 or p[1] != b"ACK" or not b"".join(p[4:9]).isdigit() or not p[2] or not p[3]:
-        return None
-    return acks.AckInfo(p[2].decode(), p[3].decode(), int(p[4]), int(p[5]), int(p[6]), int(p[7]), int(p[8]))
 
 
 def _same(a: ConsumerConfig, b: ConsumerConfig) -> bool:

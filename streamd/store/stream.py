@@ -8,7 +8,6 @@ never harms its neighbours in the same batch.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -34,7 +33,7 @@ from streamd.store.env import (
     stored_size,
     unpack_pair,
 )
-from streamd.wire import errors, headers, subjects
+from streamd.wire import durations, errors, headers, subjects
 from streamd.wire.models import Discard, Retention, StreamConfig
 
 MAX_HEADER = 64 * 1024
@@ -44,8 +43,6 @@ MAX_SEQ = (1 << 64) - 1  # sequences are u64 keys
 MAX_TTL = (1 << 63) - 1  # a Go time.Duration
 MAX_SUBJECT = 480  # the subject is an LMDB key in the subject index (511 bytes at most)
 _NS = 1_000_000_000
-_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": _NS, "m": 60 * _NS, "h": 3600 * _NS}
 
 
 class Stream:
@@ -102,20 +99,13 @@ class Batch:
         self.touched[stream.id] = stream
 
 
-def parse_duration(text: bytes) -> int:
-    """A Go duration (`1h2m`, `500ms`) or plain integer seconds -> ns; ValueError when neither."""
+def parse_ttl(text: bytes) -> int:
+    """A Nats-TTL value: a Go duration (`1h2m`, `500ms`) or, as nats-server also takes, plain integer seconds -> ns;
+    ValueError when neither."""
     s = text.decode().strip()
     if s.isdigit():
         return int(s) * _NS
-    pos, total = 0, 0.0
-    for m in _GO_DURATION.finditer(s):
-        if m.start() != pos:
-            raise ValueError(s)
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if pos != len(s) or not s:
-        raise ValueError(s)
-    return int(total)
+    return durations.parse(s)
 
 
 def _ttl(stream: Stream, value: bytes) -> int:
@@ -125,7 +115,7 @@ def _ttl(stream: Stream, value: bytes) -> int:
     if value == b"never":
         return -1
     try:
-        ttl = parse_duration(value)
+        ttl = parse_ttl(value)
     except ValueError:
         raise errors.MSG_TTL_INVALID() from None
     if ttl < _NS or ttl > MAX_TTL:  # past int64 ns the server refuses it too, and it would not fit the TTL index
@@ -461,7 +451,7 @@ def expire(b: Batch, stream: Stream) -> None:
 
 def _write_marker(b: Batch, stream: Stream, subject: bytes, reason: bytes, ttl_ns: int) -> None:
     """A subject delete marker: watchers learn the subject is gone; it expires itself after `ttl_ns`."""
-    ttl = f"{ttl_ns // _NS}s" if ttl_ns % _NS == 0 else f"{ttl_ns}ns"
+    ttl = durations.format(ttl_ns // _NS * _NS)  # whole seconds, as nats-server writes it
     hdrs = b"NATS/1.0\r\n" + MARKER_REASON + b": " + reason + b"\r\nNats-TTL: " + ttl.encode() + b"\r\n\r\n"
     try:
         store_message(b, stream, subject, hdrs, b"")

@@ -24,8 +24,9 @@ import nats.errors
 from nats.aio.client import Client
 from nats.protocol.parser import PERMISSIONS_ERR
 
+from streamd.wire.headers import NO_RESPONDERS
+
 logger = logging.getLogger(__name__)
-NO_RESPONDERS = b"NATS/1.0 503\r\n\r\n"
 _PROTOCOL_BREAKERS = (" ", "\t", "\r", "\n")
 RawHandler = Callable[[bytes, bytes, bytes, bytes | None], None]
 

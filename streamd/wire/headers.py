@@ -7,6 +7,7 @@ as nats-server does.
 from __future__ import annotations
 
 HDR_LINE = b"NATS/1.0"
+NO_RESPONDERS = b"NATS/1.0 503\r\n\r\n"  # the status a request gets when nothing serves its subject
 MSG_ID = b"Nats-Msg-Id"
 EXPECTED_STREAM = b"Nats-Expected-Stream"
 EXPECTED_LAST_SEQ = b"Nats-Expected-Last-Sequence"
