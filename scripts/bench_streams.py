@@ -21,7 +21,7 @@ from pathlib import Path
 
 import msgspec
 
-from streamd.consumers.manager import ConsumerRecord
+from streamd.consumers.persistence import ConsumerRecord
 from streamd.store import reads
 from streamd.store import stream as streams
 from streamd.store.env import Counters, Store, StreamRecord

@@ -19,7 +19,7 @@ import pytest
 from nats.js.errors import APIError
 
 from streamd.api.handlers import RequestQueue
-from streamd.consumers.manager import ConsumerRecord
+from streamd.consumers.persistence import ConsumerRecord
 from streamd.store.env import Counters, Store, StreamRecord
 from streamd.wire import gojson, subjects
 from streamd.wire.models import ConsumerConfig, ConsumerCreateRequest, StreamConfig

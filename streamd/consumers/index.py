@@ -5,70 +5,89 @@ message bumps one counter per matching group (`added`) instead of touching every
 `num_pending` is its own count plus what its group added since it last looked. Only consumers that can take a
 message now (`hungry`: push consumers, pull consumers with a waiting request) are woken. An idle consumer costs
 memory only, whatever the publish rate.
+
+The index knows its members only through `Member`, so it sits below the consumer runtime.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Any, Generic, Protocol, TypeVar
 
 from streamd.wire.subject_tree import SubjectTree
 
-if TYPE_CHECKING:
-    from streamd.consumers.consumer import Consumer
+
+class Member(Protocol):
+    """What the index needs of a consumer."""
+
+    @property
+    def filters(self) -> list[str]: ...
+
+    @property
+    def delivered_seq(self) -> int: ...
+
+    @property
+    def group(self) -> FilterGroup[Any] | None:
+        """The group it was added to (set by `regroup`)."""
+
+    @property
+    def wants_messages(self) -> bool:
+        """Could it take a message now (push, or a pull request waiting)?"""
+
+    def regroup(self, group: FilterGroup[Any] | None) -> None:
+        """Count pending messages against `group` from now on (None: against nothing)."""
 
 
-class FilterGroup:
+M = TypeVar("M", bound=Member)
+
+
+class FilterGroup(Generic[M]):
     """Consumers with one filter set (empty: the whole stream) and the matching messages stored for them."""
 
     __slots__ = ("added", "ahead", "filters", "members")
 
     def __init__(self, filters: tuple[str, ...]) -> None:
         self.filters = filters
-        self.members: set[Consumer] = set()
+        self.members: set[M] = set()
         # Members whose delivered stream seq lies beyond the stream's last seq (a start sequence in the future):
         # stored messages at or below it are not pending for them, so they are told about each store.
-        self.ahead: set[Consumer] = set()
+        self.ahead: set[M] = set()
         self.added = 0
 
 
-class StreamIndex:
+class StreamIndex(Generic[M]):
     """One stream's consumers by filter; `hungry` holds the ones that may want a message now."""
 
     __slots__ = ("groups", "hungry", "tree")
 
     def __init__(self) -> None:
-        self.groups: dict[tuple[str, ...], FilterGroup] = {}
-        self.tree: SubjectTree[FilterGroup] = SubjectTree()
-        self.hungry: set[Consumer] = set()
+        self.groups: dict[tuple[str, ...], FilterGroup[M]] = {}
+        self.tree: SubjectTree[FilterGroup[M]] = SubjectTree()
+        self.hungry: set[M] = set()
 
     def __len__(self) -> int:
         return sum(len(g.members) for g in self.groups.values())
 
-    def add(self, c: Consumer, last_seq: int) -> None:
+    def add(self, c: M, last_seq: int) -> None:
         key = tuple(sorted(c.filters))
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = FilterGroup(key)
             for f in key:
                 self.tree.insert(f, group)
-        pending = c.num_pending
-        c.group = group
-        c.num_pending = pending  # from now on counted against this group's `added`
+        c.regroup(group)
         group.members.add(c)
-        if c.state.delivered.stream_seq > last_seq:
+        if c.delivered_seq > last_seq:
             group.ahead.add(c)
-        if c.is_push or c.waiting:  # a pull consumer re-indexed by a config update keeps its waiting requests
+        if c.wants_messages:  # a pull consumer re-indexed by a config update keeps its waiting requests
             self.hungry.add(c)
 
-    def remove(self, c: Consumer) -> None:
+    def remove(self, c: M) -> None:
         group = c.group
         self.hungry.discard(c)
         if group is None:
             return
-        pending = c.num_pending
-        c.group = None
-        c.num_pending = pending
+        c.regroup(None)
         group.members.discard(c)
         group.ahead.discard(c)
         if not group.members:
@@ -76,7 +95,7 @@ class StreamIndex:
             for f in group.filters:
                 self.tree.remove(f, group)
 
-    def matching_groups(self, subject: str) -> list[FilterGroup]:
+    def matching_groups(self, subject: str) -> list[FilterGroup[M]]:
         """The groups whose filters select the literal `subject`: O(depth), not O(consumers)."""
         out = list(self.tree.match(subject))
         everything = self.groups.get(())
@@ -84,7 +103,7 @@ class StreamIndex:
             out.append(everything)
         return out
 
-    def matching(self, subject: str) -> Iterator[Consumer]:
+    def matching(self, subject: str) -> Iterator[M]:
         for group in self.matching_groups(subject):
             yield from group.members
 
@@ -92,6 +111,6 @@ class StreamIndex:
         """Does any consumer select `subject` (interest retention)? Empty groups are removed, so a group is one."""
         return () in self.groups or next(self.tree.match(subject), None) is not None
 
-    def consumers(self) -> Iterator[Consumer]:
+    def consumers(self) -> Iterator[M]:
         for group in self.groups.values():
             yield from group.members

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import string
+from typing import NamedTuple
 
 from msgspec import UNSET
 
@@ -51,32 +52,54 @@ def check_name(name: str) -> None:
         raise errors.STREAM_INVALID_CONFIG(err="consumer name can not contain '.', '*', '>', '\\', '/'")
 
 
-def normalize(cfg: ConsumerConfig, stream: StreamConfig, name: str) -> ConsumerConfig:
+class Normalized(NamedTuple):
+    config: ConsumerConfig
+    filters: list[str]  # the config's filters, computed once here and carried by the consumer
+
+
+def normalize(cfg: ConsumerConfig, stream: StreamConfig, name: str) -> Normalized:
     """Apply defaults and reject what the server rejects; returns a new config for the consumer `name`."""
     c = ConsumerConfig(**{f: getattr(cfg, f) for f in cfg.__struct_fields__})
     durable = bool(c.durable_name)
     check_name(name)
     if c.durable_name == "":
         c.durable_name = UNSET
+    _check_unsupported(c)
+    _check_description(c)
+    _check_deliver_policy(c)
+    _check_acks(c, stream)
+    _check_push_pull(c, stream)
+    mine = _check_filters(c)
+    _check_workqueue(c, stream)
+    if c.num_replicas > max(stream.num_replicas, 1):
+        raise errors.REPLICAS_EXCEED_STREAM()
+    _check_inactive(c, stream, durable)
+    _check_pause(c)
+    for flag in ("headers_only", "flow_control", "mem_storage"):
+        if getattr(c, flag) is False:
+            setattr(c, flag, UNSET)
+    return Normalized(c, mine)
+
+
+def _check_unsupported(c: ConsumerConfig) -> None:
     if c.priority_groups not in (UNSET, None) or c.priority_policy not in (UNSET, None, "", "none"):
         raise errors.CONSUMER_CREATE(err="streamd does not support priority groups")
     c.priority_groups = c.priority_policy = c.priority_timeout = c.pinned_ttl = UNSET
     if c.sourcing not in (UNSET, None) or c.direct is True:
         raise errors.CONSUMER_CREATE(err="streamd does not support direct or sourcing consumers")
     c.sourcing = c.direct = UNSET
+
+
+def _check_description(c: ConsumerConfig) -> None:
     if c.description == "":
         c.description = UNSET
     elif isinstance(c.description, str) and len(c.description) > MAX_DESCRIPTION:
         raise errors.CONSUMER_DESCRIPTION_TOO_LONG(max=MAX_DESCRIPTION)
     if isinstance(c.metadata, dict) and sum(len(k) + len(v) for k, v in c.metadata.items()) > MAX_METADATA:
         raise errors.CONSUMER_CREATE(err="consumer metadata exceeds maximum size of 128 KiB")
-    _check_deliver_policy(c)
-    _check_acks(c, stream)
-    _check_push_pull(c, stream)
-    _check_filters(c)
-    _check_workqueue(c, stream)
-    if c.num_replicas > max(stream.num_replicas, 1):
-        raise errors.REPLICAS_EXCEED_STREAM()
+
+
+def _check_inactive(c: ConsumerConfig, stream: StreamConfig, durable: bool) -> None:
     if c.inactive_threshold is UNSET or c.inactive_threshold == 0:
         if durable:
             c.inactive_threshold = UNSET
@@ -85,6 +108,9 @@ def normalize(cfg: ConsumerConfig, stream: StreamConfig, name: str) -> ConsumerC
             c.inactive_threshold = limit or DEFAULT_EPHEMERAL_INACTIVE
     elif isinstance(c.inactive_threshold, int) and c.inactive_threshold < 0:
         raise errors.CONSUMER_CREATE(err="consumer inactive threshold can not be negative")
+
+
+def _check_pause(c: ConsumerConfig) -> None:
     if c.pause_until == "":
         c.pause_until = UNSET
     elif isinstance(c.pause_until, str):
@@ -92,10 +118,6 @@ def normalize(cfg: ConsumerConfig, stream: StreamConfig, name: str) -> ConsumerC
             timefmt.parse(c.pause_until)
         except ValueError:
             raise errors.CONSUMER_CREATE(err="invalid pause_until time") from None
-    for flag in ("headers_only", "flow_control", "mem_storage"):
-        if getattr(c, flag) is False:
-            setattr(c, flag, UNSET)
-    return c
 
 
 def _check_deliver_policy(c: ConsumerConfig) -> None:
@@ -165,17 +187,7 @@ def _check_push_pull(c: ConsumerConfig, stream: StreamConfig) -> None:
 
 
 def _check_push(c: ConsumerConfig, stream: StreamConfig) -> None:
-    deliver = str(c.deliver_subject)
-    if not subjects.is_valid_subject(deliver) or len(deliver.encode()) > MAX_DELIVER_SUBJECT:
-        raise errors.INVALID_DELIVER_SUBJECT()
-    group = c.deliver_group if isinstance(c.deliver_group, str) else ""
-    if len(group.encode()) > MAX_DELIVER_GROUP or any(ch in group for ch in _WHITESPACE):
-        # the group is a queue name on each delivery's protocol line: a space there would break the line
-        raise errors.CONSUMER_CREATE(err="consumer deliver group must be a queue name of at most 255 bytes")
-    if not subjects.is_literal(deliver):
-        raise errors.DELIVER_WILDCARDS()
-    if any(subjects.matches(s, deliver) for s in stream.subjects):
-        raise errors.DELIVER_CYCLE()
+    _check_deliver(c, stream)
     if c.max_waiting not in (UNSET, 0):
         raise errors.PUSH_MAX_WAITING()
     c.max_waiting = UNSET
@@ -190,10 +202,29 @@ def _check_push(c: ConsumerConfig, stream: StreamConfig) -> None:
         if getattr(c, field) not in (UNSET, 0):
             raise errors.CONSUMER_CREATE(err=f"consumer in push mode can not set {field.replace('_', ' ')}")
         setattr(c, field, UNSET)
-    if c.deliver_group == "":
-        c.deliver_group = UNSET
     if c.rate_limit_bps == 0:
         c.rate_limit_bps = UNSET
+
+
+def _check_deliver(c: ConsumerConfig, stream: StreamConfig) -> None:
+    """The deliver subject and group: a literal subject outside the stream, a group that fits a protocol line."""
+    deliver = str(c.deliver_subject)
+    if not subjects.is_valid_subject(deliver) or len(deliver.encode()) > MAX_DELIVER_SUBJECT:
+        raise errors.INVALID_DELIVER_SUBJECT()
+    if not _valid_group(c.deliver_group):
+        # the group is a queue name on each delivery's protocol line: a space there would break the line
+        raise errors.CONSUMER_CREATE(err="consumer deliver group must be a queue name of at most 255 bytes")
+    if not subjects.is_literal(deliver):
+        raise errors.DELIVER_WILDCARDS()
+    if any(subjects.matches(s, deliver) for s in stream.subjects):
+        raise errors.DELIVER_CYCLE()
+    if c.deliver_group == "":
+        c.deliver_group = UNSET
+
+
+def _valid_group(group: object) -> bool:
+    name = group if isinstance(group, str) else ""
+    return len(name.encode()) <= MAX_DELIVER_GROUP and not any(ch in name for ch in _WHITESPACE)
 
 
 def _check_pull(c: ConsumerConfig) -> None:
@@ -220,7 +251,7 @@ def _check_pull(c: ConsumerConfig) -> None:
             setattr(c, field, UNSET)
 
 
-def _check_filters(c: ConsumerConfig) -> None:
+def _check_filters(c: ConsumerConfig) -> list[str]:
     if c.filter_subject == "":
         c.filter_subject = UNSET
     many = c.filter_subjects if isinstance(c.filter_subjects, list) else []
@@ -239,10 +270,12 @@ def _check_filters(c: ConsumerConfig) -> None:
         seen.insert(f, f)
     if isinstance(c.filter_subject, str) and not subjects.is_valid_subject(c.filter_subject):
         raise errors.STREAM_INVALID_CONFIG(err="invalid subject")  # sic: the server's error
-    if c.deliver_policy == DeliverPolicy.LAST_PER_SUBJECT and not filters(c):
+    mine = filters(c)
+    if c.deliver_policy == DeliverPolicy.LAST_PER_SUBJECT and not mine:
         raise errors.CONSUMER_INVALID_POLICY(
             err="consumer delivery policy is deliver last per subject, but optional filter subject is not set"
         )
+    return mine
 
 
 def _check_workqueue(c: ConsumerConfig, stream: StreamConfig) -> None:
@@ -294,7 +327,6 @@ def stored_problem(cfg: ConsumerConfig) -> str:
             return "invalid deliver subject"
         if len(deliver.encode()) > MAX_DELIVER_SUBJECT:
             return "deliver subject too long"
-        group = cfg.deliver_group if isinstance(cfg.deliver_group, str) else ""
-        if len(group.encode()) > MAX_DELIVER_GROUP or any(ch in group for ch in _WHITESPACE):
+        if not _valid_group(cfg.deliver_group):
             return "invalid deliver group"
     return ""
