@@ -17,6 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from streamd.consumers import acks, pull, push
+from streamd.consumers import rules as consumer_rules
 from streamd.consumers.delivery import Taken, TooBig, status
 from streamd.consumers.host import ConsumerHost
 from streamd.consumers.index import FilterGroup
@@ -37,16 +38,6 @@ NEVER = 2**63 - 1
 # deliveries) are handled in batches, at most one pass per EXPIRE_EVERY (or a quarter of the ack wait if
 # shorter), rather than one O(pending) scan per message. A redelivery may thus go out up to that much late.
 EXPIRE_EVERY = 100_000_000
-
-
-def settings_for(cfg: ConsumerConfig) -> acks.AckSettings:
-    return acks.AckSettings(
-        ack_policy=acks.AckPolicy(cfg.ack_policy.value),
-        ack_wait_ns=cfg.ack_wait if isinstance(cfg.ack_wait, int) else acks.DEFAULT_ACK_WAIT_NS,
-        backoff_ns=list(cfg.backoff) if isinstance(cfg.backoff, list) else [],
-        max_deliver=cfg.max_deliver,
-        max_ack_pending=cfg.max_ack_pending if isinstance(cfg.max_ack_pending, int) else -1,
-    )
 
 
 @dataclass(eq=False, slots=True)
@@ -93,7 +84,7 @@ class Consumer:
     def configure(self, cfg: ConsumerConfig, filters: list[str]) -> None:
         """Take a (normalised) config; `filters` are its filters, computed once by whoever normalised it."""
         self.config = cfg
-        self.settings = settings_for(cfg)
+        self.settings = consumer_rules.ack_settings(cfg)
         self.filters = filters
         self.reader.set_filters(filters)
         self.paused_until_ns = timefmt.parse(cfg.pause_until) if isinstance(cfg.pause_until, str) else 0
@@ -134,10 +125,6 @@ class Consumer:
         return bool(self.config.deliver_subject)
 
     @property
-    def durable(self) -> bool:
-        return bool(self.config.durable_name)
-
-    @property
     def leaf(self) -> LeafConnection:
         return self.host.leaf
 
@@ -146,9 +133,6 @@ class Consumer:
 
     def paused(self, now_ns: int) -> bool:
         return self.paused_until_ns > now_ns
-
-    def matches(self, subject: str) -> bool:
-        return self.reader.matches(subject)
 
     def touch(self) -> None:
         self.host.mark_dirty(self)

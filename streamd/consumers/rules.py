@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 from msgspec import UNSET
 
+from streamd.consumers import acks
 from streamd.wire import errors, subjects, timefmt
 from streamd.wire.models import AckPolicyWire, ConsumerConfig, DeliverPolicy, Retention, StreamConfig
 from streamd.wire.subject_tree import SubjectTree
@@ -35,6 +36,17 @@ def random_name() -> str:
 
 def is_push(cfg: ConsumerConfig) -> bool:
     return bool(cfg.deliver_subject)
+
+
+def ack_settings(cfg: ConsumerConfig) -> acks.AckSettings:
+    """What the ack state machine needs of a (normalised) config."""
+    return acks.AckSettings(
+        ack_policy=acks.AckPolicy(cfg.ack_policy.value),
+        ack_wait_ns=cfg.ack_wait if isinstance(cfg.ack_wait, int) else acks.DEFAULT_ACK_WAIT_NS,
+        backoff_ns=list(cfg.backoff) if isinstance(cfg.backoff, list) else [],
+        max_deliver=cfg.max_deliver,
+        max_ack_pending=cfg.max_ack_pending if isinstance(cfg.max_ack_pending, int) else -1,
+    )
 
 
 def filters(cfg: ConsumerConfig) -> list[str]:
