@@ -247,25 +247,28 @@ class Consumer:
             self.task = self.host.spawn(self.run(), f"streamd-consumer-{self.stream.name}-{self.name}")
 
     async def run(self) -> None:
-        while not self.deleted:
-            timeout = self._next_wakeup()
-            if timeout is None and not self.wake.is_set():
-                return  # idle: no timer and nothing to do; the next wake.set() starts a new task
-            if timeout is None or timeout > 0:
-                await self._wait(timeout)
-            self.wake.clear()
-            if self.deleted:
-                break
-            self._stepping = True
-            try:
-                await self._step(time.time_ns())
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("consumer '%s > %s' delivery step failed", self.stream.name, self.name)
-                await asyncio.sleep(0.1)
-            finally:
-                self._stepping = False
+        """The delivery task. It runs in the host's TaskGroup, so a failure ends this task (the next wake starts
+        another), never the group."""
+        try:
+            while not self.deleted:
+                timeout = self._next_wakeup()
+                if timeout is None and not self.wake.is_set():
+                    return  # idle: no timer and nothing to do; the next wake.set() starts a new task
+                if timeout is None or timeout > 0:
+                    await self._wait(timeout)
+                self.wake.clear()
+                if self.deleted:
+                    break
+                self._stepping = True
+                try:
+                    await self._step(time.time_ns())
+                except Exception:
+                    logger.exception("consumer '%s > %s' delivery step failed", self.stream.name, self.name)
+                    await asyncio.sleep(0.1)
+                finally:
+                    self._stepping = False
+        except Exception:
+            logger.exception("consumer '%s > %s' delivery task failed", self.stream.name, self.name)
 
     async def _wait(self, timeout: float | None) -> None:
         """Until woken, or `timeout` seconds (None: no timer)."""

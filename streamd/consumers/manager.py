@@ -121,11 +121,13 @@ class ConsumerManager:
         for group in self.by_stream.values():
             for c in group.values():
                 c.close(reason_status=False)
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(10):
-                await self.persistence.persist()
-        for task in list(self._tasks):
-            task.cancel()
+        try:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(10):
+                    await self.persistence.persist()
+        finally:  # even when the caller gives up on the persist: tasks left running would hold the TaskGroup open
+            for task in list(self._tasks):
+                task.cancel()
         for task in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await task

@@ -194,22 +194,16 @@ def serve(c: PullSource, now: int) -> bool:
                 continue
             return False
         c.send(w.reply, item)
-        _count(c, w, item[1], now)
+        w.sent += 1
+        w.bytes_sent += item[1]
+        w.last_sent_ns = now
+        if w.sent >= w.batch:
+            waiting.popleft()
+            if w.max_bytes and w.bytes_sent < w.max_bytes:
+                status(leaf, w.reply, 409, "Batch Completed", pending_headers(w))
+        elif w.max_bytes and w.bytes_sent >= w.max_bytes:
+            waiting.popleft()  # the byte budget is spent exactly: the request is over
         sent += 1
         if sent >= SLICE or leaf.pending_bytes > BACKLOG:
             return True
     return False
-
-
-def _count(c: PullSource, w: PullWaiter, size: int, now: int) -> None:
-    """One message went to `w` (the first waiting request): retire it when its batch or byte budget is spent."""
-    waiting = c.waiting
-    w.sent += 1
-    w.bytes_sent += size
-    w.last_sent_ns = now
-    if w.sent >= w.batch:
-        waiting.popleft()
-        if w.max_bytes and w.bytes_sent < w.max_bytes:
-            status(c.leaf, w.reply, 409, "Batch Completed", pending_headers(w))
-    elif w.max_bytes and w.bytes_sent >= w.max_bytes:
-        waiting.popleft()  # the byte budget is spent exactly: the request is over

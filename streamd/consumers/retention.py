@@ -67,17 +67,19 @@ class Retention:
 
 
 async def sweep(expiring: set[Consumer], remove: Callable[[Consumer], Awaitable[None]]) -> None:
-    """Remove the consumers of `expiring` (those with an inactive threshold) that stay inactive past it."""
+    """Remove the consumers of `expiring` (those with an inactive threshold) that stay inactive past it.
+
+    Runs in the service's TaskGroup: a failure is logged and the sweep goes on, the service is not stopped."""
     while True:
         await asyncio.sleep(SWEEP_EVERY)
         now = time.time_ns()
         for c in list(expiring):  # only consumers with an inactive threshold: durables cost nothing
-            if not c.deleted and inactive(c, now):
-                logger.info("consumer '%s > %s' inactive; deleting it", c.stream.name, c.name)
-                try:
+            try:
+                if not c.deleted and inactive(c, now):
+                    logger.info("consumer '%s > %s' inactive; deleting it", c.stream.name, c.name)
                     await remove(c)
-                except Exception:
-                    logger.exception("removing inactive consumer failed")
+            except Exception:
+                logger.exception("removing inactive consumer failed")
 
 
 def inactive(c: Consumer, now: int) -> bool:
