@@ -363,17 +363,13 @@ class Consumer:
             raise TooBig
         if is_new:
             self.num_pending = pending
-        return found, size, self._record(found.seq, now), f"{ack}@{subject}", hdrs, data
-
-    def _record(self, seq: int, now: int) -> acks.Delivery:
-        delivery = acks.on_deliver(self.state, self.settings, seq, now)
-        entry = self.state.pending.get(seq)
+        delivery = acks.on_deliver(st, self.settings, found.seq, now)
+        entry = st.pending.get(found.seq)
         if entry is not None and entry.deadline_ns and entry.deadline_ns < self._deadline_hint:
             self._deadline_hint = entry.deadline_ns
-        self.last_delivered_ns = now
-        self.last_active_ns = now
+        self.last_delivered_ns = self.last_active_ns = now
         self.touch()
-        return delivery
+        return found, size, delivery, f"{ack}@{subject}", hdrs, data
 
     def send(self, to: str, taken: Taken, queues: list[str] | None = None) -> None:
         _found, _size, d, reply, hdrs, data = taken
