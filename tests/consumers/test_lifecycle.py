@@ -12,6 +12,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
 
+from tests.conftest import RunningService
 from tests.helpers import drain_stderr, read_until, start_streamd_process, wait_for
 from tests.natsd import NatsServer
 
@@ -157,3 +158,31 @@ async def test_deliveries_resume_after_the_server_restarts(tmp_path: Path) -> No
         service.stop()
         if task is not None:
             await asyncio.wait_for(task, 30)
+
+
+async def test_stopping_the_service_ends_every_consumer_task(
+    nc: Client, js: JetStreamContext, streamd: RunningService
+) -> None:
+    """Consumer tasks run in the service's TaskGroup: a stop must end them all (busy ones included), or the group
+    would never close."""
+    await js.add_stream(name="STOP", subjects=["stop.*"])
+    await js.add_consumer("STOP", ConsumerConfig(durable_name="pull", ack_policy="explicit", ack_wait=30))
+    push_inbox = nc.new_inbox()
+    await nc.subscribe(push_inbox)
+    await js.add_consumer(
+        "STOP",
+        ConsumerConfig(durable_name="push", deliver_subject=push_inbox, idle_heartbeat=1, flow_control=True),
+    )
+    await js.publish("stop.a", b"x")
+    inbox = nc.new_inbox()
+    await nc.subscribe(inbox)
+    await nc.flush()
+    await nc.publish("$JS.API.CONSUMER.MSG.NEXT.STOP.pull", b'{"batch": 5, "expires": 30000000000}', reply=inbox)
+
+    def consumer_tasks() -> list[asyncio.Task[object]]:
+        return [t for t in asyncio.all_tasks() if t.get_name().startswith("streamd-consumer-") and not t.done()]
+
+    await wait_for(lambda: len(consumer_tasks()) >= 4)  # flush, sweep, and both consumers waiting on timers
+    async with asyncio.timeout(15):
+        await streamd.stop()
+    assert not consumer_tasks()
