@@ -65,7 +65,7 @@ async def deliver(c: PushSource, now: int) -> None:
         if item is None:
             return
         found, size, delivery = item[0], item[1], item[2]
-        if cfg.replay_policy == ReplayPolicy.ORIGINAL and delivery.num_delivered == 1:
+        if c.config.replay_policy == ReplayPolicy.ORIGINAL and delivery.num_delivered == 1:
             await _pace(c, found.ts_ns)
         c.send(to, item, queues)
         c.last_sent_ns = time.time_ns()
@@ -74,7 +74,7 @@ async def deliver(c: PushSource, now: int) -> None:
             c.fc.outstanding += size
             if not c.fc.pending_subject and c.fc.outstanding > c.fc.window // 2:
                 _flow_control_request(c, to, queues)
-        rate = cfg.rate_limit_bps
+        rate = c.config.rate_limit_bps  # read again: an update may change it while this loop sleeps
         if isinstance(rate, int) and rate > 0:
             await asyncio.sleep(size * 8 / rate)
         elif sent % SLICE == 0 or c.leaf.pending_bytes > BACKLOG:
