@@ -24,19 +24,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
-
-import nats.errors
 
 from streamd.api.context import ENCODER, Context, Counters
 from streamd.consumers.manager import ConsumerManager
 from streamd.server.api_intake import ApiIntake
-from streamd.server.claim import Claim, ClaimLost
+from streamd.server.connect import STEP_TIMEOUT, Connector, bounded
 from streamd.server.embedded import EmbeddedServer
 from streamd.server.health import LinkWatch
 from streamd.server.ingest import Ingest
@@ -47,7 +43,7 @@ from streamd.store.env import Store
 from streamd.store.writer import Writer
 from streamd.streams.manager import StreamManager
 from streamd.transport.connection import Connection
-from streamd.transport.leaf import LeafConnection, LeafError
+from streamd.transport.leaf import LeafConnection
 from streamd.wire import timefmt
 from streamd.wire.models import API_PREFIX_TYPE, Health
 
@@ -55,7 +51,6 @@ logger = logging.getLogger(__name__)
 _ADVISORY = "$JS.EVENT.ADVISORY.STREAM.{}.{}"
 _ACTIONS = {"create": "CREATED", "modify": "UPDATED", "delete": "DELETED"}
 
-STEP_TIMEOUT = 2.0  # each network step of the stop path (flush, close)
 DRAIN_TIMEOUT = 5.0  # the writer committing and answering what it took
 CONSUMERS_STOP_TIMEOUT = 5.0  # consumers persisting their state and ending their tasks
 
@@ -88,6 +83,7 @@ class Service:
         self.writer: Writer | None = None
         self.stats = Counters()
         self.watch = LinkWatch(self, self.stats)
+        self._links = Connector(config, self.watch, self._stop)
         self.ctx: Context | None = None
 
     def stop(self) -> None:
@@ -129,9 +125,9 @@ class Service:
             conn, leaf = await self._open_links(stack, tg)
             serving = self._assemble(store, conn, leaf)
             if cfg.check_api:
-                claim = await self._claim_api(conn)
+                claim = await self._links.claim_api(conn)
                 stack.push_async_callback(claim.release)
-                await self._check_api_free(conn)  # again: an instance busy past the claim window still holds this
+                await self._links.check_api_free(conn)  # again: an instance busy past the claim window still holds this
             self.ctx = serving.ctx
             await self._run_serving(serving)
 
@@ -139,15 +135,17 @@ class Service:
         self, stack: contextlib.AsyncExitStack, tg: asyncio.TaskGroup
     ) -> tuple[Connection, LeafConnection]:
         """The embedded server (if any), the client connection, the leaf; each closed by `stack`, in reverse."""
-        await self._start_embedded(stack, tg)
-        conn = await self._connect()
+        links = self._links
+        self.embedded = await links.start_embedded(stack, tg)
+        self.url = links.url
+        conn = await links.connect()
         self.conn = conn
-        stack.push_async_callback(self._close_conn, conn)
+        stack.push_async_callback(links.close_conn, conn)
         if self.config.check_api:
-            await self._check_api_free(conn)  # fails fast where nats-server -js answers
-        leaf = await self._connect_leaf(tg)
+            await links.check_api_free(conn)  # fails fast where nats-server -js answers
+        leaf = await links.connect_leaf(tg)
         self.leaf = leaf
-        stack.push_async_callback(self._close_leaf, leaf)
+        stack.push_async_callback(links.close_leaf, leaf)
         return conn, leaf
 
     def _assemble(self, store: Store, conn: Connection, leaf: LeafConnection) -> _Serving:
@@ -197,9 +195,9 @@ class Service:
             await self._stop.wait()
             self.state = ServiceState.DRAINING
             pending = s.writer.pending
-            await _bounded(self._stop_intake(s), 3 * STEP_TIMEOUT, "stopping intake")
-            await _bounded(s.consumers.stop(), CONSUMERS_STOP_TIMEOUT, "stopping consumers")
-            await _bounded(s.writer.wait_idle(), DRAIN_TIMEOUT, "committing pending writes")
+            await bounded(self._stop_intake(s), 3 * STEP_TIMEOUT, "stopping intake")
+            await bounded(s.consumers.stop(), CONSUMERS_STOP_TIMEOUT, "stopping consumers")
+            await bounded(s.writer.wait_idle(), DRAIN_TIMEOUT, "committing pending writes")
             for task in (*timers, writer_task):
                 task.cancel()
             logger.info(
@@ -231,164 +229,6 @@ class Service:
         await s.intake.stop_consumer_paths()
         with contextlib.suppress(Exception):
             await s.conn.flush(timeout=int(STEP_TIMEOUT))
-
-    # ---- connection -----------------------------------------------------------------------------------------
-
-    async def _start_embedded(self, stack: contextlib.AsyncExitStack, tg: asyncio.TaskGroup) -> None:
-        """Without --server, run our own nats-server; it is stopped after both connections are closed."""
-        cfg = self.config
-        if cfg.server:
-            self.url = cfg.server
-            return
-        embedded = EmbeddedServer(cfg.data, cfg.host, cfg.port, cfg.leaf_port)
-        try:
-            await embedded.start(tg=tg)
-        except Exception as exc:
-            raise StartupError(str(exc)) from None
-        self.embedded = embedded
-        stack.push_async_callback(embedded.stop)
-        self.url = embedded.url
-
-    def _client_options(self) -> dict[str, Any]:
-        cfg = self.config
-        options: dict[str, Any] = {
-            "servers": [self.url],
-            "name": cfg.name,
-            "max_reconnect_attempts": -1,
-            "reconnect_time_wait": 1,
-            "allow_reconnect": True,
-            "pending_size": 64 << 20,
-            "error_cb": self.watch.on_error,
-            "disconnected_cb": self.watch.on_disconnect,
-            "reconnected_cb": self.watch.on_reconnect,
-            "connect_timeout": 5,
-            # a half-open TCP connection (peer gone without a FIN) is found within ~20 s, not nats-py's 4 min
-            "ping_interval": 5,
-            "max_outstanding_pings": 3,
-        }
-        if cfg.user:
-            options["user"], options["password"] = cfg.user, cfg.password
-        if cfg.token:
-            options["token"] = cfg.token
-        if cfg.creds:
-            options["user_credentials"] = cfg.creds
-        if cfg.nkey_seed:
-            options["nkeys_seed"] = cfg.nkey_seed
-        if cfg.tls_ca or cfg.tls_cert:
-            ctx = ssl.create_default_context(cafile=cfg.tls_ca or None)
-            if cfg.tls_cert:
-                ctx.load_cert_chain(cfg.tls_cert, cfg.tls_key or None)
-            options["tls"] = ctx
-        return options
-
-    async def _connect(self) -> Connection:
-        # nats-py keeps retrying the first connection by itself (max_reconnect_attempts=-1); streamd waits for
-        # it, but gives up at once on an authorization error or a stop request.
-        conn = Connection()
-        self.watch.auth_failed = asyncio.Event()
-        connect = asyncio.ensure_future(conn.connect(**self._client_options()))
-        refused = asyncio.ensure_future(self.watch.auth_failed.wait())
-        stopped = asyncio.ensure_future(self._stop.wait())
-        try:
-            await asyncio.wait({connect, refused, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            refused.cancel()
-            stopped.cancel()
-        if connect.done() and connect.exception() is None:
-            return conn
-        connect.cancel()
-        with contextlib.suppress(BaseException):
-            await connect
-        with contextlib.suppress(Exception):
-            await conn.close()
-        raise self._connect_failure(connect)
-
-    def _connect_failure(self, connect: asyncio.Future[Any]) -> StartupError:
-        url = redact(self.url)
-        if self.watch.auth_failed.is_set():
-            return StartupError(
-                f"{url} refused streamd's credentials (authorization violation); "
-                "check --user/--password, --token, --creds or --nkey-seed"
-            )
-        if connect.done() and not connect.cancelled() and connect.exception() is not None:
-            return StartupError(f"could not connect to {url}: {connect.exception()}")
-        return StartupError(f"stopped before a connection to {url} was made")
-
-    def leaf_url(self) -> str:
-        cfg = self.config
-        if cfg.leaf:
-            return cfg.leaf
-        if not cfg.server:
-            return f"nats-leaf://{cfg.host}:{cfg.leaf_port}"
-        host = urlsplit(cfg.server if "://" in cfg.server else "nats://" + cfg.server).hostname or "127.0.0.1"
-        return f"nats-leaf://{host}:7422"
-
-    async def _connect_leaf(self, tg: asyncio.TaskGroup) -> LeafConnection:
-        """The leafnode connection that carries consumer deliveries (see README: attaching to a server)."""
-        cfg = self.config
-        url = self.leaf_url()
-        user = cfg.leaf_user or cfg.user
-        password = cfg.leaf_password if cfg.leaf_user else cfg.password
-        try:
-            return await LeafConnection.connect(
-                url,
-                user=user,
-                password=password,
-                name=cfg.name,
-                tg=tg,
-                on_disconnect=self.watch.on_leaf_down,
-                on_reconnect=self.watch.on_leaf_up,
-            )
-        except (LeafError, OSError, TimeoutError) as exc:
-            raise StartupError(
-                f"cannot open the leafnode connection to {redact(url)} ({exc}); consumers need it: add "
-                "'leafnodes { listen: 127.0.0.1:7422 }' to the server config or pass --leaf nats-leaf://host:port"
-            ) from None
-
-    async def _close_conn(self, conn: Connection) -> None:
-        if conn.is_connected:
-            await _bounded(conn.flush(timeout=int(STEP_TIMEOUT)), STEP_TIMEOUT + 0.5, "flushing the NATS connection")
-        await _bounded(conn.close(), STEP_TIMEOUT, "closing the NATS connection")
-
-    async def _close_leaf(self, leaf: LeafConnection) -> None:
-        await _bounded(leaf.close(timeout=STEP_TIMEOUT / 2), STEP_TIMEOUT + 0.5, "closing the leaf connection")
-
-    async def _claim_api(self, conn: Connection) -> Claim:
-        """Claim the API prefix through the server (streamd.server.claim: race-free on one server)."""
-        claim = Claim(conn, self.config.api_prefix, self.config.claim_window)
-        acquire = asyncio.ensure_future(claim.acquire())
-        stopped = asyncio.ensure_future(self._stop.wait())
-        try:
-            await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopped.cancel()
-        if not acquire.done():
-            acquire.cancel()
-            await claim.release()
-            raise StartupError("stopped while claiming the API prefix")
-        try:
-            acquire.result()
-        except ClaimLost as exc:
-            raise StartupError(
-                f"another streamd ({exc.rival.state}, claim {exc.rival.id}) serves {self.config.api_prefix} on "
-                f"{redact(self.url)}; stop it, or run this one with --domain NAME"
-            ) from None
-        return claim
-
-    async def _check_api_free(self, conn: Connection) -> None:
-        subject = f"{self.config.api_prefix}.INFO"
-        try:
-            await conn.request(subject, b"", timeout=1.0)
-        except nats.errors.NoRespondersError:
-            return
-        except nats.errors.TimeoutError:
-            raise StartupError(
-                f"something subscribes to {subject} but does not answer; stop it or use --domain"
-            ) from None
-        raise StartupError(
-            f"{subject} is already answered by another JetStream server or streamd on {redact(self.url)}; "
-            "disable JetStream there, stop the other streamd, or run this one with --domain NAME"
-        )
 
     async def _advise(self, name: str, action: str) -> None:
         if self.conn is None:
@@ -425,17 +265,6 @@ class Service:
                 await writer.run_in_thread(writer.store.sync)
             except Exception:
                 logger.exception("periodic sync failed")
-
-
-async def _bounded(work: Any, timeout: float, what: str) -> None:
-    """Await a stop step for at most `timeout` seconds; a step that fails or hangs is logged and skipped."""
-    try:
-        async with asyncio.timeout(timeout):
-            await work
-    except TimeoutError:
-        logger.warning("shutdown: %s took over %.1fs; skipped", what, timeout)
-    except Exception as exc:
-        logger.warning("shutdown: %s failed: %s", what, exc)
 
 
 def _sole(group: BaseExceptionGroup[Any]) -> BaseException:
