@@ -40,6 +40,8 @@ REPLY_OVERHEAD = 2048  # what an info reply adds to the config it echoes (state,
 
 @dataclass
 class Counters:
+    """The service's request and drop counts, reported in INFO (api, streamd blocks); one object, shared."""
+
     total: int = 0
     errors: int = 0
     ingest_dropped: int = 0
@@ -48,6 +50,8 @@ class Counters:
 
 @dataclass
 class Context:
+    """Everything a handler may touch; built once by the service, so handlers stay plain functions."""
+
     manager: StreamManager
     conn: Connection
     domain: str = ""
@@ -62,6 +66,8 @@ Handler = Callable[[Context, list[str], bytes], Awaitable[msgspec.Struct | None]
 
 @dataclass(frozen=True)
 class Route:
+    """One verb: its answer's type, the handler, and the keys nats-server adds to that verb's error answer."""
+
     kind: str  # response `type` suffix
     handler: Handler
     name_tokens: int  # asset tokens that must follow the verb (-1: one or more)

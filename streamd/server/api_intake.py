@@ -36,6 +36,8 @@ CONSUMER_VERBS = ("CREATE", "DURABLE", "INFO", "DELETE", "NAMES", "LIST", "PAUSE
 
 
 class ApiIntake:
+    """The API and consumer-path subscriptions with their workers, so the stop can end them in its order."""
+
     def __init__(self, conn: Connection, ctx: Context, api_prefix: str) -> None:
         self._conn = conn
         self._ctx = ctx

@@ -37,6 +37,8 @@ class Links(Protocol):
 
 
 class LinkWatch:
+    """Remembers when each link went down and the last error, so health and warnings can say since when and why."""
+
     def __init__(self, links: Links, stats: Counters) -> None:
         self._links = links
         self._stats = stats

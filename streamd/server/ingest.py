@@ -28,6 +28,8 @@ OVERLOAD_LOG_EVERY = 5.0  # seconds between "writer queue full" errors in the lo
 
 
 class Ingest:
+    """The stream-side subscriptions, by stream, so a config change or the stop touches exactly its own."""
+
     def __init__(self, conn: Connection, ctx: Context, registry: dict[str, streams.Stream], api_prefix: str) -> None:
         self._conn = conn
         self._ctx = ctx
