@@ -18,7 +18,7 @@ import nats
 import pytest
 from nats.js.errors import APIError
 
-from streamd.api.handlers import RequestQueue
+from streamd.api.dispatch import RequestQueue
 from streamd.consumers.persistence import ConsumerRecord
 from streamd.store.env import Counters, Store, StreamRecord
 from streamd.wire import gojson, subjects

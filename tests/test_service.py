@@ -74,6 +74,24 @@ async def test_graceful_stop_answers_everything_it_took(start_service: StartServ
     await nc.close()
 
 
+async def test_no_background_task_outlives_the_service(start_service: StartService, nats_server: NatsServer) -> None:
+    """Every task the service starts (writer, timers, API workers, a large request, the leaf's supervisor, the
+    consumers') belongs to its TaskGroups: once run() has returned, none of them is left on the loop."""
+    before = asyncio.all_tasks()
+    service = await start_service()
+    nc = await _connect(nats_server.url)
+    js = nc.jetstream(timeout=10)
+    subjects = [f"big.{i:05d}.{'s' * 40}" for i in range(800)]  # a create request over 32 KiB: a task of its own
+    await js.add_stream(name="BIG", subjects=subjects)
+    await js.publish(subjects[0], b"x")
+    sub = await js.pull_subscribe(subjects[0], durable="d")
+    assert len(await sub.fetch(1, timeout=5)) == 1
+    await nc.close()
+    await service.stop()
+    left = sorted(t.get_name() for t in asyncio.all_tasks() - before if not t.done())
+    assert left == [], left
+
+
 async def test_kill_9_under_load_loses_no_acknowledged_message(nats_server: NatsServer, tmp_path: Path) -> None:
     data = tmp_path / "data"
     args = ("--server", nats_server.url, "--leaf", nats_server.leaf_url, "--data", str(data))

@@ -1,4 +1,6 @@
-"""The `$JS.API.CONSUMER.*` handlers: create (all three subject forms), info, delete, names, list, pause, next."""
+"""The `$JS.API.CONSUMER.*` handlers: create (all three subject forms), info, delete, names, list, pause.
+
+MSG.NEXT is not here: pull requests take the raw path (server/api_intake.py) straight to the consumer manager."""
 
 from __future__ import annotations
 
@@ -7,16 +9,23 @@ import time
 import msgspec
 from msgspec import UNSET
 
-from streamd.api.handlers import _ENCODER, Context, Route, _decode, _require_empty, check_reply_fits, fit_page
+from streamd.api.context import (
+    LIST_LIMIT,
+    NAMES_LIMIT,
+    Context,
+    check_reply_fits,
+    decode_request,
+    fit_page,
+    page_of,
+    require_empty,
+)
 from streamd.consumers import rules as consumer_rules
 from streamd.consumers.manager import ConsumerManager
 from streamd.wire import errors, timefmt
-from streamd.wire.headers import NO_RESPONDERS
 from streamd.wire.models import (
     API_PREFIX_TYPE,
     ConsumerCreateRequest,
     ConsumerCreateResponse,
-    ConsumerInfo,
     ConsumerInfoResponse,
     ConsumerListResponse,
     ConsumerNamesResponse,
@@ -26,18 +35,15 @@ from streamd.wire.models import (
     SuccessResponse,
 )
 
-NAMES_LIMIT = 1024
-LIST_LIMIT = 256
-
 
 def _consumers(ctx: Context) -> ConsumerManager:
     if ctx.consumers is None:  # pragma: no cover - wired by the service
         raise errors.STREAM_GENERAL(err="consumers are not available")
-    return ctx.consumers  # type: ignore[no-any-return]
+    return ctx.consumers
 
 
 def _create_request(data: bytes, stream: str) -> ConsumerCreateRequest:
-    req: ConsumerCreateRequest = _decode(data, ConsumerCreateRequest, "CreateConsumerRequest")
+    req: ConsumerCreateRequest = decode_request(data, ConsumerCreateRequest, "CreateConsumerRequest")
     if req.stream_name != stream:
         raise errors.STREAM_NAME_MISMATCH()
     if req.action not in ("", "create", "update"):
@@ -45,8 +51,12 @@ def _create_request(data: bytes, stream: str) -> ConsumerCreateRequest:
     return req
 
 
-def _as_response(info: ConsumerInfo) -> ConsumerCreateResponse:
-    return ConsumerCreateResponse(**msgspec.structs.asdict(info))
+async def _add(ctx: Context, stream: str, req: ConsumerCreateRequest, name: str) -> ConsumerCreateResponse:
+    """The create forms differ only in how the name is found and checked; adding it is the same."""
+    check_reply_fits(ctx, req.config, "consumer")
+    consumers = _consumers(ctx)
+    c = await consumers.add(stream, req.config, req.action, name)
+    return ConsumerCreateResponse(**msgspec.structs.asdict(consumers.info(c)))
 
 
 async def consumer_create(ctx: Context, names: list[str], data: bytes) -> ConsumerCreateResponse:
@@ -68,10 +78,7 @@ async def consumer_create(ctx: Context, names: list[str], data: bytes) -> Consum
             if ".".join(names[2:]) != (cfg.filter_subject or ""):
                 raise errors.FILTER_MISMATCH()
         cfg.name = name
-    check_reply_fits(ctx, cfg, "consumer")
-    consumers = _consumers(ctx)
-    c = await consumers.add(stream, cfg, req.action, name)
-    return _as_response(consumers.info(c))
+    return await _add(ctx, stream, req, name)
 
 
 async def consumer_durable_create(ctx: Context, names: list[str], data: bytes) -> ConsumerCreateResponse:
@@ -84,10 +91,7 @@ async def consumer_durable_create(ctx: Context, names: list[str], data: bytes) -
     if cfg.durable_name != durable:
         raise errors.DURABLE_NAME_MISMATCH()
     cfg.name = durable
-    check_reply_fits(ctx, cfg, "consumer")
-    consumers = _consumers(ctx)
-    c = await consumers.add(stream, cfg, req.action, durable)
-    return _as_response(consumers.info(c))
+    return await _add(ctx, stream, req, durable)
 
 
 async def consumer_info(ctx: Context, names: list[str], _data: bytes) -> ConsumerInfoResponse:
@@ -97,7 +101,7 @@ async def consumer_info(ctx: Context, names: list[str], _data: bytes) -> Consume
 
 
 async def consumer_delete(ctx: Context, names: list[str], data: bytes) -> SuccessResponse:
-    _require_empty(data)
+    require_empty(data)
     await _consumers(ctx).delete(names[0], names[1])
     return SuccessResponse(type=API_PREFIX_TYPE + "consumer_delete_response")
 
@@ -108,26 +112,24 @@ def _sorted_names(ctx: Context, stream: str) -> list[str]:
 
 
 async def consumer_names(ctx: Context, names: list[str], data: bytes) -> ConsumerNamesResponse:
-    req = _decode(data, StreamNamesRequest, "JSApiConsumersRequest")
-    req.offset = max(req.offset, 0)  # the server reads a negative offset as 0
+    req = decode_request(data, StreamNamesRequest, "JSApiConsumersRequest")
     all_names = _sorted_names(ctx, names[0])
-    page = all_names[req.offset : req.offset + NAMES_LIMIT]
-    return ConsumerNamesResponse(total=len(all_names), offset=req.offset, limit=NAMES_LIMIT, consumers=page)
+    offset, page = page_of(all_names, req.offset, NAMES_LIMIT)
+    return ConsumerNamesResponse(total=len(all_names), offset=offset, limit=NAMES_LIMIT, consumers=page)
 
 
 async def consumer_list(ctx: Context, names: list[str], data: bytes) -> ConsumerListResponse:
-    req = _decode(data, StreamNamesRequest, "JSApiConsumersRequest")
-    req.offset = max(req.offset, 0)  # the server reads a negative offset as 0
+    req = decode_request(data, StreamNamesRequest, "JSApiConsumersRequest")
     consumers = _consumers(ctx)
     all_names = _sorted_names(ctx, names[0])
-    page = all_names[req.offset : req.offset + LIST_LIMIT]
+    offset, page = page_of(all_names, req.offset, LIST_LIMIT)
     infos = [consumers.info(consumers.get(names[0], n)) for n in page]
-    resp = ConsumerListResponse(total=len(all_names), offset=req.offset, limit=LIST_LIMIT, consumers=infos)
+    resp = ConsumerListResponse(total=len(all_names), offset=offset, limit=LIST_LIMIT, consumers=infos)
     return fit_page(ctx, resp, "consumers")
 
 
 async def consumer_pause(ctx: Context, names: list[str], data: bytes) -> PauseResponse:
-    req = _decode(data, PauseRequest, "JSApiConsumerPauseRequest")
+    req = decode_request(data, PauseRequest, "JSApiConsumerPauseRequest")
     ctx.manager.get(names[0])
     try:
         until = timefmt.parse(req.pause_until) if req.pause_until else 0
@@ -141,28 +143,3 @@ async def consumer_pause(ctx: Context, names: list[str], data: bytes) -> PauseRe
         pause_until=req.pause_until or timefmt.ZERO_TIME,
         pause_remaining=c.paused_until_ns - now if paused else UNSET,
     )
-
-
-async def consumer_next(ctx: Context, names: list[str], data: bytes, reply: str) -> None:
-    """MSG.NEXT: queue the pull request; unknown consumers get a 503 status, as no responders would."""
-    if not reply:
-        return
-    consumers = _consumers(ctx)
-    if not consumers.pull_request(names[0], names[1], reply, data):
-        await ctx.conn.publish_raw(reply.encode(), b"", NO_RESPONDERS)
-
-
-_PAGED = {"total": 0, "offset": 0, "limit": 0}
-
-ROUTES: dict[str, Route] = {
-    "CONSUMER.CREATE": Route("consumer_create_response", consumer_create, -1),
-    "CONSUMER.DURABLE.CREATE": Route("consumer_create_response", consumer_durable_create, 2),
-    "CONSUMER.INFO": Route("consumer_info_response", consumer_info, 2),
-    "CONSUMER.DELETE": Route("consumer_delete_response", consumer_delete, 2),
-    "CONSUMER.NAMES": Route("consumer_names_response", consumer_names, 1, {**_PAGED, "consumers": []}),
-    "CONSUMER.LIST": Route("consumer_list_response", consumer_list, 1, {**_PAGED, "consumers": []}),
-    "CONSUMER.PAUSE": Route(
-        "consumer_pause_response", consumer_pause, 2, {"paused": False, "pause_until": timefmt.ZERO_TIME}
-    ),
-}
-_ = _ENCODER

@@ -12,8 +12,9 @@ import msgspec
 import typer
 
 from streamd import __version__
-from streamd.server.service import Service, StartupError, install_signal_handlers
+from streamd.server.service import Service, StartupError
 from streamd.server.settings import ServiceConfig, SyncMode, build, load_toml
+from streamd.server.signals import install_signal_handlers
 
 app = typer.Typer(
     name="streamd",

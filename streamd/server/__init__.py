@@ -1,1 +1,2 @@
-"""The service: lifecycle and wiring, settings, the API-prefix claim and the embedded nats-server."""
+"""The service: lifecycle and wiring (service), links (connect, health), intake (ingest, api_intake), settings,
+signals, the API-prefix claim and the embedded nats-server."""

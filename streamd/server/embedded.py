@@ -45,7 +45,9 @@ class EmbeddedServer:
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
 
-    async def start(self, timeout: float = 10.0) -> None:
+    async def start(self, timeout: float = 10.0, tg: asyncio.TaskGroup | None = None) -> None:
+        """Run nats-server and wait for "Server is ready"; afterwards its stderr is drained (a full pipe would stall
+        it) by a task that `tg` owns when given (the service's TaskGroup) and that `stop()` ends."""
         self.conf.parent.mkdir(parents=True, exist_ok=True)
         self.conf.write_text(render_config(self.host, self.port, self.leaf_port))
         self.conf.chmod(0o600)  # the data directory's files are streamd's alone, whatever the umask
@@ -76,13 +78,15 @@ class EmbeddedServer:
         except BaseException:
             await self.stop()
             raise
-        self._stderr_task = asyncio.create_task(self._drain())
+        spawn = tg.create_task if tg is not None else asyncio.create_task
+        self._stderr_task = spawn(self._drain(), name="streamd-embedded-stderr")
         logger.info("embedded nats-server on %s (leafnodes %s:%d)", self.url, self.host, self.leaf_port)
 
     async def _drain(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
-        while await self.proc.stderr.readline():
-            pass
+        with contextlib.suppress(OSError):  # a broken pipe ends the drain, never the TaskGroup that owns it
+            while await self.proc.stderr.readline():
+                pass
 
     async def stop(self) -> None:
         if self.proc is None or self.proc.returncode is not None:

@@ -119,28 +119,26 @@ class LeafConnection:
     # ----------------------------------------------------------------------------------------------- lifecycle
 
     @classmethod
-    async def connect(
-        cls,
-        url: str,
-        *,
-        user: str = "",
-        password: str = "",
-        name: str = "streamd",
-        tls: ssl.SSLContext | None = None,
-        **options: Any,
-    ) -> Self:
+    async def connect(cls, url: str, *, tg: asyncio.TaskGroup | None = None, **options: Any) -> Self:
         """Connect (the first handshake must succeed: raises LeafError, OSError or TimeoutError), then keep the
-        connection up in the background until `close()`. `options` are the other constructor keywords."""
-        conn = cls(url, user=user, password=password, name=name, tls=tls, **options)
-        await conn.start()
+        connection up in the background until `close()`. `options` are the constructor's keywords; `tg` is
+        `start`'s."""
+        conn = cls(url, **options)
+        await conn.start(tg)
         return conn
 
-    async def start(self) -> None:
+    async def start(self, tg: asyncio.TaskGroup | None = None) -> None:
+        """Handshake, then run the supervisor (serve, reconnect) in the background until `close()` ends it.
+
+        `tg`, when given, owns the supervisor task (the service passes its TaskGroup), else the running loop does.
+        The supervisor's per-connection tasks (reader, writer, pinger) stay its own: `_serve` cancels and awaits
+        every one of them before it returns, so none outlives the supervisor."""
         if self._supervisor is not None:
             raise RuntimeError("leaf connection already started")
         session = await self._open()
         self._activate(session)
-        self._supervisor = asyncio.create_task(self._supervise(session), name="streamd-leaf")
+        spawn = tg.create_task if tg is not None else asyncio.create_task
+        self._supervisor = spawn(self._supervise(session), name="streamd-leaf")
 
     async def __aenter__(self) -> Self:
         if self._supervisor is None:

@@ -1,0 +1,138 @@
+"""Stream subjects in: one raw subscription per stream subject feeding the writer's queue, plus each stream's
+DIRECT.GET subscriptions, kept in step with stream configs (the stream manager calls `subjects_changed`).
+
+The ingest handler runs on the connection's read path: it only appends to the writer's queue and never blocks;
+a full queue is refused on the spot with a 503 PubAck (sent with the writer's next batch of replies).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import time
+from typing import Any
+
+from streamd.api.context import Context
+from streamd.api.messages import direct_get
+from streamd.store import stream as streams
+from streamd.store.writer import error_puback
+from streamd.transport.connection import Connection
+from streamd.wire import errors
+
+logger = logging.getLogger(__name__)
+
+FREEZE_EVERY = 5000
+OVERLOAD_LOG_EVERY = 5.0  # seconds between "writer queue full" errors in the log
+
+
+class Ingest:
+    """The stream-side subscriptions, by stream, so a config change or the stop touches exactly its own."""
+
+    def __init__(self, conn: Connection, ctx: Context, registry: dict[str, streams.Stream], api_prefix: str) -> None:
+        self._conn = conn
+        self._ctx = ctx
+        self._registry = registry
+        self._api_prefix = api_prefix
+        self._subs: dict[str, dict[str, Any]] = {}  # stream -> subject -> raw subscription
+        self._direct_subs: dict[str, list[Any]] = {}
+        self._overload_logged = 0.0
+
+    async def serve_recovered(self, stream: streams.Stream) -> None:
+        """Subscribe a stream found in the store; one that cannot be subscribed is logged and left unserved, so
+        the others still start."""
+        try:
+            await self.subjects_changed(stream, [], list(stream.config.subjects))
+        except Exception as exc:
+            logger.error("stream '%s' is not served: subscribing to its subjects failed (%s)", stream.name, exc)
+            for sub in self._subs.pop(stream.name, {}).values():
+                with contextlib.suppress(Exception):
+                    await self._conn.unsubscribe_raw(sub)
+            self._registry.pop(stream.name, None)
+
+    async def subjects_changed(self, stream: streams.Stream, old: list[str], new: list[str]) -> None:
+        """Keep one raw subscription per stream subject: drop the removed ones, add the new ones."""
+        conn = self._conn
+        name = stream.name
+        current = self._subs.setdefault(name, {})
+        await self._drop_removed(current, set(new))  # a set: 100k subjects must not cost 100k * 100k comparisons
+        await self._add_new(stream, current, new)
+        if not current:
+            del self._subs[name]
+        await self._update_direct(stream, bool(new) and stream.config.allow_direct)
+        try:  # the change is committed already: a slow server must not turn its answer into an error
+            await conn.flush()
+        except Exception as exc:
+            logger.warning("stream '%s': subscriptions sent, not yet confirmed by the server (%s)", name, exc)
+
+    async def _drop_removed(self, current: dict[str, Any], wanted: set[str]) -> None:
+        for i, subject in enumerate([s for s in current if s not in wanted]):
+            await self._conn.unsubscribe_raw(current.pop(subject))
+            if i % 100 == 99:
+                await asyncio.sleep(0)  # let other requests in between long runs of (un)subscribes
+
+    async def _add_new(self, stream: streams.Stream, current: dict[str, Any], new: list[str]) -> None:
+        handler = self._handler(stream)
+        for i, subject in enumerate(new):
+            if subject not in current:
+                current[subject] = await self._conn.subscribe_raw(subject, handler)
+            if i % 100 == 99:
+                await asyncio.sleep(0)
+            if i % FREEZE_EVERY == FREEZE_EVERY - 1:
+                # Long-lived subscriptions would make every full GC pass rescan them (pauses of 0.1-0.7 s with
+                # 100k): move what exists now out of the collector's generations.
+                gc.freeze()
+
+    async def _update_direct(self, stream: streams.Stream, wanted: bool) -> None:
+        subs = self._direct_subs.get(stream.name)
+        if wanted and subs is None:
+            self._direct_subs[stream.name] = await self._subscribe_direct(stream.name)
+        elif not wanted and subs is not None:
+            for sub in self._direct_subs.pop(stream.name):
+                await self._conn.unsubscribe_raw(sub)
+
+    async def _subscribe_direct(self, name: str) -> list[Any]:
+        base = f"{self._api_prefix}.DIRECT.GET.{name}"
+        skip = len(base) + 1
+        ctx = self._ctx
+
+        def on_direct(subject: bytes, reply: bytes, data: bytes, _hdrs: bytes | None) -> None:
+            tail = subject[skip:].decode(errors="replace").split(".") if len(subject) > len(base) else []
+            direct_get(ctx, name, tail, reply, bytes(data))
+
+        return [await self._conn.subscribe_raw(s, on_direct) for s in (base, base + ".>")]
+
+    def _handler(self, stream: streams.Stream) -> Any:
+        registry = self._registry
+        writer = self._ctx.manager.writer
+
+        def on_publish(subject: bytes, reply: bytes, data: bytes, hdrs: bytes | None) -> None:
+            current = registry.get(stream.name, stream)
+            if not writer.publish(current, subject, reply, hdrs, data):
+                self._refuse_overload(current, reply)
+
+        return on_publish
+
+    def _refuse_overload(self, stream: streams.Stream, reply: bytes) -> None:
+        stats = self._ctx.stats
+        stats.ingest_dropped += 1
+        now = time.monotonic()
+        if now - self._overload_logged > OVERLOAD_LOG_EVERY:
+            self._overload_logged = now
+            logger.error(
+                "stream '%s': writer queue full, refusing publishes (%d refused so far)",
+                stream.name,
+                stats.ingest_dropped,
+            )
+        if reply:
+            err = errors.INSUFFICIENT_RESOURCES()
+            self._ctx.manager.writer.extra_replies.append((reply, error_puback(stream.name, err)))
+
+    async def unsubscribe_all(self) -> None:
+        """Stop intake: every stream-subject and DIRECT.GET subscription; failures are ignored (we are leaving)."""
+        raw = [s for group in self._subs.values() for s in group.values()]
+        raw += [s for group in self._direct_subs.values() for s in group]
+        for sub in raw:
+            with contextlib.suppress(Exception):
+                await self._conn.unsubscribe_raw(sub)
