@@ -1,4 +1,4 @@
-"""Job-queue benchmark: streamd.jobs (Queue, Worker) on streamd against a real `nats-server -js`, one run.
+"""Job-queue benchmark: streamd.client.jobs (Queue, Worker) on streamd against a real `nats-server -js`, one run.
 
 Usage (from the project root, with the project's venv):
 
@@ -10,7 +10,7 @@ a core nats-server started here). Per system: `Queue.open(js, "bench")` on a fre
 jobs with unique ids (pipelined publish_async; jobs/s until every PubAck arrived); then --workers
 `Worker(queue, handler, concurrency=--concurrency)` run a no-op handler that records job ids; jobs/s from worker
 start until every id was handled. Checks: each id handled exactly once, the queue stream drains to 0 messages,
-no dead letters, no errors logged by streamd.jobs; workers are stopped with `Worker.stop()`.
+no dead letters, no errors logged by streamd.client.jobs; workers are stopped with `Worker.stop()`.
 Ratio = streamd / JetStream. Exit status 1 on warnings.
 """
 
@@ -38,7 +38,7 @@ Results = dict[str, float]
 
 
 class Collect(logging.Handler):
-    """Records streamd.jobs log messages (fetch/settle failures) as warnings."""
+    """Records streamd.client.jobs log messages (fetch/settle failures) as warnings."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -138,7 +138,7 @@ async def run_system(name: str, url: str, args: argparse.Namespace, warn: list[s
     nc = await nats.connect(url, connect_timeout=5, allow_reconnect=False, name=f"bench-{name}", error_cb=error_cb)
     js: JetStreamContext = nc.jetstream(timeout=args.timeout)
     collect = Collect()
-    logging.getLogger("streamd.jobs").addHandler(collect)
+    logging.getLogger("streamd.client.jobs").addHandler(collect)
     try:
         await Queue(js, "bench").delete()
         queue = await Queue.open(js, "bench")
@@ -157,10 +157,10 @@ async def run_system(name: str, url: str, args: argparse.Namespace, warn: list[s
         with contextlib.suppress(Exception):
             await queue.delete()
     finally:
-        logging.getLogger("streamd.jobs").removeHandler(collect)
+        logging.getLogger("streamd.client.jobs").removeHandler(collect)
         await nc.close()
     if collect.lines:
-        warn.append(f"{name}: streamd.jobs logged {len(collect.lines)} problems:\n"
+        warn.append(f"{name}: streamd.client.jobs logged {len(collect.lines)} problems:\n"
                     + "\n".join(f"    {line}" for line in collect.lines[:10]))
     return results
 

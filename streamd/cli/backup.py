@@ -394,21 +394,8 @@ async def _create_consumers(s: Session, stream: str, configs: list[dict[str, Any
     return names
 
 
-@admin_command(backup_app, "restore")
-async def restore(
-    s: Session,
-    file: Annotated[Path, typer.Argument(help="File written by `streamd backup`.", show_default=False)],
-    stream: Annotated[str | None, typer.Option("--stream", help="Create the stream under this name instead.")] = None,
-) -> None:
-    """Create a stream from a backup file: its configuration, messages (renumbered from 1) and durable consumers."""
-    header, total = _check(file, stream)
-    config = _without_server_metadata(header["stream"])
-    name = stream or str(config.get("name"))
-    check = _LineCheck(file, name, target_subjects(config, name))
-    config["name"] = name
-    if config.get("mirror"):
-        raise CliError(f"stream {name} is a mirror — create it with `streamd stream add`; it copies its origin")
-    sealed = bool(config.pop("sealed", False))
+async def _require_absent(s: Session, name: str) -> None:
+    """Restore never writes into an existing stream: its sequences and consumers would no longer match the file's."""
     try:
         await s.api(f"STREAM.INFO.{name}")
     except CliError as exc:
@@ -416,12 +403,10 @@ async def restore(
             raise
     else:
         raise CliError(f"stream {name} already exists — delete it first, or restore under another name with --stream")
-    await s.api(f"STREAM.CREATE.{name}", config)
-    consumer_configs: list[dict[str, Any]] = header.get("consumers") or []
-    consumers: list[str] = []
-    interest = config.get("retention") == "interest"
-    if interest:
-        consumers = await _create_consumers(s, name, consumer_configs)
+
+
+async def _publish_messages(s: Session, file: Path, name: str, total: int, check: _LineCheck) -> _Publisher:
+    """Publish the file's messages to the new stream, in order; an interruption says what is left to clean up."""
     pub = _Publisher(s, name)
     await pub.start()
     done = 0
@@ -449,6 +434,32 @@ async def restore(
         ) from None
     finally:
         await pub.close()
+    return pub
+
+
+@admin_command(backup_app, "restore")
+async def restore(
+    s: Session,
+    file: Annotated[Path, typer.Argument(help="File written by `streamd backup`.", show_default=False)],
+    stream: Annotated[str | None, typer.Option("--stream", help="Create the stream under this name instead.")] = None,
+) -> None:
+    """Create a stream from a backup file: its configuration, messages (renumbered from 1) and durable consumers."""
+    header, total = _check(file, stream)
+    config = _without_server_metadata(header["stream"])
+    name = stream or str(config.get("name"))
+    check = _LineCheck(file, name, target_subjects(config, name))
+    config["name"] = name
+    if config.get("mirror"):
+        raise CliError(f"stream {name} is a mirror — create it with `streamd stream add`; it copies its origin")
+    sealed = bool(config.pop("sealed", False))
+    await _require_absent(s, name)
+    await s.api(f"STREAM.CREATE.{name}", config)
+    consumer_configs: list[dict[str, Any]] = header.get("consumers") or []
+    consumers: list[str] = []
+    interest = config.get("retention") == "interest"
+    if interest:
+        consumers = await _create_consumers(s, name, consumer_configs)
+    pub = await _publish_messages(s, file, name, total, check)
     if not interest:
         consumers = await _create_consumers(s, name, consumer_configs)
     if sealed:

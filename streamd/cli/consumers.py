@@ -3,30 +3,52 @@
 import asyncio
 import json
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
 
-from streamd.cli.session import (
-    CliError,
-    Session,
-    admin_command,
-    choice,
-    format_duration,
-    parse_duration,
-    parse_time,
-    print_pairs,
-    print_table,
-)
+from streamd.cli.options import ConsumerName, Force, StreamName
+from streamd.cli.output import print_pairs, print_table
+from streamd.cli.session import CliError, Session, admin_command
+from streamd.cli.values import choice, format_duration, parse_duration, parse_time
 from streamd.wire import timefmt
 
 consumer_app = typer.Typer(help="Create, inspect, read from and pause consumers.", no_args_is_help=True)
 
-StreamName = Annotated[str, typer.Argument(help="Stream name.", show_default=False)]
-ConsumerName = Annotated[str, typer.Argument(help="Consumer name.", show_default=False)]
-Force = Annotated[bool, typer.Option("--force", "-f", help="Do not ask for confirmation.")]
 
 _DELIVER = ("all", "last", "new", "last-per-subject")
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    """The consumer settings `consumer add` and `consumer edit` take; a setting not given is left as it is."""
+
+    filter_subject: Annotated[
+        list[str] | None, typer.Option("--filter", help="Only messages on this subject (repeatable).")
+    ] = None
+    ack_wait: Annotated[str | None, typer.Option(help="Redeliver when not acknowledged within this, e.g. 30s.")] = None
+    max_deliver: Annotated[int | None, typer.Option(help="Stop redelivering after N deliveries.")] = None
+    max_ack_pending: Annotated[int | None, typer.Option(help="Most messages waiting for acknowledgement.")] = None
+    description: Annotated[str | None, typer.Option(help="Free text describing the consumer.")] = None
+
+    def apply(self, config: dict[str, Any]) -> None:
+        """Write the settings given into a consumer config (a new filter replaces both filter forms)."""
+        if self.filter_subject:
+            config.pop("filter_subject", None)
+            config.pop("filter_subjects", None)
+            if len(self.filter_subject) == 1:
+                config["filter_subject"] = self.filter_subject[0]
+            else:
+                config["filter_subjects"] = self.filter_subject
+        if self.ack_wait is not None:
+            config["ack_wait"] = parse_duration(self.ack_wait, "--ack-wait")
+        given = {
+            "max_deliver": self.max_deliver,
+            "max_ack_pending": self.max_ack_pending,
+            "description": self.description,
+        }
+        config.update({k: v for k, v in given.items() if v is not None})
 
 
 def _deliver_policy(value: str) -> dict[str, Any]:
@@ -85,21 +107,15 @@ async def consumer_add(
     s: Session,
     stream: StreamName,
     name: ConsumerName,
+    settings: ConsumerSettings,
     pull: Annotated[bool, typer.Option(help="A pull consumer: clients fetch messages (the default).")] = False,
     deliver_subject: Annotated[
         str | None, typer.Option(help="A push consumer: deliver messages to this subject.")
     ] = None,
-    filter_subject: Annotated[
-        list[str] | None, typer.Option("--filter", help="Only messages on this subject (repeatable).")
-    ] = None,
     ack: Annotated[str, typer.Option(help="explicit, all or none.")] = "explicit",
-    ack_wait: Annotated[str | None, typer.Option(help="Redeliver when not acknowledged within this, e.g. 30s.")] = None,
-    max_deliver: Annotated[int | None, typer.Option(help="Stop redelivering after N deliveries.")] = None,
-    max_ack_pending: Annotated[int | None, typer.Option(help="Most messages waiting for acknowledgement.")] = None,
     deliver: Annotated[
         str, typer.Option(help="Where to start: all, last, new, last-per-subject, a sequence, a time or 1h (ago).")
     ] = "all",
-    description: Annotated[str | None, typer.Option(help="Free text describing the consumer.")] = None,
 ) -> None:
     """Create a durable consumer on a stream."""
     if pull and deliver_subject:
@@ -112,19 +128,7 @@ async def consumer_add(
     }
     if deliver_subject:
         config["deliver_subject"] = deliver_subject
-    if filter_subject:
-        if len(filter_subject) == 1:
-            config["filter_subject"] = filter_subject[0]
-        else:
-            config["filter_subjects"] = filter_subject
-    if ack_wait is not None:
-        config["ack_wait"] = parse_duration(ack_wait, "--ack-wait")
-    if max_deliver is not None:
-        config["max_deliver"] = max_deliver
-    if max_ack_pending is not None:
-        config["max_ack_pending"] = max_ack_pending
-    if description:
-        config["description"] = description
+    settings.apply(config)
     info = await s.api(f"CONSUMER.CREATE.{stream}.{name}", {"stream_name": stream, "config": config})
     s.emit(info, lambda: _print_consumer(info, f"Created consumer {name} on stream {stream}"))
 
@@ -134,32 +138,12 @@ async def consumer_edit(
     s: Session,
     stream: StreamName,
     name: ConsumerName,
-    filter_subject: Annotated[
-        list[str] | None, typer.Option("--filter", help="Only messages on this subject (repeatable).")
-    ] = None,
-    ack_wait: Annotated[str | None, typer.Option(help="Redeliver when not acknowledged within this, e.g. 30s.")] = None,
-    max_deliver: Annotated[int | None, typer.Option(help="Stop redelivering after N deliveries.")] = None,
-    max_ack_pending: Annotated[int | None, typer.Option(help="Most messages waiting for acknowledgement.")] = None,
-    description: Annotated[str | None, typer.Option(help="Free text describing the consumer.")] = None,
+    settings: ConsumerSettings,
 ) -> None:
     """Change a consumer's settings that may change (the rest stay as they are)."""
     current = await s.api(f"CONSUMER.INFO.{stream}.{name}")
     config: dict[str, Any] = dict(current["config"])
-    if filter_subject:
-        config.pop("filter_subject", None)
-        config.pop("filter_subjects", None)
-        if len(filter_subject) == 1:
-            config["filter_subject"] = filter_subject[0]
-        else:
-            config["filter_subjects"] = filter_subject
-    if ack_wait is not None:
-        config["ack_wait"] = parse_duration(ack_wait, "--ack-wait")
-    if max_deliver is not None:
-        config["max_deliver"] = max_deliver
-    if max_ack_pending is not None:
-        config["max_ack_pending"] = max_ack_pending
-    if description is not None:
-        config["description"] = description
+    settings.apply(config)
     if config == current["config"]:
         raise CliError("nothing to change: give at least one of --filter, --ack-wait, --max-deliver, ...")
     body = {"stream_name": stream, "config": config, "action": "update"}

@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from streamd.cli.session import CliError, Session, admin_command, print_table
+from streamd.cli.output import print_table
+from streamd.cli.session import CliError, Session, admin_command
 from streamd.client.jobs import Queue
 
 jobs_app = typer.Typer(help="Job queues made with streamd.jobs: counts, dead letters, requeue, purge.")

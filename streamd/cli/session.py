@@ -4,14 +4,13 @@ one-line errors, and parsing of durations and times."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import inspect
 import json
 import os
-import sys
-import time
 import typing
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,7 +22,6 @@ import typer
 from typer.core import TyperCommand
 
 from streamd.server.settings import redact
-from streamd.wire import durations, timefmt
 
 DEFAULT_SERVER = "nats://127.0.0.1:4222"
 REQUEST_TIMEOUT = 5.0
@@ -272,20 +270,21 @@ AdminFunc = Callable[..., Awaitable[None]]
 def admin_command(
     target: typer.Typer, name: str, *, connected: bool = True
 ) -> Callable[[AdminFunc], Callable[..., None]]:
-    """Register an async `func(session, ...)` as a command that also takes every connection option."""
+    """Register an async `func(session, ...)` as a command that also takes every connection option.
+
+    A parameter annotated with a dataclass is an option group: its fields become the command's options (so commands
+    that share settings, like `stream add` and `stream edit`, declare them once) and the function gets one instance.
+    """
 
     def register(func: AdminFunc) -> Callable[..., None]:
-        hints = typing.get_type_hints(func, include_extras=True)
-        own = list(inspect.signature(func).parameters.values())[1:]
-        params = [p.replace(annotation=hints[p.name]) for p in own]
-        params += [
-            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=a, default=_CONN_DEFAULTS[n])
-            for n, a in _CONN_PARAMS
-        ]
+        params, groups = _command_params(func)
+        conn_names = [n for n, _ in _CONN_PARAMS]
 
         @functools.wraps(func)
         def command(**kwargs: Any) -> None:
-            conn = {n: kwargs.pop(n) for n, _ in _CONN_PARAMS}
+            conn = {n: kwargs.pop(n) for n in conn_names}
+            for arg, (cls, fields) in groups.items():
+                kwargs[arg] = cls(**{f: kwargs.pop(f) for f in fields})
             run_admin(func, kwargs, conn, connected)
 
         del command.__wrapped__  # typer must see the new signature, not the wrapped one
@@ -295,6 +294,28 @@ def admin_command(
         return command
 
     return register
+
+
+def _command_params(func: AdminFunc) -> tuple[list[inspect.Parameter], dict[str, tuple[type, list[str]]]]:
+    """The command's own parameters (option groups spread into their fields), then the connection options."""
+    hints = typing.get_type_hints(func, include_extras=True)
+    params: list[inspect.Parameter] = []
+    groups: dict[str, tuple[type, list[str]]] = {}
+    for p in list(inspect.signature(func).parameters.values())[1:]:
+        cls = hints[p.name]
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            params.append(p.replace(annotation=cls))
+            continue
+        field_hints = typing.get_type_hints(cls, include_extras=True)
+        fields = dataclasses.fields(cls)
+        groups[p.name] = (cls, [f.name for f in fields])
+        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        params += [inspect.Parameter(f.name, kind, annotation=field_hints[f.name], default=f.default) for f in fields]
+    params += [
+        inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=a, default=_CONN_DEFAULTS[n])
+        for n, a in _CONN_PARAMS
+    ]
+    return params, groups
 
 
 def run_admin(func: AdminFunc, kwargs: dict[str, Any], conn: dict[str, Any], connected: bool) -> None:
@@ -332,73 +353,3 @@ async def _run(func: AdminFunc, kwargs: dict[str, Any], settings: Settings, json
             await asyncio.wait_for(nc.close(), 5)
         except Exception:  # closing is best effort; the command's outcome is already decided
             pass
-
-
-# --------------------------------------------------------------------------- values
-
-
-def parse_duration(text: str, what: str = "duration") -> int:
-    """A Go duration (`30s`, `2m`, `1h30m`, `500ms`, `0`), days (`7d`) allowed, to nanoseconds; never negative."""
-    try:
-        ns = durations.parse(text.strip(), days=True)
-    except ValueError:
-        ns = -1
-    if ns < 0:
-        raise CliError(f"invalid {what} {text!r} — use a duration like 30s, 2m, 1h or 1h30m")
-    return ns
-
-
-def format_duration(ns: int) -> str:
-    """Nanoseconds as a short duration for people: 1h, 2m30s, 500ms, 0s."""
-    return durations.format(ns, compact=True)
-
-
-def parse_time(text: str, what: str = "time") -> int:
-    """An RFC 3339 time, or a duration meaning that long ago, to Unix nanoseconds."""
-    try:
-        return timefmt.parse(text)
-    except ValueError:
-        pass
-    try:
-        return time.time_ns() - parse_duration(text)
-    except CliError:
-        raise CliError(
-            f"invalid {what} {text!r} — use an RFC 3339 time like 2026-01-02T15:04:05Z or a duration like 1h (ago)"
-        ) from None
-
-
-def choice(value: str, allowed: Sequence[str], what: str) -> str:
-    if value not in allowed:
-        raise CliError(f"invalid {what} {value!r} — use one of: {', '.join(allowed)}")
-    return value
-
-
-# --------------------------------------------------------------------------- output
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Iterator[str]:
-    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    for n, row in enumerate(cells):
-        yield "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-        if n == 0:
-            yield "  ".join("-" * w for w in widths)
-
-
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    for line in table(headers, rows):
-        typer.echo(line)
-
-
-def print_pairs(title: str, pairs: Sequence[tuple[str, object]]) -> None:
-    typer.echo(title)
-    width = max((len(k) for k, _ in pairs), default=0)
-    for key, value in pairs:
-        typer.echo(f"  {key.rjust(width)}: {value}")
-
-
-def stdin_is_tty() -> bool:
-    try:
-        return sys.stdin.isatty()
-    except (AttributeError, ValueError):
-        return False

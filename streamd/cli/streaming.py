@@ -23,7 +23,9 @@ import typer
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
 
-from streamd.cli.session import REQUEST_TIMEOUT, CliError, Session, admin_command, api_error, parse_time, print_pairs
+from streamd.cli.output import print_pairs
+from streamd.cli.session import REQUEST_TIMEOUT, CliError, Session, admin_command, api_error
+from streamd.cli.values import parse_time
 from streamd.client.replay import replay as replay_events
 from streamd.wire import timefmt
 

@@ -1,51 +1,27 @@
-"""Admin commands: `streamd stream …`, `streamd consumer …`, `streamd publish`, `streamd context`, `streamd report`.
+"""`streamd stream …`: create, change, inspect and empty streams; read their messages.
 
 They speak the JetStream wire API through nats-py, so they work against streamd and a real `nats-server -js` alike.
 """
 
 import base64
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from streamd.cli.consumers import consumer_app
-from streamd.cli.session import (
-    CliError,
-    Session,
-    admin_command,
-    choice,
-    format_duration,
-    parse_duration,
-    parse_time,
-    print_pairs,
-    print_table,
-)
-from streamd.cli.tools import top_app
+from streamd.cli.options import Force, StreamName
+from streamd.cli.output import print_pairs, print_table
+from streamd.cli.session import CliError, Session, admin_command
+from streamd.cli.values import choice, format_duration, parse_duration, parse_time
 from streamd.wire import timefmt
 
 stream_app = typer.Typer(help="Create, change, inspect and empty streams; read their messages.", no_args_is_help=True)
 
 
-def register(app: typer.Typer) -> None:
-    """Add the admin commands to the root `streamd` app."""
-    app.add_typer(stream_app, name="stream")
-    app.add_typer(consumer_app, name="consumer")
-    from streamd.cli.backup import register as register_backup
-    from streamd.cli.jobs import jobs_app
-    from streamd.cli.streaming import register as register_streaming
-
-    app.add_typer(jobs_app, name="jobs")
-    register_streaming(app)
-    register_backup(app)
-    app.registered_commands.extend(top_app.registered_commands)
-
-
 # --------------------------------------------------------------------------- shared option types
 
-StreamName = Annotated[str, typer.Argument(help="Stream name.", show_default=False)]
-ConsumerName = Annotated[str, typer.Argument(help="Consumer name.", show_default=False)]
 Subjects = Annotated[
     list[str] | None, typer.Option("--subject", help="Subject the stream stores (repeatable; wildcards allowed).")
 ]
@@ -64,45 +40,49 @@ AllowRollup = Annotated[
 DenyDelete = Annotated[bool | None, typer.Option("--deny-delete/--no-deny-delete", help="Refuse message deletes.")]
 DenyPurge = Annotated[bool | None, typer.Option("--deny-purge/--no-deny-purge", help="Refuse purges.")]
 Description = Annotated[str | None, typer.Option(help="Free text describing the stream.")]
-Force = Annotated[bool, typer.Option("--force", "-f", help="Do not ask for confirmation.")]
 
 
-def _stream_changes(
-    subjects: list[str] | None,
-    retention: str | None,
-    max_messages: int | None,
-    max_bytes: int | None,
-    max_age: str | None,
-    max_messages_per_subject: int | None,
-    max_message_size: int | None,
-    discard: str | None,
-    duplicate_window: str | None,
-    allow_direct: bool | None,
-    allow_rollup: bool | None,
-    deny_delete: bool | None,
-    deny_purge: bool | None,
-    description: str | None,
-) -> dict[str, Any]:
-    """The stream config fields the flags give; fields not given are left out."""
-    changes: dict[str, Any] = {
-        "subjects": subjects or None,
-        "retention": choice(retention, ("limits", "interest", "workqueue"), "--retention") if retention else None,
-        "max_msgs": max_messages,
-        "max_bytes": max_bytes,
-        "max_age": parse_duration(max_age, "--max-age") if max_age is not None else None,
-        "max_msgs_per_subject": max_messages_per_subject,
-        "max_msg_size": max_message_size,
-        "discard": choice(discard, ("old", "new"), "--discard") if discard else None,
-        "duplicate_window": (
-            parse_duration(duplicate_window, "--duplicate-window") if duplicate_window is not None else None
-        ),
-        "allow_direct": allow_direct,
-        "allow_rollup_hdrs": allow_rollup,
-        "deny_delete": deny_delete,
-        "deny_purge": deny_purge,
-        "description": description,
-    }
-    return {k: v for k, v in changes.items() if v is not None}
+@dataclass(frozen=True)
+class StreamSettings:
+    """The stream settings `stream add` and `stream edit` take; a setting not given is left out."""
+
+    subject: Subjects = None
+    retention: Retention = None
+    max_messages: MaxMessages = None
+    max_bytes: MaxBytes = None
+    max_age: MaxAge = None
+    max_messages_per_subject: MaxPerSubject = None
+    max_message_size: MaxMessageSize = None
+    discard: Discard = None
+    duplicate_window: DuplicateWindow = None
+    allow_direct: AllowDirect = None
+    allow_rollup: AllowRollup = None
+    deny_delete: DenyDelete = None
+    deny_purge: DenyPurge = None
+    description: Description = None
+
+    def config(self) -> dict[str, Any]:
+        """The stream config fields the flags give."""
+        window = self.duplicate_window
+        changes: dict[str, Any] = {
+            "subjects": self.subject or None,
+            "retention": choice(self.retention, ("limits", "interest", "workqueue"), "--retention")
+            if self.retention
+            else None,
+            "max_msgs": self.max_messages,
+            "max_bytes": self.max_bytes,
+            "max_age": parse_duration(self.max_age, "--max-age") if self.max_age is not None else None,
+            "max_msgs_per_subject": self.max_messages_per_subject,
+            "max_msg_size": self.max_message_size,
+            "discard": choice(self.discard, ("old", "new"), "--discard") if self.discard else None,
+            "duplicate_window": parse_duration(window, "--duplicate-window") if window is not None else None,
+            "allow_direct": self.allow_direct,
+            "allow_rollup_hdrs": self.allow_rollup,
+            "deny_delete": self.deny_delete,
+            "deny_purge": self.deny_purge,
+            "description": self.description,
+        }
+        return {k: v for k, v in changes.items() if v is not None}
 
 
 def _limit(value: int) -> str:
@@ -167,20 +147,7 @@ def _yes(value: object) -> str:
 async def stream_add(
     s: Session,
     name: StreamName,
-    subject: Subjects = None,
-    retention: Retention = None,
-    max_messages: MaxMessages = None,
-    max_bytes: MaxBytes = None,
-    max_age: MaxAge = None,
-    max_messages_per_subject: MaxPerSubject = None,
-    max_message_size: MaxMessageSize = None,
-    discard: Discard = None,
-    duplicate_window: DuplicateWindow = None,
-    allow_direct: AllowDirect = None,
-    allow_rollup: AllowRollup = None,
-    deny_delete: DenyDelete = None,
-    deny_purge: DenyPurge = None,
-    description: Description = None,
+    settings: StreamSettings,
     config_file: Annotated[
         Path | None,
         typer.Option("--config-file", help="JSON stream configuration (as `stream info --json` prints); flags win."),
@@ -194,24 +161,7 @@ async def stream_add(
         except (OSError, ValueError) as exc:
             raise CliError(f"cannot read stream configuration {config_file}: {exc} — give a JSON file") from None
         config = loaded.get("config", loaded) if isinstance(loaded, dict) else {}
-    config.update(
-        _stream_changes(
-            subject,
-            retention,
-            max_messages,
-            max_bytes,
-            max_age,
-            max_messages_per_subject,
-            max_message_size,
-            discard,
-            duplicate_window,
-            allow_direct,
-            allow_rollup,
-            deny_delete,
-            deny_purge,
-            description,
-        )
-    )
+    config.update(settings.config())
     config["name"] = name
     if not config.get("subjects"):
         raise CliError(f"stream {name} needs at least one --subject — e.g. --subject '{name.lower()}.>'")
@@ -225,38 +175,10 @@ async def stream_add(
 async def stream_edit(
     s: Session,
     name: StreamName,
-    subject: Subjects = None,
-    retention: Retention = None,
-    max_messages: MaxMessages = None,
-    max_bytes: MaxBytes = None,
-    max_age: MaxAge = None,
-    max_messages_per_subject: MaxPerSubject = None,
-    max_message_size: MaxMessageSize = None,
-    discard: Discard = None,
-    duplicate_window: DuplicateWindow = None,
-    allow_direct: AllowDirect = None,
-    allow_rollup: AllowRollup = None,
-    deny_delete: DenyDelete = None,
-    deny_purge: DenyPurge = None,
-    description: Description = None,
+    settings: StreamSettings,
 ) -> None:
     """Change a stream: only the settings given change."""
-    changes = _stream_changes(
-        subject,
-        retention,
-        max_messages,
-        max_bytes,
-        max_age,
-        max_messages_per_subject,
-        max_message_size,
-        discard,
-        duplicate_window,
-        allow_direct,
-        allow_rollup,
-        deny_delete,
-        deny_purge,
-        description,
-    )
+    changes = settings.config()
     if not changes:
         raise CliError(f"nothing to change in stream {name} — give the settings to change, see --help")
     current = await s.api(f"STREAM.INFO.{name}")
@@ -319,27 +241,26 @@ async def stream_delete(s: Session, name: StreamName, force: Force = False) -> N
     s.emit(result, lambda: typer.echo(f"Deleted stream {name}"))
 
 
+@dataclass(frozen=True)
+class PurgeScope:
+    """What `stream purge` removes: everything, or by subject, by sequence, or all but the newest N."""
+
+    subject: Annotated[str | None, typer.Option(help="Purge only messages on this subject (wildcards allowed).")] = None
+    sequence: Annotated[int | None, typer.Option(help="Purge messages before this sequence.")] = None
+    keep: Annotated[int | None, typer.Option(help="Keep this many of the newest messages.")] = None
+
+    def request(self) -> dict[str, Any]:
+        """The STREAM.PURGE request body; empty for a purge of everything."""
+        if self.sequence is not None and self.keep is not None:
+            raise CliError("give --sequence or --keep, not both")
+        body = {"filter": self.subject or None, "seq": self.sequence, "keep": self.keep}
+        return {k: v for k, v in body.items() if v is not None}
+
+
 @admin_command(stream_app, "purge")
-async def stream_purge(
-    s: Session,
-    name: StreamName,
-    subject: Annotated[
-        str | None, typer.Option(help="Purge only messages on this subject (wildcards allowed).")
-    ] = None,
-    sequence: Annotated[int | None, typer.Option(help="Purge messages before this sequence.")] = None,
-    keep: Annotated[int | None, typer.Option(help="Keep this many of the newest messages.")] = None,
-    force: Force = False,
-) -> None:
+async def stream_purge(s: Session, name: StreamName, scope: PurgeScope, force: Force = False) -> None:
     """Remove messages from a stream (all, or by subject, sequence or count to keep)."""
-    if sequence is not None and keep is not None:
-        raise CliError("give --sequence or --keep, not both")
-    body: dict[str, Any] = {}
-    if subject:
-        body["filter"] = subject
-    if sequence is not None:
-        body["seq"] = sequence
-    if keep is not None:
-        body["keep"] = keep
+    body = scope.request()
     if not force and not body:
         await s.api(f"STREAM.INFO.{name}")
         typer.confirm(f"Purge every message of stream {name}?", abort=True)

@@ -8,7 +8,8 @@ import nats
 import typer
 
 from streamd.cli.consumers import all_consumers
-from streamd.cli.session import CliError, Session, admin_command, api_error, print_table, stdin_is_tty
+from streamd.cli.output import print_table, stdin_is_tty
+from streamd.cli.session import CliError, Session, admin_command, api_error
 
 top_app = typer.Typer()
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from streamd.cli.app import app
-from streamd.cli.session import format_duration, parse_duration
+from streamd.cli.values import format_duration, parse_duration
 from tests.cli import cli, ok
 from tests.natsd import NatsServer
 

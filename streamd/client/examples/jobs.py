@@ -8,13 +8,13 @@ JOBS_example_DLQ.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 
 import msgspec
 import nats
 
+from streamd.client import examples
 from streamd.client.jobs import Backoff, Job, Queue, Worker
 
 
@@ -60,11 +60,5 @@ async def main(server: str) -> None:
         await nc.close()
 
 
-def run() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--server", default="nats://127.0.0.1:4222")
-    asyncio.run(main(parser.parse_args().server))
-
-
 if __name__ == "__main__":
-    run()
+    examples.run(main, __doc__.splitlines()[0] if __doc__ else None)

@@ -7,12 +7,11 @@ Works against streamd or a JetStream server. Creates and finally deletes the str
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import sys
 
 import nats
 
+from streamd.client import examples
 from streamd.client.replay import Event, Projection, replay
 
 STREAM = "EXAMPLE_ACCOUNTS"
@@ -54,11 +53,5 @@ async def main(server: str) -> None:
         await nc.close()
 
 
-def run() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--server", default="nats://127.0.0.1:4222")
-    asyncio.run(main(parser.parse_args().server))
-
-
 if __name__ == "__main__":
-    run()
+    examples.run(main, __doc__.splitlines()[0] if __doc__ else None)

@@ -1,0 +1,111 @@
+"""`streamd serve`: run the service. The server (and lmdb) is imported only here, so admin commands start light."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+import typer
+
+from streamd.server.settings import ServiceConfig, SyncMode, build, load_toml
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"streamd: {message}", err=True)
+    return typer.Exit(1)
+
+
+def serve(
+    server: Annotated[
+        str | None,
+        typer.Option(
+            envvar="STREAMD_SERVER",
+            help="Attach to this NATS server (nats://host:port). "
+            "Without it streamd runs its own nats-server on 127.0.0.1.",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(envvar="STREAMD_CONFIG", help="TOML file with settings (kebab-case keys).")
+    ] = None,
+    data: Annotated[Path | None, typer.Option(envvar="STREAMD_DATA", help="Data directory [./streamd-data].")] = None,
+    port: Annotated[int | None, typer.Option(help="Embedded server's client port [4222].")] = None,
+    leaf_port: Annotated[int | None, typer.Option(help="Embedded server's leafnode port [7422].")] = None,
+    domain: Annotated[
+        str | None, typer.Option(envvar="STREAMD_DOMAIN", help="Serve $JS.<domain>.API instead of $JS.API.")
+    ] = None,
+    sync: Annotated[
+        SyncMode | None,
+        typer.Option(envvar="STREAMD_SYNC", help="Durability: fsync before acks (always), every interval, or never."),
+    ] = None,
+    sync_interval: Annotated[float | None, typer.Option(help="Seconds between fsyncs with batch-interval.")] = None,
+    leaf: Annotated[
+        str | None,
+        typer.Option(
+            envvar="STREAMD_LEAF",
+            help="Leafnode URL for consumer deliveries (nats-leaf://host:port) [embedded one, or server host:7422].",
+        ),
+    ] = None,
+    leaf_user: Annotated[str | None, typer.Option(envvar="STREAMD_LEAF_USER", help="Leafnode user.")] = None,
+    leaf_password: Annotated[
+        str | None, typer.Option(envvar="STREAMD_LEAF_PASSWORD", help="Leafnode password.")
+    ] = None,
+    user: Annotated[str | None, typer.Option(envvar="STREAMD_USER", help="User name for the server.")] = None,
+    password: Annotated[str | None, typer.Option(envvar="STREAMD_PASSWORD", help="Password for the server.")] = None,
+    token: Annotated[str | None, typer.Option(envvar="STREAMD_TOKEN", help="Auth token for the server.")] = None,
+    creds: Annotated[str | None, typer.Option(envvar="STREAMD_CREDS", help="Credentials (.creds) file.")] = None,
+    nkey_seed: Annotated[str | None, typer.Option(envvar="STREAMD_NKEY_SEED", help="NKey seed file.")] = None,
+    tls_ca: Annotated[str | None, typer.Option(help="CA certificate file for TLS.")] = None,
+    tls_cert: Annotated[str | None, typer.Option(help="Client certificate file for TLS.")] = None,
+    tls_key: Annotated[str | None, typer.Option(help="Client key file for TLS.")] = None,
+    log_level: Annotated[str, typer.Option(envvar="STREAMD_LOG_LEVEL", help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the streamd service until SIGINT or SIGTERM."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    overrides: dict[str, Any] = {
+        "server": server,
+        "data": str(data) if data else None,
+        "port": port,
+        "leaf_port": leaf_port,
+        "domain": domain,
+        "sync": sync.value if sync else None,
+        "sync_interval": sync_interval,
+        "user": user,
+        "password": password,
+        "token": token,
+        "creds": creds,
+        "nkey_seed": nkey_seed,
+        "tls_ca": tls_ca,
+        "tls_cert": tls_cert,
+        "leaf": leaf,
+        "leaf_user": leaf_user,
+        "leaf_password": leaf_password,
+        "tls_key": tls_key,
+    }
+    try:
+        file_values = load_toml(config) if config else {}
+        cfg = build(file_values, overrides)
+    except (OSError, ValueError, msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise _fail(f"bad configuration: {exc}") from None
+    from streamd.server.state import StartupError
+
+    try:
+        asyncio.run(_serve(cfg))
+    except StartupError as exc:
+        raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        pass
+
+
+async def _serve(cfg: ServiceConfig) -> None:
+    from streamd.server.service import Service
+    from streamd.server.signals import install_signal_handlers
+
+    service = Service(cfg)
+    install_signal_handlers(service)
+    await service.run()
