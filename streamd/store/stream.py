@@ -41,7 +41,7 @@ MARKER_REASON = b"Nats-Marker-Reason"
 MAX_PLAIN_ID = 400
 MAX_SEQ = (1 << 64) - 1  # sequences are u64 keys
 MAX_TTL = (1 << 63) - 1  # a Go time.Duration
-MAX_SUBJECT = 480  # the subject is an LMDB key in the subject index (511 bytes at most)
+MAX_SUBJECT = subjects.MAX_STORED_SUBJECT
 _NS = 1_000_000_000
 
 
@@ -148,7 +148,10 @@ def _subject_count(b: Batch, stream: Stream, subject: bytes) -> int:
 
 
 def store_message(b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, data: bytes) -> tuple[int, bool]:
-    """Check, sequence and store one published message. -> (seq, duplicate); raises ApiError to refuse it."""
+    """Check, sequence and store one published message. -> (seq, duplicate); raises ApiError to refuse it.
+
+    The hot path: each helper below is called once per message, so splitting costs a call, never a second look.
+    """
     cfg = stream.config
     _check_writable(stream, subject)
     hlen = len(hdrs) if hdrs else 0
@@ -159,49 +162,70 @@ def store_message(b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, 
             ttl, msg_id, rollup, duplicate_of = _check_headers(b, stream, subject, h)
             if duplicate_of:
                 return duplicate_of, True
-    if hlen > MAX_HEADER:
-        raise errors.HEADER_TOO_BIG()
-    if cfg.max_msg_size >= 0 and hlen + len(data) > cfg.max_msg_size:
-        raise errors.MESSAGE_TOO_BIG()
-    size = stored_size(len(subject), hlen, len(data))
-    c = stream.counters
+    size = _check_size(stream, subject, hlen, len(data))
     if cfg.discard == Discard.NEW:
         _check_discard_new(b, stream, subject, size)
+    seq = _next_seq(b, stream, msg_id)
+    if cfg.retention == Retention.INTEREST and not stream.has_interest(subject):
+        # Nobody would ever ack it: the sequence is used, nothing is stored (JetStream does the same).
+        if not stream.counters.messages:
+            stream.counters.first_seq = min(seq + 1, MAX_SEQ)
+        return seq, False
+    _put_message(b, stream, seq, subject, hdrs, data, size)
+    if msg_id:
+        _put_msg_id(b, stream, seq, msg_id)
+    if ttl > 0:
+        b.txn.put(stream.dbs.prefix + pack_pair(b.now_ns + ttl, seq), b"", db=stream.dbs.ttl)
+    _count_subject_after_add(b, stream, subject)
+    if rollup is not None:
+        _apply_rollup(b, stream, subject, seq, rollup)
+    _enforce_limits(b, stream, subject)
+    return seq, False
 
+
+def _check_size(stream: Stream, subject: bytes, hlen: int, dlen: int) -> int:
+    """Refuse what is too big; -> the size the message counts against max_bytes."""
+    if hlen > MAX_HEADER:
+        raise errors.HEADER_TOO_BIG()
+    max_size = stream.config.max_msg_size
+    if max_size >= 0 and hlen + dlen > max_size:
+        raise errors.MESSAGE_TOO_BIG()
+    return stored_size(len(subject), hlen, dlen)
+
+
+def _next_seq(b: Batch, stream: Stream, msg_id: bytes) -> int:
+    """Take the next sequence (the config's first_seq for a stream's very first message) and note it as last."""
+    c = stream.counters
     seq = c.last_seq + 1
-    if c.last_seq == 0 and isinstance(cfg.first_seq, int):
-        seq = max(seq, cfg.first_seq)
+    if c.last_seq == 0 and isinstance(stream.config.first_seq, int):
+        seq = max(seq, stream.config.first_seq)
     if seq > MAX_SEQ:  # first_seq may be 2^64-1, as nats-server allows: that stream holds one message, no more
         raise errors.STORE_FAILED(err="stream sequence space exhausted")
     b.touch(stream)
     c.last_seq = seq
     c.last_ns = b.now_ns
     c.last_msg_id = msg_id
-    if cfg.retention == Retention.INTEREST and not stream.has_interest(subject):
-        # Nobody would ever ack it: the sequence is used, nothing is stored (JetStream does the same).
-        if not c.messages:
-            c.first_seq = min(seq + 1, MAX_SEQ)
-        return seq, False
+    return seq
 
-    txn, dbs = b.txn, stream.dbs
-    txn.put(dbs.mkey(seq), pack_message(subject, hdrs, data, b.now_ns), db=dbs.msgs)
-    txn.put(dbs.skey(subject), SEQ.pack(seq), db=dbs.subjects, dupdata=True)
+
+def _put_message(
+    b: Batch, stream: Stream, seq: int, subject: bytes, hdrs: bytes | None, data: bytes, size: int
+) -> None:
+    c, dbs = stream.counters, stream.dbs
+    b.txn.put(dbs.mkey(seq), pack_message(subject, hdrs, data, b.now_ns), db=dbs.msgs)
+    b.txn.put(dbs.skey(subject), SEQ.pack(seq), db=dbs.subjects, dupdata=True)
     b.stored.append((stream, seq, subject))
     if c.messages == 0:
         c.first_seq = seq
         c.first_ns = b.now_ns
     c.messages += 1
     c.total_bytes += size
-    if msg_id:
-        txn.put(dbs.prefix + msg_id, pack_pair(seq, b.now_ns), db=dbs.dedup)
-        txn.put(dbs.prefix + SEQ.pack(b.now_ns) + msg_id, b"", db=dbs.dedup_age)
-    if ttl > 0:
-        txn.put(dbs.prefix + pack_pair(b.now_ns + ttl, seq), b"", db=dbs.ttl)
-    _count_subject_after_add(b, stream, subject)
-    if rollup is not None:
-        _apply_rollup(b, stream, subject, seq, rollup)
-    _enforce_limits(b, stream, subject)
-    return seq, False
+
+
+def _put_msg_id(b: Batch, stream: Stream, seq: int, msg_id: bytes) -> None:
+    dbs = stream.dbs
+    b.txn.put(dbs.prefix + msg_id, pack_pair(seq, b.now_ns), db=dbs.dedup)
+    b.txn.put(dbs.prefix + SEQ.pack(b.now_ns) + msg_id, b"", db=dbs.dedup_age)
 
 
 def _count_subject_after_add(b: Batch, stream: Stream, subject: bytes) -> None:

@@ -28,11 +28,31 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Replies = list[tuple[bytes, bytes]]
 Committed = Callable[[streams.Batch], None]
-# (stream, subject, reply, headers, data) for a publish; (None, fn, future) for any other change.
-Item = tuple[Any, Any, Any, Any, Any]
-Outcomes = list[tuple[Any, bool, Any]]
-Applied = tuple[Replies, Outcomes, list[streams.Batch]]  # the batches committed
 _JSON = msgspec.json.Encoder()
+
+
+# Queue items are msgspec Structs without GC tracking: measured the cheapest typed record to build and read
+# (about 0.12 us against 0.23 us for a slotted dataclass), and the publish path makes one per message.
+class Publish(msgspec.Struct, gc=False):
+    """A published message to append; its PubAck (or refusal) goes to `reply` unless that is empty."""
+
+    stream: streams.Stream
+    subject: bytes
+    reply: bytes
+    hdrs: bytes | None
+    data: bytes
+
+
+class Call(msgspec.Struct, gc=False):
+    """Any other change: `fn` runs in the write transaction; `future` gets its result once that committed."""
+
+    fn: Callable[[streams.Batch], Any]
+    future: asyncio.Future[Any]
+
+
+Item = Publish | Call
+Outcomes = list[tuple[asyncio.Future[Any], bool, Any]]  # (future, succeeded, result or exception)
+Applied = tuple[Replies, Outcomes, list[streams.Batch]]  # the batches committed
 
 
 def error_puback(stream: str, exc: errors.ApiError) -> bytes:
@@ -85,7 +105,7 @@ class Writer:
         size = len(data) + (len(hdrs) if hdrs else 0)
         if len(self._queue) >= self._max_pending_msgs or self._queue_bytes + size > self._max_pending_bytes:
             return False
-        self._queue.append((stream, subject, reply, hdrs, data))
+        self._queue.append(Publish(stream, subject, reply, hdrs, data))
         self._queue_bytes += size
         self._idle.clear()
         self._wake.set()
@@ -94,7 +114,7 @@ class Writer:
     async def call(self, fn: Callable[[streams.Batch], T]) -> T:
         """Run `fn` in the writer's next transaction; returns after that transaction committed."""
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append((None, fn, fut, None, None))
+        self._queue.append(Call(fn, fut))
         self._idle.clear()
         self._wake.set()
         return await fut
@@ -148,8 +168,8 @@ class Writer:
             return q
         n, size = 0, 0
         for n, item in enumerate(q[: self._max_batch_msgs], 1):  # noqa: B007
-            if item[0] is not None:
-                size += len(item[4]) + (len(item[3]) if item[3] else 0)
+            if isinstance(item, Publish):
+                size += len(item.data) + (len(item.hdrs) if item.hdrs else 0)
             if size >= self._max_batch_bytes:
                 break
         taken, self._queue = q[:n], q[n:]
@@ -172,7 +192,7 @@ class Writer:
                 self._reload_counters(items)
                 logger.error("store commit failed, %d writes refused: %s", len(items), exc.__cause__)
                 self.commit_error = f"store commit failed: {exc.__cause__}"  # read by the service's health
-                return self._refuse_all(items, errors.StoreFull(503, 10023, "insufficient resources"))
+                return self._refuse_all(items, errors.INSUFFICIENT_RESOURCES())
             except Exception:
                 self._reload_counters(items)
                 logger.exception("write batch failed; retrying it one item at a time")
@@ -180,7 +200,7 @@ class Writer:
 
     def _apply_once(self, items: list[Item]) -> Applied:
         replies: Replies = []
-        outcomes: list[tuple[Any, bool, Any]] = []
+        outcomes: Outcomes = []
         txn = self.store.begin_write()
         try:
             batch = streams.Batch(self.store, txn, time.time_ns())
@@ -202,27 +222,25 @@ class Writer:
             stream.committed = msgspec.structs.replace(stream.counters)
         return replies, outcomes, [batch]
 
-    def _apply_item(
-        self, batch: streams.Batch, item: Item, replies: Replies, outcomes: list[tuple[Any, bool, Any]]
-    ) -> None:
-        stream, a, b, hdrs, data = item
-        if stream is None:
+    def _apply_item(self, batch: streams.Batch, item: Item, replies: Replies, outcomes: Outcomes) -> None:
+        if isinstance(item, Call):
             try:
-                outcomes.append((b, True, a(batch)))
+                outcomes.append((item.future, True, item.fn(batch)))
             except errors.ApiError as exc:
-                outcomes.append((b, False, exc))
+                outcomes.append((item.future, False, exc))
             return
+        stream, reply = item.stream, item.reply
         try:
-            seq, duplicate = streams.store_message(batch, stream, a, hdrs, data)
+            seq, duplicate = streams.store_message(batch, stream, item.subject, item.hdrs, item.data)
         except errors.ApiError as exc:
-            if b:
-                replies.append((b, error_puback(stream.name, exc)))
+            if reply:
+                replies.append((reply, error_puback(stream.name, exc)))
             return
-        if b and stream.config.no_ack is not True:
+        if reply and stream.config.no_ack is not True:
             if duplicate:
-                replies.append((b, b'%s%d,"duplicate":true}' % (stream.puback_prefix, seq)))
+                replies.append((reply, b'%s%d,"duplicate":true}' % (stream.puback_prefix, seq)))
             else:
-                replies.append((b, b"%s%d}" % (stream.puback_prefix, seq)))
+                replies.append((reply, b"%s%d}" % (stream.puback_prefix, seq)))
 
     def _apply_one_by_one(self, items: list[Item]) -> Applied:
         replies: Replies = []
@@ -243,12 +261,12 @@ class Writer:
 
     def _refuse_all(self, items: list[Item], exc: errors.ApiError) -> Applied:
         replies: Replies = []
-        outcomes: list[tuple[Any, bool, Any]] = []
-        for stream, _a, b, _h, _d in items:
-            if stream is None:
-                outcomes.append((b, False, exc))
-            elif b:
-                replies.append((b, error_puback(stream.name, exc)))
+        outcomes: Outcomes = []
+        for item in items:
+            if isinstance(item, Call):
+                outcomes.append((item.future, False, exc))
+            elif item.reply:
+                replies.append((item.reply, error_puback(item.stream.name, exc)))
         return replies, outcomes, []
 
     def _reload_counters(self, items: list[Item]) -> None:

@@ -393,30 +393,39 @@ class LeafConnection:
             await writer.start_tls(self._tls, server_hostname=self._host)
         elif info.get("tls_required"):
             raise LeafError("the hub's leafnode port requires TLS: pass tls=ssl.SSLContext(...) or a tls:// URL")
+        writer.write(self._connect_line())
+        await writer.drain()
+        session = _Session(reader, writer, info)
+        await self._until_pong(session)
+        return session
+
+    def _connect_line(self) -> bytes:
+        """CONNECT, our declared interest replayed, and the PING whose PONG ends the handshake."""
         connect: dict[str, Any] = {"verbose": False, "pedantic": False, "headers": True, "name": self._name, "proto": 1}
         if self._user or self._password:
             connect["user"], connect["pass"] = self._user, self._password  # "pass", not "password"
         subs = b"".join(b"LS+ " + subject.encode() + b"\r\n" for subject in self._declared)
-        writer.write(b"CONNECT " + json.dumps(connect, separators=(",", ":")).encode() + b"\r\n" + subs + _PING)
-        await writer.drain()
-        session = _Session(reader, writer, info)
+        return b"CONNECT " + json.dumps(connect, separators=(",", ":")).encode() + b"\r\n" + subs + _PING
+
+    async def _until_pong(self, session: _Session) -> None:
+        """Read the hub's answer to the handshake's PING, keeping its INFO updates and initial LS± burst."""
+        reader, writer = session.reader, session.writer
         while True:
             line = await reader.readline()
             if not line:
                 raise LeafError(f"hub at {self._host}:{self._port} closed the leaf connection during the handshake")
             if line.startswith(b"PONG"):
-                break
+                return
             if line.startswith(b"PING"):
                 writer.write(_PONG)
             elif line.startswith(b"INFO "):
-                info.update(json.loads(line[5:]))
+                session.info.update(json.loads(line[5:]))
             elif line.startswith(b"-ERR"):
                 raise LeafError(f"hub at {self._host}:{self._port} refused the leaf connection: {_err_text(line)}")
             elif line.startswith((b"LS+ ", b"LS- ")):
                 session.interest.append(line)
             elif line.startswith((b"LMSG", b"HMSG", b"RMSG")):  # possible once we declared interest
                 await self._read_msg(reader, line)
-        return session
 
     def _activate(self, session: _Session) -> None:
         """Make `session` current: interest is replaced by the hub's fresh report (changes are notified)."""

@@ -10,7 +10,7 @@ against the catalogue. Raise ``KIND(**fields)``; the API layer turns the ``ApiEr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class ApiError(Exception):
@@ -33,13 +33,15 @@ class ErrorKind:
     code: int
     err_code: int
     template: str
+    # The exception raised: a subclass where a caller must tell this refusal from others (StoreFull).
+    exc: type[ApiError] = field(default=ApiError, compare=False)
 
     def __call__(self, **fields: object) -> ApiError:
-        return ApiError(self.code, self.err_code, self.template.format(**fields) if fields else self.template)
+        return self.exc(self.code, self.err_code, self.template.format(**fields) if fields else self.template)
 
 
 BAD_REQUEST = ErrorKind(400, 10003, "bad request")
-INSUFFICIENT_RESOURCES = ErrorKind(503, 10023, "insufficient resources")
+INSUFFICIENT_RESOURCES = ErrorKind(503, 10023, "insufficient resources", StoreFull)
 INVALID_JSON = ErrorKind(400, 10025, "invalid JSON: {err}")
 MAX_CONSUMERS = ErrorKind(400, 10026, "maximum consumers limit reached")
 MAX_STREAMS = ErrorKind(400, 10027, "maximum number of streams reached")
