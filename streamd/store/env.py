@@ -76,18 +76,7 @@ class Counters(msgspec.Struct):
     last_msg_id: bytes = b""
 
     def pack(self) -> bytes:
-        return (
-            _COUNTERS.pack(
-                self.first_seq,
-                self.last_seq,
-                self.messages,
-                self.total_bytes,
-                self.first_ns,
-                self.last_ns,
-                self.num_subjects,
-            )
-            + self.last_msg_id
-        )
+        return _COUNTERS.pack(*msgspec.structs.astuple(self)[:-1]) + self.last_msg_id
 
     @classmethod
     def unpack(cls, raw: Buf) -> Counters:

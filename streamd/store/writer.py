@@ -59,6 +59,44 @@ def error_puback(stream: str, exc: errors.ApiError) -> bytes:
     return _JSON.encode({"error": exc.as_dict(), "stream": stream, "seq": 0})
 
 
+class WriteQueue:
+    """Writes waiting for the writer thread, bounded twice: how much may wait before publishes are refused
+    (pending) and how much one transaction takes (batch). Calls are never refused: they are few, and awaited."""
+
+    __slots__ = ("bytes", "items", "_batch_bytes", "_batch_msgs", "_pending_bytes", "_pending_msgs")
+
+    def __init__(self, batch_msgs: int, batch_bytes: int, pending_msgs: int, pending_bytes: int) -> None:
+        self.items: list[Item] = []
+        self.bytes = 0  # headers and data of the queued publishes
+        self._batch_msgs, self._batch_bytes = batch_msgs, batch_bytes
+        self._pending_msgs, self._pending_bytes = pending_msgs, pending_bytes
+
+    def offer(self, item: Publish) -> bool:
+        size = len(item.data) + (len(item.hdrs) if item.hdrs else 0)
+        if len(self.items) >= self._pending_msgs or self.bytes + size > self._pending_bytes:
+            return False
+        self.items.append(item)
+        self.bytes += size
+        return True
+
+    def take(self) -> list[Item]:
+        """The next batch: everything queued when it fits, else the oldest items up to the batch limits."""
+        q = self.items
+        if len(q) <= self._batch_msgs and self.bytes <= self._batch_bytes:
+            self.items = []
+            self.bytes = 0
+            return q
+        n, size = 0, 0
+        for n, item in enumerate(q[: self._batch_msgs], 1):  # noqa: B007
+            if isinstance(item, Publish):
+                size += len(item.data) + (len(item.hdrs) if item.hdrs else 0)
+            if size >= self._batch_bytes:
+                break
+        taken, self.items = q[:n], q[n:]
+        self.bytes = max(0, self.bytes - size)
+        return taken
+
+
 class Writer:
     def __init__(
         self,
@@ -74,18 +112,13 @@ class Writer:
         linger_items: int = 256,
     ) -> None:
         self.store = store
-        self._registry = registry
+        self._registry = registry  # every open stream: their counters are reloaded after an aborted batch
         self._send_replies = send_replies
-        self._max_batch_msgs = max_batch_msgs
-        self._max_batch_bytes = max_batch_bytes
-        self._max_pending_msgs = max_pending_msgs
-        self._max_pending_bytes = max_pending_bytes
+        self._queue = WriteQueue(max_batch_msgs, max_batch_bytes, max_pending_msgs, max_pending_bytes)
         # After a commit, if some (but fewer than linger_items) writes are already waiting, wait up to `linger`
         # for more: under load one commit and fsync then serves many publishes; an idle publisher never waits.
         self.linger = linger
         self.linger_items = linger_items
-        self._queue: list[Item] = []
-        self._queue_bytes = 0
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -98,15 +131,12 @@ class Writer:
 
     @property
     def pending(self) -> int:
-        return len(self._queue)
+        return len(self._queue.items)
 
     def publish(self, stream: streams.Stream, subject: bytes, reply: bytes, hdrs: bytes | None, data: bytes) -> bool:
         """Queue a published message; False when the pending limits are full (the caller refuses it)."""
-        size = len(data) + (len(hdrs) if hdrs else 0)
-        if len(self._queue) >= self._max_pending_msgs or self._queue_bytes + size > self._max_pending_bytes:
+        if not self._queue.offer(Publish(stream, subject, reply, hdrs, data)):
             return False
-        self._queue.append(Publish(stream, subject, reply, hdrs, data))
-        self._queue_bytes += size
         self._idle.clear()
         self._wake.set()
         return True
@@ -114,7 +144,7 @@ class Writer:
     async def call(self, fn: Callable[[streams.Batch], T]) -> T:
         """Run `fn` in the writer's next transaction; returns after that transaction committed."""
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append(Call(fn, fut))
+        self._queue.items.append(Call(fn, fut))
         self._idle.clear()
         self._wake.set()
         return await fut
@@ -132,49 +162,38 @@ class Writer:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                while self._queue:
-                    items = self._take()
-                    replies, outcomes, batches = await loop.run_in_executor(self._executor, self._apply, items)
-                    for batch in batches if self.on_commit is not None else ():
-                        try:
-                            self.on_commit(batch)  # type: ignore[misc]
-                        except Exception:
-                            logger.exception("commit listener failed")
+                while self._queue.items:
+                    items = self._queue.take()
+                    applied = await loop.run_in_executor(self._executor, self._apply, items)
                     self.committed_batches += 1
                     self.committed_items += len(items)
-                    for fut, ok, value in outcomes:
-                        if not fut.done():
-                            if ok:
-                                fut.set_result(value)
-                            else:
-                                fut.set_exception(value)
-                    if self.extra_replies:
-                        replies.extend(self.extra_replies)
-                        self.extra_replies = []
-                    if replies:
-                        await self._send_replies(replies)
-                    if self.linger and 0 < len(self._queue) < self.linger_items:
+                    await self._settle(applied)
+                    if self.linger and 0 < len(self._queue.items) < self.linger_items:
                         # Under load: let a few more arrive so one commit (and fsync) serves more of them.
                         await asyncio.sleep(self.linger)
                 self._idle.set()
         finally:
             self._executor.shutdown(wait=True)
 
-    def _take(self) -> list[Item]:
-        q = self._queue
-        if len(q) <= self._max_batch_msgs and self._queue_bytes <= self._max_batch_bytes:
-            self._queue = []
-            self._queue_bytes = 0
-            return q
-        n, size = 0, 0
-        for n, item in enumerate(q[: self._max_batch_msgs], 1):  # noqa: B007
-            if isinstance(item, Publish):
-                size += len(item.data) + (len(item.hdrs) if item.hdrs else 0)
-            if size >= self._max_batch_bytes:
-                break
-        taken, self._queue = q[:n], q[n:]
-        self._queue_bytes = max(0, self._queue_bytes - size)
-        return taken
+    async def _settle(self, applied: Applied) -> None:
+        """After a commit (loop thread): tell the listener, resolve the calls' futures, send the PubAcks."""
+        replies, outcomes, batches = applied
+        for batch in batches if self.on_commit is not None else ():
+            try:
+                self.on_commit(batch)  # type: ignore[misc]
+            except Exception:
+                logger.exception("commit listener failed")
+        for fut, ok, value in outcomes:
+            if not fut.done():
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
+        if self.extra_replies:
+            replies.extend(self.extra_replies)
+            self.extra_replies = []
+        if replies:
+            await self._send_replies(replies)
 
     # ---- writer thread ------------------------------------------------------------------------------------
 

@@ -119,19 +119,10 @@ class LeafConnection:
     # ----------------------------------------------------------------------------------------------- lifecycle
 
     @classmethod
-    async def connect(
-        cls,
-        url: str,
-        *,
-        user: str = "",
-        password: str = "",
-        name: str = "streamd",
-        tls: ssl.SSLContext | None = None,
-        **options: Any,
-    ) -> Self:
+    async def connect(cls, url: str, **options: Any) -> Self:
         """Connect (the first handshake must succeed: raises LeafError, OSError or TimeoutError), then keep the
-        connection up in the background until `close()`. `options` are the other constructor keywords."""
-        conn = cls(url, user=user, password=password, name=name, tls=tls, **options)
+        connection up in the background until `close()`. `options` are the constructor's keywords."""
+        conn = cls(url, **options)
         await conn.start()
         return conn
 
