@@ -24,7 +24,8 @@ import msgspec
 from streamd.consumers.manager import ConsumerRecord
 from streamd.store import reads
 from streamd.store import stream as streams
-from streamd.store.env import Counters, Store, StreamRecord
+from streamd.store.env import Store
+from streamd.store.layout import Counters, StreamRecord
 from streamd.streams import rules as config_rules
 from streamd.streams.manager import StreamManager
 from streamd.wire.models import ConsumerConfig, StreamConfig

@@ -24,7 +24,8 @@ from streamd.consumers.consumer import Consumer, initial_position
 from streamd.consumers.index import FilterGroup, StreamIndex
 from streamd.store import reads
 from streamd.store import stream as streams
-from streamd.store.env import Store, key_seq, message_subject, scan
+from streamd.store.env import Store
+from streamd.store.layout import key_seq, message_subject, scan
 from streamd.store.writer import Writer
 from streamd.streams.manager import StreamManager
 from streamd.transport.connection import Connection

@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import lmdb
 
-from streamd.store.env import (
+from streamd.store.env import Store
+from streamd.store.layout import (
     SEQ,
     Buf,
-    Store,
     key_seq,
     message_subject,
     message_time,

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 import lmdb
 import msgspec
 
-from streamd.store.env import (
+from streamd.store.env import Store
+from streamd.store.layout import (
     MAX_STREAM_ID,
     SEQ,
     SID,
     Counters,
-    Store,
     StreamDbs,
     Tables,
     delete_prefix,

@@ -11,7 +11,8 @@ from msgspec import UNSET
 
 from streamd.store import reads
 from streamd.store import stream as streams
-from streamd.store.env import Counters, Store, StreamRecord
+from streamd.store.env import Store
+from streamd.store.layout import Counters, StreamRecord
 from streamd.store.writer import Writer
 from streamd.streams import rules as config_rules
 from streamd.wire import errors, subjects, timefmt

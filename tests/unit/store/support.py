@@ -9,7 +9,8 @@ from typing import TypeVar
 import msgspec
 
 from streamd.store import stream as streams
-from streamd.store.env import Counters, Store, StreamRecord, key_seq, scan
+from streamd.store.env import Store
+from streamd.store.layout import Counters, StreamRecord, key_seq, scan
 from streamd.streams import rules
 from streamd.wire import headers
 from streamd.wire.models import StreamConfig
