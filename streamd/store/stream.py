@@ -8,7 +8,6 @@ never harms its neighbours in the same batch.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import lmdb
@@ -16,12 +15,9 @@ import msgspec
 
 from streamd.store.env import Store
 from streamd.store.layout import (
-    MAX_STREAM_ID,
     SEQ,
-    SID,
     Counters,
     StreamDbs,
-    Tables,
     delete_prefix,
     key_seq,
     message_subject,
@@ -37,7 +33,6 @@ from streamd.wire import durations, errors, headers, subjects
 from streamd.wire.models import Discard, Retention, StreamConfig
 
 MAX_HEADER = 64 * 1024
-MARKER_REASON = b"Nats-Marker-Reason"
 MAX_PLAIN_ID = 400
 MAX_SEQ = (1 << 64) - 1  # sequences are u64 keys
 MAX_TTL = (1 << 63) - 1  # a Go time.Duration
@@ -142,7 +137,7 @@ def last_seq_on_subject(b: Batch, stream: Stream, subject: bytes) -> int:
     return best
 
 
-def _subject_count(b: Batch, stream: Stream, subject: bytes) -> int:
+def subject_count(b: Batch, stream: Stream, subject: bytes) -> int:
     cur = b.txn.cursor(db=stream.dbs.subjects)
     return int(cur.count()) if cur.set_key(stream.dbs.skey(subject)) else 0
 
@@ -312,7 +307,7 @@ def _check_discard_new(b: Batch, stream: Stream, subject: bytes, size: int) -> N
     if (
         cfg.discard_new_per_subject is True
         and cfg.max_msgs_per_subject > 0
-        and _subject_count(b, stream, subject) >= cfg.max_msgs_per_subject
+        and subject_count(b, stream, subject) >= cfg.max_msgs_per_subject
     ):
         raise errors.STORE_FAILED(err="maximum messages per subject exceeded")
 
@@ -328,15 +323,24 @@ def _apply_rollup(b: Batch, stream: Stream, subject: bytes, seq: int, how: bytes
 
 
 def _enforce_limits(b: Batch, stream: Stream, subject: bytes) -> None:
+    cfg = stream.config
+    if cfg.max_msgs_per_subject > 0:
+        trim_subject(b, stream, subject, cfg.max_msgs_per_subject)
+    if cfg.discard != Discard.NEW:
+        trim_front(b, stream)
+
+
+def trim_subject(b: Batch, stream: Stream, subject: bytes, keep: int) -> None:
+    """Remove a subject's oldest messages beyond the newest `keep`."""
+    excess = subject_count(b, stream, subject) - keep
+    if excess > 0:
+        for old in subject_seqs(b, stream, subject)[:excess]:
+            delete_seq(b, stream, old)
+
+
+def trim_front(b: Batch, stream: Stream) -> None:
+    """Remove the oldest messages until the stream is within max_msgs and max_bytes."""
     cfg, c = stream.config, stream.counters
-    per_subject = cfg.max_msgs_per_subject
-    if per_subject > 0:
-        excess = _subject_count(b, stream, subject) - per_subject
-        if excess > 0:
-            for old in subject_seqs(b, stream, subject)[:excess]:
-                delete_seq(b, stream, old)
-    if cfg.discard == Discard.NEW:
-        return
     while cfg.max_msgs > 0 and c.messages > cfg.max_msgs:
         delete_seq(b, stream, c.first_seq)
     while cfg.max_bytes > 0 and c.total_bytes > cfg.max_bytes and c.messages:
@@ -442,127 +446,3 @@ def matching_subjects(txn: lmdb.Transaction, stream: Stream, filter_subject: str
         if not cur.next_nodup():
             break
     return out
-
-
-def expire(b: Batch, stream: Stream) -> None:
-    """Apply max_age, per-message TTLs and the dedup window at `b.now_ns`."""
-    cfg, c = stream.config, stream.counters
-    if stream.deleted:
-        return
-    if cfg.max_age > 0:
-        cutoff = b.now_ns - cfg.max_age
-        emptied: list[bytes] = []
-        while c.messages and c.first_ns and c.first_ns <= cutoff:
-            raw = b.txn.get(stream.dbs.mkey(c.first_seq), db=stream.dbs.msgs)
-            delete_seq(b, stream, c.first_seq)
-            if raw is not None and MARKER_REASON not in bytes(raw[:4096]):
-                subject = message_subject(raw)
-                if not _subject_count(b, stream, subject):
-                    emptied.append(subject)
-        marker_ttl = cfg.subject_delete_marker_ttl
-        if isinstance(marker_ttl, int) and marker_ttl > 0:
-            for subject in emptied:
-                _write_marker(b, stream, subject, b"MaxAge", marker_ttl)
-    cur = b.txn.cursor(db=stream.dbs.ttl)
-    while seek_first(cur, stream.dbs.prefix):
-        due, seq = unpack_pair(cur.key()[4:])
-        if due > b.now_ns:
-            break
-        cur.delete()
-        delete_seq(b, stream, seq)
-    trim_dedup(b, stream)
-
-
-def _write_marker(b: Batch, stream: Stream, subject: bytes, reason: bytes, ttl_ns: int) -> None:
-    """A subject delete marker: watchers learn the subject is gone; it expires itself after `ttl_ns`."""
-    ttl = durations.format(ttl_ns // _NS * _NS)  # whole seconds, as nats-server writes it
-    hdrs = b"NATS/1.0\r\n" + MARKER_REASON + b": " + reason + b"\r\nNats-TTL: " + ttl.encode() + b"\r\n\r\n"
-    try:
-        store_message(b, stream, subject, hdrs, b"")
-    except errors.ApiError:
-        pass  # a full stream (discard new) refuses the marker, as it would any message
-
-
-def trim_dedup(b: Batch, stream: Stream) -> None:
-    cutoff = b.now_ns - stream.config.duplicate_window
-    dbs = stream.dbs
-    cur = b.txn.cursor(db=dbs.dedup_age)
-    while seek_first(cur, dbs.prefix):
-        key = cur.key()
-        ts = SEQ.unpack_from(key, 4)[0]
-        if ts > cutoff:
-            break
-        id_key = dbs.prefix + bytes(key[12:])  # copy: the cursor's buffer is reused
-        cur.delete()
-        prior = b.txn.get(id_key, db=dbs.dedup)
-        if prior is not None and unpack_pair(prior)[1] == ts:
-            b.txn.delete(id_key, db=dbs.dedup)
-
-
-def next_deadline(stream: Stream, txn: lmdb.Transaction) -> int:
-    """When `expire` next has work for this stream (ns), or 0 for never."""
-    cfg, c = stream.config, stream.committed
-    deadlines = []
-    if cfg.max_age > 0 and c.messages and c.first_ns:
-        deadlines.append(c.first_ns + cfg.max_age)
-    cur = txn.cursor(db=stream.dbs.ttl)
-    if seek_first(cur, stream.dbs.prefix):
-        deadlines.append(SEQ.unpack_from(cur.key(), 4)[0])
-    cur = txn.cursor(db=stream.dbs.dedup_age)
-    if seek_first(cur, stream.dbs.prefix):
-        deadlines.append(SEQ.unpack_from(cur.key(), 4)[0] + cfg.duplicate_window)
-    return min(deadlines) if deadlines else 0
-
-
-def first_rows(txn: lmdb.Transaction, db: lmdb._Database) -> Iterator[tuple[int, int]]:
-    """(stream id, time) of the first row of every stream in a table keyed sid | ns | ...: one seek per stream
-    that has rows, however many streams exist."""
-    cur = txn.cursor(db=db)
-    found = cur.first()
-    while found:
-        key = cur.key()
-        sid = int(SID.unpack_from(key)[0])
-        yield sid, int(SEQ.unpack_from(key, SID.size)[0])
-        found = sid < MAX_STREAM_ID and cur.set_range(SID.pack(sid + 1))
-
-
-def deadlines(txn: lmdb.Transaction, tables: Tables, live: Iterable[Stream]) -> list[tuple[Stream, int]]:
-    """(stream, when `expire` next has work) for every live stream that has some; what ``next_deadline`` says
-    for each, without a read per stream (there may be 100,000 of them)."""
-    by_id = {s.id: s for s in live if not s.deleted}
-    soonest: dict[int, int] = {}
-    for sid, s in by_id.items():
-        cfg, c = s.config, s.committed
-        if cfg.max_age > 0 and c.messages and c.first_ns:
-            soonest[sid] = c.first_ns + cfg.max_age
-    for sid, due in first_rows(txn, tables.ttl):
-        soonest[sid] = min(soonest.get(sid, due), due)
-    for sid, ts in first_rows(txn, tables.dedup_age):
-        owner = by_id.get(sid)
-        if owner is not None:
-            due = ts + owner.config.duplicate_window
-            soonest[sid] = min(soonest.get(sid, due), due)
-    return [(by_id[sid], due) for sid, due in soonest.items() if sid in by_id]
-
-
-def trim_to_limits(b: Batch, stream: Stream) -> None:
-    """Bring a stream within its (possibly just lowered) limits, oldest first."""
-    cfg, c = stream.config, stream.counters
-    if cfg.max_msgs_per_subject > 0:
-        cur = b.txn.cursor(db=stream.dbs.subjects)
-        over: list[bytes] = []
-        if seek_first(cur, stream.dbs.prefix):
-            while cur.key()[:4] == stream.dbs.prefix:
-                if cur.count() > cfg.max_msgs_per_subject:
-                    over.append(bytes(cur.key()[4:]))
-                if not cur.next_nodup():
-                    break
-        for subject in over:
-            seqs = subject_seqs(b, stream, subject)
-            for old in seqs[: len(seqs) - cfg.max_msgs_per_subject]:
-                delete_seq(b, stream, old)
-    while cfg.max_msgs > 0 and c.messages > cfg.max_msgs:
-        delete_seq(b, stream, c.first_seq)
-    while cfg.max_bytes > 0 and c.total_bytes > cfg.max_bytes and c.messages:
-        delete_seq(b, stream, c.first_seq)
-    expire(b, stream)

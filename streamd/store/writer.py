@@ -98,6 +98,9 @@ class WriteQueue:
 
 
 class Writer:
+    """Every store change goes through here: queued on the loop, applied in batches on one thread, settled
+    (listener told, futures resolved, PubAcks sent) back on the loop once the batch committed."""
+
     def __init__(
         self,
         store: Store,

@@ -5,7 +5,8 @@ clients pick exception classes by ``code`` and match ``err_code``, so both are p
 against the catalogue. Raise ``KIND(**fields)``; the API layer turns the ``ApiError`` into the error object.
 
     ApiError                      one wire error (code, err_code, description)
-    StoreFull(ApiError)           the disk or map could not take the write; nothing was stored
+    StoreFull(ApiError)           INSUFFICIENT_RESOURCES: the disk or the writer's queue could not take the
+                                  write; nothing was stored
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import lmdb
 import msgspec
 import pytest
 
-from streamd.store import layout, migrate, reads
+from streamd.store import layout, migrate, reads, retention
 from streamd.store import stream as streams
 from streamd.store.env import Store
 from streamd.store.layout import SEQ, Counters, StreamRecord
@@ -107,10 +107,10 @@ def test_dedup_and_ttl_rows_are_per_stream(opened: Store) -> None:
     _publish(opened, b, [(b"b", b"NATS/1.0\r\nNats-Msg-Id: one\r\n\r\n", b"y")])  # same id, other stream
     assert b.counters.messages == 1
     with opened.read() as txn:
-        assert streams.next_deadline(a, txn) > 0
+        assert retention.next_deadline(a, txn) > 0
     with opened.env.begin(write=True) as txn:
         batch = streams.Batch(opened, txn, time.time_ns() + 10 * 60 * 10**9)  # ten minutes on: all due
-        streams.expire(batch, a)
+        retention.expire(batch, a)
         opened.put_counters(txn, a.id, a.counters)
     assert a.counters.messages == 0 and _rows(opened, a.id) == 0
     assert _rows(opened, b.id) == 4  # message, subject index, dedup id, dedup age
@@ -131,9 +131,9 @@ def test_deadlines_of_all_streams_match_each_streams_own(opened: Store) -> None:
     with opened.env.begin(write=True) as txn:
         opened.drop_stream(txn, "G", gone.id)  # rows left to collect belong to nobody
     with opened.read() as txn:
-        found = {s.name: due for s, due in streams.deadlines(txn, opened.tables, [ttl, dedup, aged, idle])}
-        assert found == {s.name: streams.next_deadline(s, txn) for s in (ttl, dedup, aged)}
-        assert streams.next_deadline(idle, txn) == 0
+        found = {s.name: due for s, due in retention.deadlines(txn, opened.tables, [ttl, dedup, aged, idle])}
+        assert found == {s.name: retention.next_deadline(s, txn) for s in (ttl, dedup, aged)}
+        assert retention.next_deadline(idle, txn) == 0
 
 
 def test_delete_collects_rows_in_bounded_chunks_and_resumes_after_restart(data: Path) -> None:
@@ -218,7 +218,7 @@ def _check_migrated(path: Path, written: dict[int, list[tuple[int, bytes, bytes]
                 found, _resume = reads.next_matching(txn, stream, [], 1, len(rows) + 10)
                 assert [(f.seq, f.subject, f.data) for f in found] == rows  # every row once, none twice
                 assert sum(reads.subject_counts(txn, stream, ">").values()) == len(rows)
-                assert streams.next_deadline(stream, txn) > 0  # the ttl and dedup-age rows came along
+                assert retention.next_deadline(stream, txn) > 0  # the ttl and dedup-age rows came along
                 assert txn.get(stream.dbs.prefix + b"id-1", db=s.tables.dedup) is not None
             assert s.load_consumers(sid) == [("C", b"consumer record", None)]
         with s.read() as txn:  # new streams get new ids: the counter came along

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamd.store import reads
+from streamd.store import layout, reads, retention
 from streamd.store import stream as streams
 from streamd.store.env import Store
 from streamd.wire import errors
@@ -24,7 +24,7 @@ def test_sequences_count_up_and_counters_follow(store: Store) -> None:
     assert [publish(store, s, f"s.{i % 2}", b"abc") for i in range(4)] == [(i, False) for i in range(1, 5)]
     c = s.committed
     assert (c.first_seq, c.last_seq, c.messages, c.num_subjects) == (1, 4, 4, 2)
-    assert c.total_bytes == 4 * streams.stored_size(3, 0, 3)
+    assert c.total_bytes == 4 * layout.stored_size(3, 0, 3)
     assert c.first_ns == c.last_ns == NOW
     with store.read() as txn:  # what the batch persisted is what a restart reads
         assert store.get_counters(txn, s.id) == c
@@ -54,10 +54,10 @@ def test_msg_id_deduplicates_within_the_window_only(store: Store) -> None:
 def test_expired_dedup_entries_are_trimmed(store: Store) -> None:
     s = make_stream(store, duplicate_window=10 * SECOND)
     publish(store, s, "s.a", hdrs={"Nats-Msg-Id": "m1"})
-    write(store, lambda b: streams.expire(b, s), now=NOW + 11 * SECOND)
+    write(store, lambda b: retention.expire(b, s), now=NOW + 11 * SECOND)
     with store.read() as txn:
         assert txn.get(s.dbs.prefix + b"m1", db=s.dbs.dedup) is None
-        assert streams.next_deadline(s, txn) == 0
+        assert retention.next_deadline(s, txn) == 0
 
 
 def test_a_long_msg_id_is_kept_as_a_digest(store: Store) -> None:
@@ -121,10 +121,10 @@ def test_per_message_ttl(store: Store) -> None:
     publish(store, s, "s.b", hdrs={"Nats-TTL": "never"})
     publish(store, s, "s.c", hdrs={"Nats-TTL": "3"})  # plain seconds
     with store.read() as txn:
-        assert streams.next_deadline(s, txn) == NOW + 2 * SECOND
-    write(store, lambda b: streams.expire(b, s), now=NOW + 2 * SECOND)
+        assert retention.next_deadline(s, txn) == NOW + 2 * SECOND
+    write(store, lambda b: retention.expire(b, s), now=NOW + 2 * SECOND)
     assert seqs(store, s) == [2, 3]
-    write(store, lambda b: streams.expire(b, s), now=NOW + 3 * SECOND)
+    write(store, lambda b: retention.expire(b, s), now=NOW + 3 * SECOND)
     assert seqs(store, s) == [2]
 
 
@@ -148,7 +148,7 @@ def test_discard_old_drops_the_oldest(store: Store) -> None:
         publish(store, s, f"s.{i}")
     assert seqs(store, s) == [3, 4, 5]
     assert (s.committed.first_seq, s.committed.messages, s.committed.num_subjects) == (3, 3, 3)
-    size = streams.stored_size(3, 0, 1)
+    size = layout.stored_size(3, 0, 1)
     b = make_stream(store, "B", max_bytes=2 * size)
     for _ in range(4):
         publish(store, b, "b.a")
@@ -162,7 +162,7 @@ def test_discard_new_refuses_and_keeps_what_is_stored(store: Store) -> None:
     publish(store, s, "s.b")
     _refused(errors.STORE_FAILED, store, s, "s.c")
     assert seqs(store, s) == [1, 2] and s.committed.last_seq == 2
-    b = make_stream(store, "B", max_bytes=streams.stored_size(3, 0, 5), discard=Discard.NEW)
+    b = make_stream(store, "B", max_bytes=layout.stored_size(3, 0, 5), discard=Discard.NEW)
     publish(store, b, "b.a", b"12345")
     _refused(errors.STORE_FAILED, store, b, "b.a", data=b"1")
 
@@ -183,17 +183,17 @@ def test_max_age_expires_from_the_front(store: Store) -> None:
     publish(store, s, "s.a", now=NOW)
     publish(store, s, "s.b", now=NOW + 5 * SECOND)
     with store.read() as txn:
-        assert streams.next_deadline(s, txn) == NOW + 10 * SECOND
-    write(store, lambda b: streams.expire(b, s), now=NOW + 10 * SECOND)
+        assert retention.next_deadline(s, txn) == NOW + 10 * SECOND
+    write(store, lambda b: retention.expire(b, s), now=NOW + 10 * SECOND)
     assert seqs(store, s) == [2]
-    write(store, lambda b: streams.expire(b, s), now=NOW + 15 * SECOND)
+    write(store, lambda b: retention.expire(b, s), now=NOW + 15 * SECOND)
     assert seqs(store, s) == [] and s.committed.first_seq == 3 and s.committed.num_subjects == 0
 
 
 def test_max_age_leaves_a_subject_delete_marker(store: Store) -> None:
     s = make_stream(store, max_age=10 * SECOND, subject_delete_marker_ttl=5 * SECOND)
     publish(store, s, "s.a")
-    write(store, lambda b: streams.expire(b, s), now=NOW + 10 * SECOND)
+    write(store, lambda b: retention.expire(b, s), now=NOW + 10 * SECOND)
     with store.read() as txn:
         marker = reads.load(txn, s, 2)
     assert marker is not None and marker.subject == b"s.a"
@@ -245,10 +245,10 @@ def test_lowered_limits_are_applied_by_trim(store: Store) -> None:
     for subject in ("s.a", "s.a", "s.a", "s.b", "s.b"):
         publish(store, s, subject)
     s.config.max_msgs_per_subject = 1
-    write(store, lambda b: streams.trim_to_limits(b, s))
+    write(store, lambda b: retention.trim_to_limits(b, s))
     assert seqs(store, s) == [3, 5]
     s.config.max_msgs = 1
-    write(store, lambda b: streams.trim_to_limits(b, s))
+    write(store, lambda b: retention.trim_to_limits(b, s))
     assert seqs(store, s) == [5]
 
 
