@@ -72,12 +72,16 @@ class WriteQueue:
         self._pending_msgs, self._pending_bytes = pending_msgs, pending_bytes
 
     def offer(self, item: Publish) -> bool:
+        """Queue a publish unless the pending limits are reached (then the caller refuses it)."""
         size = len(item.data) + (len(item.hdrs) if item.hdrs else 0)
         if len(self.items) >= self._pending_msgs or self.bytes + size > self._pending_bytes:
             return False
         self.items.append(item)
         self.bytes += size
         return True
+
+    def add_call(self, item: Call) -> None:
+        self.items.append(item)
 
     def take(self) -> list[Item]:
         """The next batch: everything queued when it fits, else the oldest items up to the batch limits."""
@@ -147,7 +151,7 @@ class Writer:
     async def call(self, fn: Callable[[streams.Batch], T]) -> T:
         """Run `fn` in the writer's next transaction; returns after that transaction committed."""
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.items.append(Call(fn, fut))
+        self._queue.add_call(Call(fn, fut))
         self._idle.clear()
         self._wake.set()
         return await fut
