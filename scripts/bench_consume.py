@@ -186,6 +186,29 @@ async def ordered_replay(js: JetStreamContext, args: argparse.Namespace, where: 
     return n / (end[0] - start)
 
 
+def _check_work_queue(
+    where: str,
+    log: Log,
+    workers: list[asyncio.Task[None]],
+    futures: list[asyncio.Future[PubAck]],
+    unacked: int,
+    seen: Counter[int],
+    n: int,
+) -> None:
+    """Every job PubAck'd and processed exactly once, and no worker failed; anything else is a warning."""
+    for task in workers:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.warn.append(f"{where}: worker failed: {task.exception()!r}")
+    errors = [repr(f.exception()) for f in futures if f.done() and f.exception() is not None]
+    if unacked or errors:
+        log.warn.append(f"{where}: {unacked} PubAcks never came, {len(errors)} publish errors {errors[:3]}")
+    dups = sum(c - 1 for c in seen.values() if c > 1)
+    missing = sorted(set(range(n)) - seen.keys())
+    if dups or missing:
+        log.warn.append(f"{where}: {dups} duplicate deliveries ({sum(c > 1 for c in seen.values())} ids), "
+                        f"{len(missing)} of {n} ids never processed {missing[:10]}")
+
+
 async def work_queue(js: JetStreamContext, args: argparse.Namespace, where: str, log: Log) -> float:
     n: int = args.wq_count
     pad = b"." * max(0, args.size - 10)
@@ -233,17 +256,7 @@ async def work_queue(js: JetStreamContext, args: argparse.Namespace, where: str,
         for task in (*workers, *producers, waiter):
             task.cancel()
         await asyncio.wait([*workers, *producers, waiter], timeout=2)
-    for task in workers:
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            log.warn.append(f"{where}: worker failed: {task.exception()!r}")
-    errors = [repr(f.exception()) for f in futures if f.done() and f.exception() is not None]
-    if pending or errors:
-        log.warn.append(f"{where}: {len(pending)} PubAcks never came, {len(errors)} publish errors {errors[:3]}")
-    dups = sum(c - 1 for c in seen.values() if c > 1)
-    missing = sorted(set(range(n)) - seen.keys())
-    if dups or missing:
-        log.warn.append(f"{where}: {dups} duplicate deliveries ({sum(c > 1 for c in seen.values())} ids), "
-                        f"{len(missing)} of {n} ids never processed {missing[:10]}")
+    _check_work_queue(where, log, workers, futures, len(pending), seen, n)
     if early_timeouts[0]:
         log.notes.append(f"{where}: {early_timeouts[0]} worker fetch(10) calls timed out before all were processed")
     state: list[Any] = []

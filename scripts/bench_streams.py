@@ -22,9 +22,10 @@ from pathlib import Path
 import msgspec
 
 from streamd.consumers.persistence import ConsumerRecord
-from streamd.store import reads
+from streamd.store import reads, retention
 from streamd.store import stream as streams
-from streamd.store.env import Counters, Store, StreamRecord
+from streamd.store.env import Store
+from streamd.store.layout import Counters, StreamRecord
 from streamd.streams import rules as config_rules
 from streamd.streams.manager import StreamManager
 from streamd.wire.models import ConsumerConfig, StreamConfig
@@ -85,7 +86,7 @@ def main() -> int:
     StreamManager(store, registry, None).recover()  # type: ignore[arg-type]
     t = timed("load every stream (recover)", t)
     with store.read() as txn:
-        due = streams.deadlines(txn, store.tables, list(registry.values()))
+        due = retention.deadlines(txn, store.tables, list(registry.values()))
     t = timed("retention pass: deadlines of every stream", t)
     missing = check(store, registry, args.streams, not args.no_consumers)
     t = timed("check: messages, consumer records (per stream)", t)

@@ -164,12 +164,8 @@ async def harness(tmp_path: Path, start_service: StartService) -> AsyncIterator[
         await h.stop_server()
 
 
-async def test_every_kind_of_drop_comes_back_and_nothing_acked_is_lost(harness: Harness) -> None:
-    h = harness
-    await h.publish_and_consume("start")
-    acked: dict[int, bytes] = {}
-    stop = asyncio.Event()
-    publisher = asyncio.create_task(_publish_meanwhile(h.url, acked, stop))
+def _client_drops(h: Harness) -> dict[str, Callable[[], Awaitable[None]]]:
+    """Every way the client connection was seen to drop, by name."""
 
     async def bad_frame() -> None:  # a protocol error: the server answers -ERR and closes
         await h.conn._write(b"THIS IS NOT NATS\r\n")
@@ -195,13 +191,40 @@ async def test_every_kind_of_drop_comes_back_and_nothing_acked_is_lost(harness: 
     async def system_kick() -> None:  # the system account's KICK request (nats-server >= 2.11)
         await _kick(h, "Client")
 
-    for name, how in [
-        ("bad-frame", bad_frame),
-        ("max-payload", over_max_payload),
-        ("socket", socket_closed),
-        ("slow-consumer", slow_consumer),
-        ("kick", system_kick),
-    ]:
+    return {
+        "bad-frame": bad_frame,
+        "max-payload": over_max_payload,
+        "socket": socket_closed,
+        "slow-consumer": slow_consumer,
+        "kick": system_kick,
+    }
+
+
+def _leaf_drops(h: Harness, leaf: Any) -> dict[str, Callable[[], Awaitable[None]]]:
+    """Every way the leaf connection alone was seen to drop, by name."""
+
+    async def leaf_abort() -> None:
+        assert leaf._session is not None
+        leaf._session.writer.transport.abort()
+
+    async def leaf_bad_frame() -> None:
+        leaf._out += b"NOT A LEAF FRAME\r\n"
+        leaf._wake.set()
+
+    async def leaf_kick() -> None:
+        await _kick(h, "Leafnode")
+
+    return {"leaf-abort": leaf_abort, "leaf-bad-frame": leaf_bad_frame, "leaf-kick": leaf_kick}
+
+
+async def test_every_kind_of_drop_comes_back_and_nothing_acked_is_lost(harness: Harness) -> None:
+    h = harness
+    await h.publish_and_consume("start")
+    acked: dict[int, bytes] = {}
+    stop = asyncio.Event()
+    publisher = asyncio.create_task(_publish_meanwhile(h.url, acked, stop))
+
+    for name, how in _client_drops(h).items():
         await _drop(h, how)
         await h.publish_and_consume(name)
 
@@ -219,26 +242,11 @@ async def test_every_kind_of_drop_comes_back_and_nothing_acked_is_lost(harness: 
     assert leaf is not None
     assert leaf._session is not None
 
-    async def leaf_drop(how: Callable[[], Awaitable[None]], label: str) -> None:
+    for label, how in _leaf_drops(h, leaf).items():
         before = leaf.reconnects
         await how()
-        await wait_for(lambda: leaf.reconnects > before and leaf.connected, timeout=30)
+        await wait_for(lambda: leaf.reconnects > before and leaf.connected, timeout=30)  # noqa: B023
         await h.publish_and_consume(label)
-
-    async def leaf_abort() -> None:
-        assert leaf._session is not None
-        leaf._session.writer.transport.abort()
-
-    async def leaf_bad_frame() -> None:
-        leaf._out += b"NOT A LEAF FRAME\r\n"
-        leaf._wake.set()
-
-    async def leaf_kick() -> None:
-        await _kick(h, "Leafnode")
-
-    await leaf_drop(leaf_abort, "leaf-abort")
-    await leaf_drop(leaf_bad_frame, "leaf-bad-frame")
-    await leaf_drop(leaf_kick, "leaf-kick")
 
     # Nothing acknowledged was lost (here or by the publisher running all along), and INFO shows the health block.
     stop.set()

@@ -20,7 +20,8 @@ from nats.js.errors import APIError
 
 from streamd.api.dispatch import RequestQueue
 from streamd.consumers.persistence import ConsumerRecord
-from streamd.store.env import Counters, Store, StreamRecord
+from streamd.store.env import Store
+from streamd.store.layout import Counters, StreamRecord
 from streamd.wire import gojson, subjects
 from streamd.wire.models import ConsumerConfig, ConsumerCreateRequest, StreamConfig
 from tests.conftest import RunningService, StartService

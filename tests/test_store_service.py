@@ -17,10 +17,11 @@ from nats.js import JetStreamContext
 
 from streamd import Service, ServiceConfig, StartupError
 from streamd.store import env as store_mod
+from streamd.store import layout
 from tests.conftest import RunningService, StartService
 from tests.helpers import drain_stderr, read_until, start_streamd_process, wait_for
 from tests.natsd import NatsServer, free_port
-from tests.unit.test_store_layout import _check_migrated, _write_old_layout
+from tests.unit.store.test_layout import _check_migrated, _write_old_layout
 
 # Well past 3,276; kept at 4,000 for the test's runtime: each create still checks subject overlap against every
 # stream (quadratic, a separate part of issue 9). scripts/bench_streams.py shows 100,000 at the store level.
@@ -82,9 +83,9 @@ async def test_a_deleted_streams_rows_go_in_chunks_and_a_new_stream_of_that_name
     big_id = manager.get("BIG").id
 
     def rows() -> int:
-        prefix = store_mod.SID.pack(big_id)
+        prefix = layout.SID.pack(big_id)
         with store.read() as txn:
-            return sum(sum(1 for _ in store_mod.scan(txn.cursor(db=db), prefix)) for db in store.tables.all())
+            return sum(sum(1 for _ in layout.scan(txn.cursor(db=db), prefix)) for db in store.tables.all())
 
     assert rows() == 800  # message, subject index, dedup id and its age, per message
     await js.delete_stream("BIG")

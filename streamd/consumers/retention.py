@@ -14,7 +14,8 @@ from streamd.consumers.index import StreamIndex
 from streamd.consumers.persistence import Persistence
 from streamd.store import reads
 from streamd.store import stream as streams
-from streamd.store.env import Store, key_seq, message_subject, scan
+from streamd.store.env import Store
+from streamd.store.layout import key_seq, message_subject, scan
 from streamd.wire.models import Retention as Policy
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,18 @@ from collections.abc import Callable
 
 import lmdb
 
-from streamd.store.env import SEQ, Buf, Store, key_seq, scan, seek_first, seek_last, unpack_message
+from streamd.store.env import Store
+from streamd.store.layout import (
+    SEQ,
+    Buf,
+    key_seq,
+    message_subject,
+    message_time,
+    scan,
+    seek_first,
+    seek_last,
+    unpack_message,
+)
 from streamd.store.stream import Stream, matching_subjects
 from streamd.wire import errors, subjects
 
@@ -162,8 +173,6 @@ def _take_dups(cur: lmdb.Cursor, limit: int) -> list[bytes]:
 
 
 def message_subject_str(raw: Buf) -> str:
-    from streamd.store.env import message_subject
-
     return message_subject(raw).decode(errors="replace")
 
 
@@ -203,8 +212,6 @@ def last_per_subject(txn: lmdb.Transaction, stream: Stream, filters: list[str]) 
 
 def first_seq_at_or_after(txn: lmdb.Transaction, stream: Stream, ts_ns: int) -> int:
     """The first seq stored at or after `ts_ns` (binary search: stored times grow with the sequence)."""
-    from streamd.store.env import message_time
-
     c = stream.committed
     lo, hi = c.first_seq, c.last_seq + 1
     cur = txn.cursor(db=stream.dbs.msgs)

@@ -8,20 +8,16 @@ never harms its neighbours in the same batch.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import lmdb
 import msgspec
 
-from streamd.store.env import (
-    MAX_STREAM_ID,
+from streamd.store.env import Store
+from streamd.store.layout import (
     SEQ,
-    SID,
     Counters,
-    Store,
     StreamDbs,
-    Tables,
     delete_prefix,
     key_seq,
     message_subject,
@@ -37,11 +33,10 @@ from streamd.wire import durations, errors, headers, subjects
 from streamd.wire.models import Discard, Retention, StreamConfig
 
 MAX_HEADER = 64 * 1024
-MARKER_REASON = b"Nats-Marker-Reason"
 MAX_PLAIN_ID = 400
 MAX_SEQ = (1 << 64) - 1  # sequences are u64 keys
 MAX_TTL = (1 << 63) - 1  # a Go time.Duration
-MAX_SUBJECT = 480  # the subject is an LMDB key in the subject index (511 bytes at most)
+MAX_SUBJECT = subjects.MAX_STORED_SUBJECT
 _NS = 1_000_000_000
 
 
@@ -142,13 +137,16 @@ def last_seq_on_subject(b: Batch, stream: Stream, subject: bytes) -> int:
     return best
 
 
-def _subject_count(b: Batch, stream: Stream, subject: bytes) -> int:
+def subject_count(b: Batch, stream: Stream, subject: bytes) -> int:
     cur = b.txn.cursor(db=stream.dbs.subjects)
     return int(cur.count()) if cur.set_key(stream.dbs.skey(subject)) else 0
 
 
 def store_message(b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, data: bytes) -> tuple[int, bool]:
-    """Check, sequence and store one published message. -> (seq, duplicate); raises ApiError to refuse it."""
+    """Check, sequence and store one published message. -> (seq, duplicate); raises ApiError to refuse it.
+
+    The hot path: each helper below is called once per message, so splitting costs a call, never a second look.
+    """
     cfg = stream.config
     _check_writable(stream, subject)
     hlen = len(hdrs) if hdrs else 0
@@ -159,49 +157,70 @@ def store_message(b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, 
             ttl, msg_id, rollup, duplicate_of = _check_headers(b, stream, subject, h)
             if duplicate_of:
                 return duplicate_of, True
-    if hlen > MAX_HEADER:
-        raise errors.HEADER_TOO_BIG()
-    if cfg.max_msg_size >= 0 and hlen + len(data) > cfg.max_msg_size:
-        raise errors.MESSAGE_TOO_BIG()
-    size = stored_size(len(subject), hlen, len(data))
-    c = stream.counters
+    size = _check_size(stream, subject, hlen, len(data))
     if cfg.discard == Discard.NEW:
         _check_discard_new(b, stream, subject, size)
+    seq = _next_seq(b, stream, msg_id)
+    if cfg.retention == Retention.INTEREST and not stream.has_interest(subject):
+        # Nobody would ever ack it: the sequence is used, nothing is stored (JetStream does the same).
+        if not stream.counters.messages:
+            stream.counters.first_seq = min(seq + 1, MAX_SEQ)
+        return seq, False
+    _put_message(b, stream, seq, subject, hdrs, data, size)
+    if msg_id:
+        _put_msg_id(b, stream, seq, msg_id)
+    if ttl > 0:
+        b.txn.put(stream.dbs.prefix + pack_pair(b.now_ns + ttl, seq), b"", db=stream.dbs.ttl)
+    _count_subject_after_add(b, stream, subject)
+    if rollup is not None:
+        _apply_rollup(b, stream, subject, seq, rollup)
+    _enforce_limits(b, stream, subject)
+    return seq, False
 
+
+def _check_size(stream: Stream, subject: bytes, hlen: int, dlen: int) -> int:
+    """Refuse what is too big; -> the size the message counts against max_bytes."""
+    if hlen > MAX_HEADER:
+        raise errors.HEADER_TOO_BIG()
+    max_size = stream.config.max_msg_size
+    if max_size >= 0 and hlen + dlen > max_size:
+        raise errors.MESSAGE_TOO_BIG()
+    return stored_size(len(subject), hlen, dlen)
+
+
+def _next_seq(b: Batch, stream: Stream, msg_id: bytes) -> int:
+    """Take the next sequence (the config's first_seq for a stream's very first message) and note it as last."""
+    c = stream.counters
     seq = c.last_seq + 1
-    if c.last_seq == 0 and isinstance(cfg.first_seq, int):
-        seq = max(seq, cfg.first_seq)
+    if c.last_seq == 0 and isinstance(stream.config.first_seq, int):
+        seq = max(seq, stream.config.first_seq)
     if seq > MAX_SEQ:  # first_seq may be 2^64-1, as nats-server allows: that stream holds one message, no more
         raise errors.STORE_FAILED(err="stream sequence space exhausted")
     b.touch(stream)
     c.last_seq = seq
     c.last_ns = b.now_ns
     c.last_msg_id = msg_id
-    if cfg.retention == Retention.INTEREST and not stream.has_interest(subject):
-        # Nobody would ever ack it: the sequence is used, nothing is stored (JetStream does the same).
-        if not c.messages:
-            c.first_seq = min(seq + 1, MAX_SEQ)
-        return seq, False
+    return seq
 
-    txn, dbs = b.txn, stream.dbs
-    txn.put(dbs.mkey(seq), pack_message(subject, hdrs, data, b.now_ns), db=dbs.msgs)
-    txn.put(dbs.skey(subject), SEQ.pack(seq), db=dbs.subjects, dupdata=True)
+
+def _put_message(
+    b: Batch, stream: Stream, seq: int, subject: bytes, hdrs: bytes | None, data: bytes, size: int
+) -> None:
+    c, dbs = stream.counters, stream.dbs
+    b.txn.put(dbs.mkey(seq), pack_message(subject, hdrs, data, b.now_ns), db=dbs.msgs)
+    b.txn.put(dbs.skey(subject), SEQ.pack(seq), db=dbs.subjects, dupdata=True)
     b.stored.append((stream, seq, subject))
     if c.messages == 0:
         c.first_seq = seq
         c.first_ns = b.now_ns
     c.messages += 1
     c.total_bytes += size
-    if msg_id:
-        txn.put(dbs.prefix + msg_id, pack_pair(seq, b.now_ns), db=dbs.dedup)
-        txn.put(dbs.prefix + SEQ.pack(b.now_ns) + msg_id, b"", db=dbs.dedup_age)
-    if ttl > 0:
-        txn.put(dbs.prefix + pack_pair(b.now_ns + ttl, seq), b"", db=dbs.ttl)
-    _count_subject_after_add(b, stream, subject)
-    if rollup is not None:
-        _apply_rollup(b, stream, subject, seq, rollup)
-    _enforce_limits(b, stream, subject)
-    return seq, False
+
+
+def _put_msg_id(b: Batch, stream: Stream, seq: int, msg_id: bytes) -> None:
+    dbs = stream.dbs
+    b.txn.put(dbs.prefix + msg_id, pack_pair(seq, b.now_ns), db=dbs.dedup)
+    b.txn.put(dbs.prefix + SEQ.pack(b.now_ns) + msg_id, b"", db=dbs.dedup_age)
 
 
 def _count_subject_after_add(b: Batch, stream: Stream, subject: bytes) -> None:
@@ -288,7 +307,7 @@ def _check_discard_new(b: Batch, stream: Stream, subject: bytes, size: int) -> N
     if (
         cfg.discard_new_per_subject is True
         and cfg.max_msgs_per_subject > 0
-        and _subject_count(b, stream, subject) >= cfg.max_msgs_per_subject
+        and subject_count(b, stream, subject) >= cfg.max_msgs_per_subject
     ):
         raise errors.STORE_FAILED(err="maximum messages per subject exceeded")
 
@@ -304,15 +323,24 @@ def _apply_rollup(b: Batch, stream: Stream, subject: bytes, seq: int, how: bytes
 
 
 def _enforce_limits(b: Batch, stream: Stream, subject: bytes) -> None:
+    cfg = stream.config
+    if cfg.max_msgs_per_subject > 0:
+        trim_subject(b, stream, subject, cfg.max_msgs_per_subject)
+    if cfg.discard != Discard.NEW:
+        trim_front(b, stream)
+
+
+def trim_subject(b: Batch, stream: Stream, subject: bytes, keep: int) -> None:
+    """Remove a subject's oldest messages beyond the newest `keep`."""
+    excess = subject_count(b, stream, subject) - keep
+    if excess > 0:
+        for old in subject_seqs(b, stream, subject)[:excess]:
+            delete_seq(b, stream, old)
+
+
+def trim_front(b: Batch, stream: Stream) -> None:
+    """Remove the oldest messages until the stream is within max_msgs and max_bytes."""
     cfg, c = stream.config, stream.counters
-    per_subject = cfg.max_msgs_per_subject
-    if per_subject > 0:
-        excess = _subject_count(b, stream, subject) - per_subject
-        if excess > 0:
-            for old in subject_seqs(b, stream, subject)[:excess]:
-                delete_seq(b, stream, old)
-    if cfg.discard == Discard.NEW:
-        return
     while cfg.max_msgs > 0 and c.messages > cfg.max_msgs:
         delete_seq(b, stream, c.first_seq)
     while cfg.max_bytes > 0 and c.total_bytes > cfg.max_bytes and c.messages:
@@ -418,127 +446,3 @@ def matching_subjects(txn: lmdb.Transaction, stream: Stream, filter_subject: str
         if not cur.next_nodup():
             break
     return out
-
-
-def expire(b: Batch, stream: Stream) -> None:
-    """Apply max_age, per-message TTLs and the dedup window at `b.now_ns`."""
-    cfg, c = stream.config, stream.counters
-    if stream.deleted:
-        return
-    if cfg.max_age > 0:
-        cutoff = b.now_ns - cfg.max_age
-        emptied: list[bytes] = []
-        while c.messages and c.first_ns and c.first_ns <= cutoff:
-            raw = b.txn.get(stream.dbs.mkey(c.first_seq), db=stream.dbs.msgs)
-            delete_seq(b, stream, c.first_seq)
-            if raw is not None and MARKER_REASON not in bytes(raw[:4096]):
-                subject = message_subject(raw)
-                if not _subject_count(b, stream, subject):
-                    emptied.append(subject)
-        marker_ttl = cfg.subject_delete_marker_ttl
-        if isinstance(marker_ttl, int) and marker_ttl > 0:
-            for subject in emptied:
-                _write_marker(b, stream, subject, b"MaxAge", marker_ttl)
-    cur = b.txn.cursor(db=stream.dbs.ttl)
-    while seek_first(cur, stream.dbs.prefix):
-        due, seq = unpack_pair(cur.key()[4:])
-        if due > b.now_ns:
-            break
-        cur.delete()
-        delete_seq(b, stream, seq)
-    trim_dedup(b, stream)
-
-
-def _write_marker(b: Batch, stream: Stream, subject: bytes, reason: bytes, ttl_ns: int) -> None:
-    """A subject delete marker: watchers learn the subject is gone; it expires itself after `ttl_ns`."""
-    ttl = durations.format(ttl_ns // _NS * _NS)  # whole seconds, as nats-server writes it
-    hdrs = b"NATS/1.0\r\n" + MARKER_REASON + b": " + reason + b"\r\nNats-TTL: " + ttl.encode() + b"\r\n\r\n"
-    try:
-        store_message(b, stream, subject, hdrs, b"")
-    except errors.ApiError:
-        pass  # a full stream (discard new) refuses the marker, as it would any message
-
-
-def trim_dedup(b: Batch, stream: Stream) -> None:
-    cutoff = b.now_ns - stream.config.duplicate_window
-    dbs = stream.dbs
-    cur = b.txn.cursor(db=dbs.dedup_age)
-    while seek_first(cur, dbs.prefix):
-        key = cur.key()
-        ts = SEQ.unpack_from(key, 4)[0]
-        if ts > cutoff:
-            break
-        id_key = dbs.prefix + bytes(key[12:])  # copy: the cursor's buffer is reused
-        cur.delete()
-        prior = b.txn.get(id_key, db=dbs.dedup)
-        if prior is not None and unpack_pair(prior)[1] == ts:
-            b.txn.delete(id_key, db=dbs.dedup)
-
-
-def next_deadline(stream: Stream, txn: lmdb.Transaction) -> int:
-    """When `expire` next has work for this stream (ns), or 0 for never."""
-    cfg, c = stream.config, stream.committed
-    deadlines = []
-    if cfg.max_age > 0 and c.messages and c.first_ns:
-        deadlines.append(c.first_ns + cfg.max_age)
-    cur = txn.cursor(db=stream.dbs.ttl)
-    if seek_first(cur, stream.dbs.prefix):
-        deadlines.append(SEQ.unpack_from(cur.key(), 4)[0])
-    cur = txn.cursor(db=stream.dbs.dedup_age)
-    if seek_first(cur, stream.dbs.prefix):
-        deadlines.append(SEQ.unpack_from(cur.key(), 4)[0] + cfg.duplicate_window)
-    return min(deadlines) if deadlines else 0
-
-
-def first_rows(txn: lmdb.Transaction, db: lmdb._Database) -> Iterator[tuple[int, int]]:
-    """(stream id, time) of the first row of every stream in a table keyed sid | ns | ...: one seek per stream
-    that has rows, however many streams exist."""
-    cur = txn.cursor(db=db)
-    found = cur.first()
-    while found:
-        key = cur.key()
-        sid = int(SID.unpack_from(key)[0])
-        yield sid, int(SEQ.unpack_from(key, SID.size)[0])
-        found = sid < MAX_STREAM_ID and cur.set_range(SID.pack(sid + 1))
-
-
-def deadlines(txn: lmdb.Transaction, tables: Tables, live: Iterable[Stream]) -> list[tuple[Stream, int]]:
-    """(stream, when `expire` next has work) for every live stream that has some; what ``next_deadline`` says
-    for each, without a read per stream (there may be 100,000 of them)."""
-    by_id = {s.id: s for s in live if not s.deleted}
-    soonest: dict[int, int] = {}
-    for sid, s in by_id.items():
-        cfg, c = s.config, s.committed
-        if cfg.max_age > 0 and c.messages and c.first_ns:
-            soonest[sid] = c.first_ns + cfg.max_age
-    for sid, due in first_rows(txn, tables.ttl):
-        soonest[sid] = min(soonest.get(sid, due), due)
-    for sid, ts in first_rows(txn, tables.dedup_age):
-        owner = by_id.get(sid)
-        if owner is not None:
-            due = ts + owner.config.duplicate_window
-            soonest[sid] = min(soonest.get(sid, due), due)
-    return [(by_id[sid], due) for sid, due in soonest.items() if sid in by_id]
-
-
-def trim_to_limits(b: Batch, stream: Stream) -> None:
-    """Bring a stream within its (possibly just lowered) limits, oldest first."""
-    cfg, c = stream.config, stream.counters
-    if cfg.max_msgs_per_subject > 0:
-        cur = b.txn.cursor(db=stream.dbs.subjects)
-        over: list[bytes] = []
-        if seek_first(cur, stream.dbs.prefix):
-            while cur.key()[:4] == stream.dbs.prefix:
-                if cur.count() > cfg.max_msgs_per_subject:
-                    over.append(bytes(cur.key()[4:]))
-                if not cur.next_nodup():
-                    break
-        for subject in over:
-            seqs = subject_seqs(b, stream, subject)
-            for old in seqs[: len(seqs) - cfg.max_msgs_per_subject]:
-                delete_seq(b, stream, old)
-    while cfg.max_msgs > 0 and c.messages > cfg.max_msgs:
-        delete_seq(b, stream, c.first_seq)
-    while cfg.max_bytes > 0 and c.total_bytes > cfg.max_bytes and c.messages:
-        delete_seq(b, stream, c.first_seq)
-    expire(b, stream)

@@ -28,18 +28,83 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Replies = list[tuple[bytes, bytes]]
 Committed = Callable[[streams.Batch], None]
-# (stream, subject, reply, headers, data) for a publish; (None, fn, future) for any other change.
-Item = tuple[Any, Any, Any, Any, Any]
-Outcomes = list[tuple[Any, bool, Any]]
-Applied = tuple[Replies, Outcomes, list[streams.Batch]]  # the batches committed
 _JSON = msgspec.json.Encoder()
+
+
+# Queue items are msgspec Structs without GC tracking: measured the cheapest typed record to build and read
+# (about 0.12 us against 0.23 us for a slotted dataclass), and the publish path makes one per message.
+class Publish(msgspec.Struct, gc=False):
+    """A published message to append; its PubAck (or refusal) goes to `reply` unless that is empty."""
+
+    stream: streams.Stream
+    subject: bytes
+    reply: bytes
+    hdrs: bytes | None
+    data: bytes
+
+
+class Call(msgspec.Struct, gc=False):
+    """Any other change: `fn` runs in the write transaction; `future` gets its result once that committed."""
+
+    fn: Callable[[streams.Batch], Any]
+    future: asyncio.Future[Any]
+
+
+Item = Publish | Call
+Outcomes = list[tuple[asyncio.Future[Any], bool, Any]]  # (future, succeeded, result or exception)
+Applied = tuple[Replies, Outcomes, list[streams.Batch]]  # the batches committed
 
 
 def error_puback(stream: str, exc: errors.ApiError) -> bytes:
     return _JSON.encode({"error": exc.as_dict(), "stream": stream, "seq": 0})
 
 
+class WriteQueue:
+    """Writes waiting for the writer thread, bounded twice: how much may wait before publishes are refused
+    (pending) and how much one transaction takes (batch). Calls are never refused: they are few, and awaited."""
+
+    __slots__ = ("bytes", "items", "_batch_bytes", "_batch_msgs", "_pending_bytes", "_pending_msgs")
+
+    def __init__(self, batch_msgs: int, batch_bytes: int, pending_msgs: int, pending_bytes: int) -> None:
+        self.items: list[Item] = []
+        self.bytes = 0  # headers and data of the queued publishes
+        self._batch_msgs, self._batch_bytes = batch_msgs, batch_bytes
+        self._pending_msgs, self._pending_bytes = pending_msgs, pending_bytes
+
+    def offer(self, item: Publish) -> bool:
+        """Queue a publish unless the pending limits are reached (then the caller refuses it)."""
+        size = len(item.data) + (len(item.hdrs) if item.hdrs else 0)
+        if len(self.items) >= self._pending_msgs or self.bytes + size > self._pending_bytes:
+            return False
+        self.items.append(item)
+        self.bytes += size
+        return True
+
+    def add_call(self, item: Call) -> None:
+        self.items.append(item)
+
+    def take(self) -> list[Item]:
+        """The next batch: everything queued when it fits, else the oldest items up to the batch limits."""
+        q = self.items
+        if len(q) <= self._batch_msgs and self.bytes <= self._batch_bytes:
+            self.items = []
+            self.bytes = 0
+            return q
+        n, size = 0, 0
+        for n, item in enumerate(q[: self._batch_msgs], 1):  # noqa: B007
+            if isinstance(item, Publish):
+                size += len(item.data) + (len(item.hdrs) if item.hdrs else 0)
+            if size >= self._batch_bytes:
+                break
+        taken, self.items = q[:n], q[n:]
+        self.bytes = max(0, self.bytes - size)
+        return taken
+
+
 class Writer:
+    """Every store change goes through here: queued on the loop, applied in batches on one thread, settled
+    (listener told, futures resolved, PubAcks sent) back on the loop once the batch committed."""
+
     def __init__(
         self,
         store: Store,
@@ -54,18 +119,13 @@ class Writer:
         linger_items: int = 256,
     ) -> None:
         self.store = store
-        self._registry = registry
+        self._registry = registry  # every open stream: their counters are reloaded after an aborted batch
         self._send_replies = send_replies
-        self._max_batch_msgs = max_batch_msgs
-        self._max_batch_bytes = max_batch_bytes
-        self._max_pending_msgs = max_pending_msgs
-        self._max_pending_bytes = max_pending_bytes
+        self._queue = WriteQueue(max_batch_msgs, max_batch_bytes, max_pending_msgs, max_pending_bytes)
         # After a commit, if some (but fewer than linger_items) writes are already waiting, wait up to `linger`
         # for more: under load one commit and fsync then serves many publishes; an idle publisher never waits.
         self.linger = linger
         self.linger_items = linger_items
-        self._queue: list[Item] = []
-        self._queue_bytes = 0
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -78,15 +138,12 @@ class Writer:
 
     @property
     def pending(self) -> int:
-        return len(self._queue)
+        return len(self._queue.items)
 
     def publish(self, stream: streams.Stream, subject: bytes, reply: bytes, hdrs: bytes | None, data: bytes) -> bool:
         """Queue a published message; False when the pending limits are full (the caller refuses it)."""
-        size = len(data) + (len(hdrs) if hdrs else 0)
-        if len(self._queue) >= self._max_pending_msgs or self._queue_bytes + size > self._max_pending_bytes:
+        if not self._queue.offer(Publish(stream, subject, reply, hdrs, data)):
             return False
-        self._queue.append((stream, subject, reply, hdrs, data))
-        self._queue_bytes += size
         self._idle.clear()
         self._wake.set()
         return True
@@ -94,7 +151,7 @@ class Writer:
     async def call(self, fn: Callable[[streams.Batch], T]) -> T:
         """Run `fn` in the writer's next transaction; returns after that transaction committed."""
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append((None, fn, fut, None, None))
+        self._queue.add_call(Call(fn, fut))
         self._idle.clear()
         self._wake.set()
         return await fut
@@ -112,49 +169,38 @@ class Writer:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                while self._queue:
-                    items = self._take()
-                    replies, outcomes, batches = await loop.run_in_executor(self._executor, self._apply, items)
-                    for batch in batches if self.on_commit is not None else ():
-                        try:
-                            self.on_commit(batch)  # type: ignore[misc]
-                        except Exception:
-                            logger.exception("commit listener failed")
+                while self._queue.items:
+                    items = self._queue.take()
+                    applied = await loop.run_in_executor(self._executor, self._apply, items)
                     self.committed_batches += 1
                     self.committed_items += len(items)
-                    for fut, ok, value in outcomes:
-                        if not fut.done():
-                            if ok:
-                                fut.set_result(value)
-                            else:
-                                fut.set_exception(value)
-                    if self.extra_replies:
-                        replies.extend(self.extra_replies)
-                        self.extra_replies = []
-                    if replies:
-                        await self._send_replies(replies)
-                    if self.linger and 0 < len(self._queue) < self.linger_items:
+                    await self._settle(applied)
+                    if self.linger and 0 < len(self._queue.items) < self.linger_items:
                         # Under load: let a few more arrive so one commit (and fsync) serves more of them.
                         await asyncio.sleep(self.linger)
                 self._idle.set()
         finally:
             self._executor.shutdown(wait=True)
 
-    def _take(self) -> list[Item]:
-        q = self._queue
-        if len(q) <= self._max_batch_msgs and self._queue_bytes <= self._max_batch_bytes:
-            self._queue = []
-            self._queue_bytes = 0
-            return q
-        n, size = 0, 0
-        for n, item in enumerate(q[: self._max_batch_msgs], 1):  # noqa: B007
-            if item[0] is not None:
-                size += len(item[4]) + (len(item[3]) if item[3] else 0)
-            if size >= self._max_batch_bytes:
-                break
-        taken, self._queue = q[:n], q[n:]
-        self._queue_bytes = max(0, self._queue_bytes - size)
-        return taken
+    async def _settle(self, applied: Applied) -> None:
+        """After a commit (loop thread): tell the listener, resolve the calls' futures, send the PubAcks."""
+        replies, outcomes, batches = applied
+        for batch in batches if self.on_commit is not None else ():
+            try:
+                self.on_commit(batch)  # type: ignore[misc]
+            except Exception:
+                logger.exception("commit listener failed")
+        for fut, ok, value in outcomes:
+            if not fut.done():
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
+        if self.extra_replies:
+            replies.extend(self.extra_replies)
+            self.extra_replies = []
+        if replies:
+            await self._send_replies(replies)
 
     # ---- writer thread ------------------------------------------------------------------------------------
 
@@ -172,7 +218,7 @@ class Writer:
                 self._reload_counters(items)
                 logger.error("store commit failed, %d writes refused: %s", len(items), exc.__cause__)
                 self.commit_error = f"store commit failed: {exc.__cause__}"  # read by the service's health
-                return self._refuse_all(items, errors.StoreFull(503, 10023, "insufficient resources"))
+                return self._refuse_all(items, errors.INSUFFICIENT_RESOURCES())
             except Exception:
                 self._reload_counters(items)
                 logger.exception("write batch failed; retrying it one item at a time")
@@ -180,7 +226,7 @@ class Writer:
 
     def _apply_once(self, items: list[Item]) -> Applied:
         replies: Replies = []
-        outcomes: list[tuple[Any, bool, Any]] = []
+        outcomes: Outcomes = []
         txn = self.store.begin_write()
         try:
             batch = streams.Batch(self.store, txn, time.time_ns())
@@ -202,27 +248,25 @@ class Writer:
             stream.committed = msgspec.structs.replace(stream.counters)
         return replies, outcomes, [batch]
 
-    def _apply_item(
-        self, batch: streams.Batch, item: Item, replies: Replies, outcomes: list[tuple[Any, bool, Any]]
-    ) -> None:
-        stream, a, b, hdrs, data = item
-        if stream is None:
+    def _apply_item(self, batch: streams.Batch, item: Item, replies: Replies, outcomes: Outcomes) -> None:
+        if isinstance(item, Call):
             try:
-                outcomes.append((b, True, a(batch)))
+                outcomes.append((item.future, True, item.fn(batch)))
             except errors.ApiError as exc:
-                outcomes.append((b, False, exc))
+                outcomes.append((item.future, False, exc))
             return
+        stream, reply = item.stream, item.reply
         try:
-            seq, duplicate = streams.store_message(batch, stream, a, hdrs, data)
+            seq, duplicate = streams.store_message(batch, stream, item.subject, item.hdrs, item.data)
         except errors.ApiError as exc:
-            if b:
-                replies.append((b, error_puback(stream.name, exc)))
+            if reply:
+                replies.append((reply, error_puback(stream.name, exc)))
             return
-        if b and stream.config.no_ack is not True:
+        if reply and stream.config.no_ack is not True:
             if duplicate:
-                replies.append((b, b'%s%d,"duplicate":true}' % (stream.puback_prefix, seq)))
+                replies.append((reply, b'%s%d,"duplicate":true}' % (stream.puback_prefix, seq)))
             else:
-                replies.append((b, b"%s%d}" % (stream.puback_prefix, seq)))
+                replies.append((reply, b"%s%d}" % (stream.puback_prefix, seq)))
 
     def _apply_one_by_one(self, items: list[Item]) -> Applied:
         replies: Replies = []
@@ -243,12 +287,12 @@ class Writer:
 
     def _refuse_all(self, items: list[Item], exc: errors.ApiError) -> Applied:
         replies: Replies = []
-        outcomes: list[tuple[Any, bool, Any]] = []
-        for stream, _a, b, _h, _d in items:
-            if stream is None:
-                outcomes.append((b, False, exc))
-            elif b:
-                replies.append((b, error_puback(stream.name, exc)))
+        outcomes: Outcomes = []
+        for item in items:
+            if isinstance(item, Call):
+                outcomes.append((item.future, False, exc))
+            elif item.reply:
+                replies.append((item.reply, error_puback(item.stream.name, exc)))
         return replies, outcomes, []
 
     def _reload_counters(self, items: list[Item]) -> None:

@@ -9,9 +9,10 @@ from collections.abc import Awaitable, Callable
 import msgspec
 from msgspec import UNSET
 
-from streamd.store import reads
+from streamd.store import reads, retention
 from streamd.store import stream as streams
-from streamd.store.env import Counters, Store, StreamRecord
+from streamd.store.env import Store
+from streamd.store.layout import Counters, StreamRecord
 from streamd.store.writer import Writer
 from streamd.streams import rules as config_rules
 from streamd.wire import errors, subjects, timefmt
@@ -150,7 +151,7 @@ class StreamManager:
             previous, stream.config = stream.config, cfg
             try:
                 b.touch(stream)
-                streams.trim_to_limits(b, stream)
+                retention.trim_to_limits(b, stream)
             except BaseException:  # the transaction is abandoned: memory must keep matching the disk
                 stream.config = previous
                 raise
@@ -232,7 +233,7 @@ class StreamManager:
         due: list[streams.Stream] = []
         upcoming = 0
         with self.store.read() as txn:
-            found = streams.deadlines(txn, self.store.tables, list(self.streams.values()))
+            found = retention.deadlines(txn, self.store.tables, list(self.streams.values()))
         for stream, deadline in found:
             if deadline <= now_ns:
                 due.append(stream)
@@ -242,7 +243,7 @@ class StreamManager:
 
             def expire(b: streams.Batch) -> None:
                 for stream in due:
-                    streams.expire(b, stream)
+                    retention.expire(b, stream)
 
             await self.writer.call(expire)
             return now_ns  # look again at once: the expiry itself moved the deadlines

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from msgspec import UNSET
 
-from streamd.store.stream import MAX_SUBJECT
 from streamd.wire import errors, subjects
 from streamd.wire.models import Discard, Retention, StreamConfig
 from streamd.wire.subject_tree import SubjectTree
@@ -23,21 +22,43 @@ def normalize(cfg: StreamConfig) -> StreamConfig:
     """Apply the server's defaults and reject what it rejects; returns a new config, never mutates the input."""
     c = StreamConfig(**{f: getattr(cfg, f) for f in cfg.__struct_fields__})
     check_name(c.name)
+    _check_unsupported(c)
+    _normalize_description(c)
+    _normalize_replicas(c)
+    _normalize_limits(c)
+    _normalize_window(c)
+    _normalize_subjects(c)
+    _check_flags(c)
+    if c.metadata is not UNSET and sum(len(k) + len(v) for k, v in c.metadata.items()) > MAX_METADATA:
+        raise _invalid("stream metadata exceeds maximum size of 128 KiB")
+    return c
+
+
+def _check_unsupported(c: StreamConfig) -> None:
     for feature in ("mirror", "sources", "republish", "subject_transform"):
         if getattr(c, feature) not in (UNSET, None):
             raise _invalid(f"streamd does not support {feature.replace('_', ' ')} on streams")
     if c.placement is None:
         c.placement = UNSET
+
+
+def _normalize_description(c: StreamConfig) -> None:
     if c.description == "":
         c.description = UNSET
     elif c.description is not UNSET and len(c.description) > MAX_DESCRIPTION:
         raise _invalid("stream description is too long, maximum allowed is 4096")
+
+
+def _normalize_replicas(c: StreamConfig) -> None:
     if c.num_replicas < 0:
         raise errors.REPLICAS_NEGATIVE()
     if c.num_replicas == 0:
         c.num_replicas = 1
     if c.num_replicas > 1:
         raise errors.REPLICAS_NOT_SUPPORTED()
+
+
+def _normalize_limits(c: StreamConfig) -> None:
     for field in ("max_consumers", "max_msgs", "max_bytes", "max_msgs_per_subject", "max_msg_size"):
         if getattr(c, field) == 0 or getattr(c, field) < -1:
             setattr(c, field, -1)
@@ -45,12 +66,6 @@ def normalize(cfg: StreamConfig) -> StreamConfig:
         raise _invalid("max age can not be negative")
     if 0 < c.max_age < MIN_WINDOW:
         raise _invalid("max age needs to be >= 100ms")
-    _normalize_window(c)
-    _normalize_subjects(c)
-    _check_flags(c)
-    if c.metadata is not UNSET and sum(len(k) + len(v) for k, v in c.metadata.items()) > MAX_METADATA:
-        raise _invalid("stream metadata exceeds maximum size of 128 KiB")
-    return c
 
 
 def check_name(name: str) -> None:
@@ -82,8 +97,10 @@ def _normalize_subjects(c: StreamConfig) -> None:
     for subj in c.subjects:
         if not subjects.is_valid_subject(subj):
             raise _invalid("invalid subject")
-        if len(subj.encode()) > MAX_SUBJECT:  # also keeps each SUB line far below the server's 4 KiB limit
-            raise _invalid(f"subject is longer than {MAX_SUBJECT} bytes, streamd cannot store it")
+        if (
+            len(subj.encode()) > subjects.MAX_STORED_SUBJECT
+        ):  # also keeps each SUB line far below the server's 4 KiB limit
+            raise _invalid(f"subject is longer than {subjects.MAX_STORED_SUBJECT} bytes, streamd cannot store it")
         other = next(seen.colliding(subj), None)
         if other is not None:
             raise _invalid(f'subject "{other}" overlaps with "{subj}"')
@@ -112,6 +129,17 @@ def _check_flags(c: StreamConfig) -> None:
         c.max_age = 0
     if c.deny_purge and c.allow_rollup_hdrs:
         raise _invalid("roll-ups require the purge permission")
+    _check_discard_new_per_subject(c)
+    if c.no_ack is False:
+        c.no_ack = UNSET
+    if c.first_seq == 0:
+        c.first_seq = UNSET
+    _normalize_marker_ttl(c)
+    if c.retention == Retention.WORKQUEUE and c.max_consumers == 0:
+        c.max_consumers = -1
+
+
+def _check_discard_new_per_subject(c: StreamConfig) -> None:
     if c.discard_new_per_subject is True:
         if c.discard != Discard.NEW:
             raise _invalid("discard new per subject requires discard new policy to be set")
@@ -119,20 +147,19 @@ def _check_flags(c: StreamConfig) -> None:
             raise _invalid("discard new per subject requires max msgs per subject > 0")
     elif c.discard_new_per_subject is False:
         c.discard_new_per_subject = UNSET
-    if c.no_ack is False:
-        c.no_ack = UNSET
-    if c.first_seq == 0:
-        c.first_seq = UNSET
-    if c.subject_delete_marker_ttl is not UNSET:
-        if c.subject_delete_marker_ttl == 0:
-            c.subject_delete_marker_ttl = UNSET
-        elif c.subject_delete_marker_ttl < 1_000_000_000:
-            raise _invalid("subject delete marker TTL must be at least 1 second")
-        else:
-            c.allow_msg_ttl = True
-            c.allow_rollup_hdrs = True
-    if c.retention == Retention.WORKQUEUE and c.max_consumers == 0:
-        c.max_consumers = -1
+
+
+def _normalize_marker_ttl(c: StreamConfig) -> None:
+    """Subject delete markers are messages with a TTL that purge a subject: they need both features on."""
+    if c.subject_delete_marker_ttl is UNSET:
+        return
+    if c.subject_delete_marker_ttl == 0:
+        c.subject_delete_marker_ttl = UNSET
+    elif c.subject_delete_marker_ttl < 1_000_000_000:
+        raise _invalid("subject delete marker TTL must be at least 1 second")
+    else:
+        c.allow_msg_ttl = True
+        c.allow_rollup_hdrs = True
 
 
 def check_update(old: StreamConfig, new: StreamConfig) -> None:

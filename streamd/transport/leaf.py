@@ -16,18 +16,17 @@ import json
 import logging
 import ssl
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
-from streamd.wire.subjects import is_literal, matches
+from streamd.transport.interest import HubInterest
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 7422
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
-_IGNORED_PREFIXES = ("$LDS.", "$SYS.")  # hub loop detection and system-account probes: never interest for us
 _PING = b"PING\r\n"
 _PONG = b"PONG\r\n"
 
@@ -109,10 +108,7 @@ class LeafConnection:
         self._pongs: deque[asyncio.Future[None] | None] = deque()
         self._supervisor: asyncio.Task[None] | None = None
         self.reconnects = 0  # completed re-handshakes after a drop
-        # Interest: exact subjects with plain subs / with queue groups (→ weight); wildcards by literal prefix.
-        self._plain: set[str] = set()
-        self._queues: dict[str, dict[str, int]] = {}
-        self._wild: dict[str, set[str]] = {}
+        self._interest = HubInterest()
         self._interest_cbs: list[InterestCallback] = []
         self._declared: dict[str, None] = {}  # our own LS+ (ordered set), replayed on every handshake
 
@@ -293,75 +289,20 @@ class LeafConnection:
 
     def has_interest(self, subject: str) -> bool:
         """True when some plain or queue subscription (wildcards included) matches the literal `subject`."""
-        if subject in self._plain or subject in self._queues:
-            return True
-        return bool(self._wild) and next(self._wild_matches(subject), None) is not None
+        return self._interest.has_interest(subject)
 
     def queue_groups(self, subject: str) -> list[str]:
         """Names of the queue groups with a subscription matching the literal `subject` (pass them to `send`)."""
-        names = list(self._queues.get(subject, ()))
-        if self._wild:
-            for wild in self._wild_matches(subject):
-                names.extend(q for q in self._queues.get(wild, ()) if q not in names)
-        return names
+        return self._interest.queue_groups(subject)
 
     def interest(self) -> dict[str, dict[str, int]]:
         """Snapshot: subject → {queue: weight}, with "" standing for plain subscriptions."""
-        snap: dict[str, dict[str, int]] = {s: {"": 1} for s in self._plain}
-        for subject, groups in self._queues.items():
-            snap.setdefault(subject, {}).update(groups)
-        return snap
+        return self._interest.snapshot()
 
-    def _wild_matches(self, subject: str) -> Iterator[str]:
-        """Wildcard subscriptions matching `subject`; only buckets keyed by a literal prefix of `subject` are tried."""
-        wild = self._wild
-        end = -1  # prefixes "", then subject[:i] for every dot i (a wildcard needs at least one more token)
-        while True:
-            bucket = wild.get(subject[:end] if end >= 0 else "")
-            if bucket:
-                for w in bucket:
-                    if matches(w, subject):
-                        yield w
-            end = subject.find(".", end + 1)
-            if end == -1:
-                return
-
-    def _apply_ls(self, line: bytes, notify: bool = True) -> None:
-        parts = line.decode(errors="replace").split()
-        if len(parts) < 2 or parts[1].startswith(_IGNORED_PREFIXES):
-            return
-        present = parts[0] == "LS+"
-        subject = parts[1]
-        queue = parts[2] if len(parts) > 2 else None
-        if queue is None:
-            if present:
-                self._plain.add(subject)
-            else:
-                self._plain.discard(subject)
-        elif present:
-            self._queues.setdefault(subject, {})[queue] = int(parts[3]) if len(parts) > 3 else 1
-        else:
-            groups = self._queues.get(subject)
-            if groups is not None:
-                groups.pop(queue, None)
-                if not groups:
-                    del self._queues[subject]
-        self._index_wild(subject)
-        if notify:
-            self._notify(subject, queue, present)
-
-    def _index_wild(self, subject: str) -> None:
-        if is_literal(subject):
-            return
-        tokens = subject.split(".")
-        n = next(i for i, t in enumerate(tokens) if t in ("*", ">"))
-        prefix = ".".join(tokens[:n])
-        if subject in self._plain or subject in self._queues:
-            self._wild.setdefault(prefix, set()).add(subject)
-        elif prefix in self._wild:
-            self._wild[prefix].discard(subject)
-            if not self._wild[prefix]:
-                del self._wild[prefix]
+    def _apply_ls(self, line: bytes) -> None:
+        change = self._interest.apply(line)
+        if change is not None:
+            self._notify(*change)
 
     def _notify(self, subject: str, queue: str | None, present: bool) -> None:
         for cb in list(self._interest_cbs):
@@ -391,41 +332,48 @@ class LeafConnection:
             await writer.start_tls(self._tls, server_hostname=self._host)
         elif info.get("tls_required"):
             raise LeafError("the hub's leafnode port requires TLS: pass tls=ssl.SSLContext(...) or a tls:// URL")
+        writer.write(self._connect_line())
+        await writer.drain()
+        session = _Session(reader, writer, info)
+        await self._until_pong(session)
+        return session
+
+    def _connect_line(self) -> bytes:
+        """CONNECT, our declared interest replayed, and the PING whose PONG ends the handshake."""
         connect: dict[str, Any] = {"verbose": False, "pedantic": False, "headers": True, "name": self._name, "proto": 1}
         if self._user or self._password:
             connect["user"], connect["pass"] = self._user, self._password  # "pass", not "password"
         subs = b"".join(b"LS+ " + subject.encode() + b"\r\n" for subject in self._declared)
-        writer.write(b"CONNECT " + json.dumps(connect, separators=(",", ":")).encode() + b"\r\n" + subs + _PING)
-        await writer.drain()
-        session = _Session(reader, writer, info)
+        return b"CONNECT " + json.dumps(connect, separators=(",", ":")).encode() + b"\r\n" + subs + _PING
+
+    async def _until_pong(self, session: _Session) -> None:
+        """Read the hub's answer to the handshake's PING, keeping its INFO updates and initial LS± burst."""
+        reader, writer = session.reader, session.writer
         while True:
             line = await reader.readline()
             if not line:
                 raise LeafError(f"hub at {self._host}:{self._port} closed the leaf connection during the handshake")
             if line.startswith(b"PONG"):
-                break
+                return
             if line.startswith(b"PING"):
                 writer.write(_PONG)
             elif line.startswith(b"INFO "):
-                info.update(json.loads(line[5:]))
+                session.info.update(json.loads(line[5:]))
             elif line.startswith(b"-ERR"):
                 raise LeafError(f"hub at {self._host}:{self._port} refused the leaf connection: {_err_text(line)}")
             elif line.startswith((b"LS+ ", b"LS- ")):
                 session.interest.append(line)
             elif line.startswith((b"LMSG", b"HMSG", b"RMSG")):  # possible once we declared interest
                 await self._read_msg(reader, line)
-        return session
 
     def _activate(self, session: _Session) -> None:
         """Make `session` current: interest is replaced by the hub's fresh report (changes are notified)."""
-        before = {(s, q or None) for s, groups in self.interest().items() for q in groups}
-        self._plain.clear()
-        self._queues.clear()
-        self._wild.clear()
+        before = self._interest.pairs()
+        self._interest.clear()
         for line in session.interest:
             self._apply_ls(line)
         session.interest.clear()
-        after = {(s, q or None) for s, groups in self.interest().items() for q in groups}
+        after = self._interest.pairs()
         for subject, queue in sorted(before - after, key=str):
             self._notify(subject, queue, False)
         self._session = session

@@ -5,12 +5,13 @@ clients pick exception classes by ``code`` and match ``err_code``, so both are p
 against the catalogue. Raise ``KIND(**fields)``; the API layer turns the ``ApiError`` into the error object.
 
     ApiError                      one wire error (code, err_code, description)
-    StoreFull(ApiError)           the disk or map could not take the write; nothing was stored
+    StoreFull(ApiError)           INSUFFICIENT_RESOURCES: the disk or the writer's queue could not take the
+                                  write; nothing was stored
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class ApiError(Exception):
@@ -33,13 +34,15 @@ class ErrorKind:
     code: int
     err_code: int
     template: str
+    # The exception raised: a subclass where a caller must tell this refusal from others (StoreFull).
+    exc: type[ApiError] = field(default=ApiError, compare=False)
 
     def __call__(self, **fields: object) -> ApiError:
-        return ApiError(self.code, self.err_code, self.template.format(**fields) if fields else self.template)
+        return self.exc(self.code, self.err_code, self.template.format(**fields) if fields else self.template)
 
 
 BAD_REQUEST = ErrorKind(400, 10003, "bad request")
-INSUFFICIENT_RESOURCES = ErrorKind(503, 10023, "insufficient resources")
+INSUFFICIENT_RESOURCES = ErrorKind(503, 10023, "insufficient resources", StoreFull)
 INVALID_JSON = ErrorKind(400, 10025, "invalid JSON: {err}")
 MAX_CONSUMERS = ErrorKind(400, 10026, "maximum consumers limit reached")
 MAX_STREAMS = ErrorKind(400, 10027, "maximum number of streams reached")

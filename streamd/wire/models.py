@@ -222,19 +222,22 @@ class PurgeResponse(msgspec.Struct, kw_only=True):
     purged: int = 0
 
 
-class StreamNamesResponse(msgspec.Struct, kw_only=True):
-    type: str = API_PREFIX_TYPE + "stream_names_response"
+class Page(msgspec.Struct, kw_only=True):
+    """The head of every paged list response; a subclass sets `type` (the field keeps its place on the wire)."""
+
+    type: str
     total: int
     offset: int
     limit: int
+
+
+class StreamNamesResponse(Page, kw_only=True):
+    type: str = API_PREFIX_TYPE + "stream_names_response"
     streams: list[str] | None
 
 
-class StreamListResponse(msgspec.Struct, kw_only=True):
+class StreamListResponse(Page, kw_only=True):
     type: str = API_PREFIX_TYPE + "stream_list_response"
-    total: int
-    offset: int
-    limit: int
     streams: list[StreamInfo]
     missing: list[str] | UnsetType = UNSET
 
@@ -362,19 +365,13 @@ class ConsumerCreateResponse(ConsumerInfo, kw_only=True):
     type: str = API_PREFIX_TYPE + "consumer_create_response"
 
 
-class ConsumerNamesResponse(msgspec.Struct, kw_only=True):
+class ConsumerNamesResponse(Page, kw_only=True):
     type: str = API_PREFIX_TYPE + "consumer_names_response"
-    total: int
-    offset: int
-    limit: int
     consumers: list[str]
 
 
-class ConsumerListResponse(msgspec.Struct, kw_only=True):
+class ConsumerListResponse(Page, kw_only=True):
     type: str = API_PREFIX_TYPE + "consumer_list_response"
-    total: int
-    offset: int
-    limit: int
     consumers: list[ConsumerInfo]
 
 

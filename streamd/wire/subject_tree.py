@@ -81,26 +81,15 @@ class SubjectTree(Generic[T]):
 
     def match(self, subject: str) -> Iterator[T]:
         """Values of the patterns that select the literal `subject` (a value may repeat if it has many)."""
-        tokens = subject.split(".")
-        last = len(tokens)
-        stack: list[tuple[_Node[T], int]] = [(self._root, 0)]
-        while stack:
-            node, i = stack.pop()
-            if i == last:
-                yield from node.values
-                continue
-            kids = node.children
-            full = kids.get(">")
-            if full is not None:
-                yield from full.values
-            for tok in (tokens[i], "*"):
-                child = kids.get(tok)
-                if child is not None:
-                    stack.append((child, i + 1))
+        return self._walk(subject, wildcards=False)
 
     def colliding(self, pattern: str) -> Iterator[T]:
         """Values of the stored patterns that overlap `pattern` (some literal subject matches both)."""
-        tokens = pattern.split(".")
+        return self._walk(pattern, wildcards=True)
+
+    def _walk(self, query: str, *, wildcards: bool) -> Iterator[T]:
+        """The descent both queries share; with `wildcards`, the query's own `*` and `>` fan out as well."""
+        tokens = query.split(".")
         last = len(tokens)
         stack: list[tuple[_Node[T], int]] = [(self._root, 0)]
         while stack:
@@ -113,11 +102,11 @@ class SubjectTree(Generic[T]):
             if full is not None:  # a stored `>` takes the query's remaining one or more tokens
                 yield from full.values
             tok = tokens[i]
-            if tok == ">":  # the query's `>` takes every stored pattern with one or more tokens left
+            if wildcards and tok == ">":  # the query's `>` takes every stored pattern with one or more tokens left
                 for key, child in kids.items():
                     if key != ">":
                         yield from child.walk()
-            elif tok == "*":
+            elif wildcards and tok == "*":
                 stack.extend((child, i + 1) for key, child in kids.items() if key != ">")
             else:
                 for key in (tok, "*"):

@@ -6,6 +6,9 @@ from functools import lru_cache
 
 _BAD_NAME_CHARS = frozenset(".*>/\\ \t\r\n\f\v")
 MAX_NAME_LEN = 255
+# streamd's own limit: a stored subject is a key of the store's subject index (LMDB keys stop at 511 bytes).
+# Stream config rules refuse longer subjects up front, the write path refuses longer published ones.
+MAX_STORED_SUBJECT = 480
 
 
 def is_valid_name(name: str) -> bool:

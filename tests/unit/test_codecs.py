@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamd.store import env as store
+from streamd.store import layout as store
 from streamd.wire import errors, headers, timefmt
 
 # nats-server's errors.json, cut to the entries streamd answers with (tests/data/errors.json)

@@ -13,7 +13,8 @@ import pytest
 from streamd.consumers import positions
 from streamd.consumers.reader import TREE_FILTERS, Reader
 from streamd.store import stream as streams
-from streamd.store.env import Counters, Store, StreamRecord
+from streamd.store.env import Store
+from streamd.store.layout import Counters, StreamRecord
 from streamd.streams import rules as config_rules
 from streamd.wire import timefmt
 from streamd.wire.models import ConsumerConfig, DeliverPolicy, StreamConfig

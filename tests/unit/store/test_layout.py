@@ -17,10 +17,10 @@ import lmdb
 import msgspec
 import pytest
 
-from streamd.store import env as store_mod
-from streamd.store import reads
+from streamd.store import layout, migrate, reads, retention
 from streamd.store import stream as streams
-from streamd.store.env import SEQ, Counters, Store, StreamRecord
+from streamd.store.env import Store
+from streamd.store.layout import SEQ, Counters, StreamRecord
 from streamd.streams import rules as config_rules
 from streamd.wire.models import StreamConfig
 
@@ -61,9 +61,9 @@ def _publish(s: Store, stream: streams.Stream, msgs: list[tuple[bytes, bytes | N
 
 def _rows(s: Store, stream_id: int) -> int:
     """Rows of one stream across all shared tables."""
-    prefix = store_mod.SID.pack(stream_id)
+    prefix = layout.SID.pack(stream_id)
     with s.read() as txn:
-        return sum(sum(1 for _ in store_mod.scan(txn.cursor(db=db), prefix)) for db in s.tables.all())
+        return sum(sum(1 for _ in layout.scan(txn.cursor(db=db), prefix)) for db in s.tables.all())
 
 
 def test_neighbouring_streams_never_see_each_others_rows(opened: Store) -> None:
@@ -107,10 +107,10 @@ def test_dedup_and_ttl_rows_are_per_stream(opened: Store) -> None:
     _publish(opened, b, [(b"b", b"NATS/1.0\r\nNats-Msg-Id: one\r\n\r\n", b"y")])  # same id, other stream
     assert b.counters.messages == 1
     with opened.read() as txn:
-        assert streams.next_deadline(a, txn) > 0
+        assert retention.next_deadline(a, txn) > 0
     with opened.env.begin(write=True) as txn:
         batch = streams.Batch(opened, txn, time.time_ns() + 10 * 60 * 10**9)  # ten minutes on: all due
-        streams.expire(batch, a)
+        retention.expire(batch, a)
         opened.put_counters(txn, a.id, a.counters)
     assert a.counters.messages == 0 and _rows(opened, a.id) == 0
     assert _rows(opened, b.id) == 4  # message, subject index, dedup id, dedup age
@@ -131,9 +131,9 @@ def test_deadlines_of_all_streams_match_each_streams_own(opened: Store) -> None:
     with opened.env.begin(write=True) as txn:
         opened.drop_stream(txn, "G", gone.id)  # rows left to collect belong to nobody
     with opened.read() as txn:
-        found = {s.name: due for s, due in streams.deadlines(txn, opened.tables, [ttl, dedup, aged, idle])}
-        assert found == {s.name: streams.next_deadline(s, txn) for s in (ttl, dedup, aged)}
-        assert streams.next_deadline(idle, txn) == 0
+        found = {s.name: due for s, due in retention.deadlines(txn, opened.tables, [ttl, dedup, aged, idle])}
+        assert found == {s.name: retention.next_deadline(s, txn) for s in (ttl, dedup, aged)}
+        assert retention.next_deadline(idle, txn) == 0
 
 
 def test_delete_collects_rows_in_bounded_chunks_and_resumes_after_restart(data: Path) -> None:
@@ -169,7 +169,7 @@ def test_delete_collects_rows_in_bounded_chunks_and_resumes_after_restart(data: 
 def _write_old_layout(path: Path, n_streams: int, n_msgs: int) -> dict[int, list[tuple[int, bytes, bytes]]]:
     """A data directory as the previous release wrote it; -> per stream id, its (seq, subject, payload)."""
     path.mkdir(parents=True)
-    env = lmdb.open(str(path), map_size=1 << 28, max_dbs=store_mod.OLD_MAX_DBS, sync=False)
+    env = lmdb.open(str(path), map_size=1 << 28, max_dbs=layout.OLD_MAX_DBS, sync=False)
     meta = env.open_db(b"meta")
     written: dict[int, list[tuple[int, bytes, bytes]]] = {}
     now = time.time_ns()
@@ -187,13 +187,13 @@ def _write_old_layout(path: Path, n_streams: int, n_msgs: int) -> dict[int, list
             size = 0
             for seq in range(1, n_msgs + 1):
                 subject, payload = b"old%d.%d" % (sid, seq % 5), b"p%d" % seq
-                txn.put(SEQ.pack(seq), store_mod.pack_message(subject, None, payload, now), db=m)
+                txn.put(SEQ.pack(seq), layout.pack_message(subject, None, payload, now), db=m)
                 txn.put(subject, SEQ.pack(seq), db=subj)
-                size += store_mod.stored_size(len(subject), 0, len(payload))
+                size += layout.stored_size(len(subject), 0, len(payload))
                 rows.append((seq, subject, payload))
-            txn.put(b"id-1", store_mod.pack_pair(1, now), db=d)
+            txn.put(b"id-1", layout.pack_pair(1, now), db=d)
             txn.put(SEQ.pack(now) + b"id-1", b"", db=t)
-            txn.put(store_mod.pack_pair(now + 3600 * 10**9, 2), b"", db=x)
+            txn.put(layout.pack_pair(now + 3600 * 10**9, 2), b"", db=x)
             counters = Counters(1, n_msgs, n_msgs, size, now, now, min(n_msgs, 5), b"id-1")
             txn.put(b"state:%d" % sid, counters.pack(), db=meta)
             txn.put(b"consumer:%d:C" % sid, b"consumer record", db=meta)
@@ -206,7 +206,7 @@ def _check_migrated(path: Path, written: dict[int, list[tuple[int, bytes, bytes]
     s = Store.open(path, sync=False)
     try:
         with s.read() as txn:
-            assert txn.get(b"format", db=s.meta) == store_mod.FORMAT_VERSION.to_bytes(4, "big")
+            assert txn.get(b"format", db=s.meta) == layout.FORMAT_VERSION.to_bytes(4, "big")
             names = {bytes(k) for k, _v in txn.cursor()}
         assert names == {b"meta", b"msgs", b"subjects", b"dedup", b"dedup-age", b"ttl"}
         loaded = {rec.id: (rec, counters) for rec, counters in s.load_streams()}
@@ -218,7 +218,7 @@ def _check_migrated(path: Path, written: dict[int, list[tuple[int, bytes, bytes]
                 found, _resume = reads.next_matching(txn, stream, [], 1, len(rows) + 10)
                 assert [(f.seq, f.subject, f.data) for f in found] == rows  # every row once, none twice
                 assert sum(reads.subject_counts(txn, stream, ">").values()) == len(rows)
-                assert streams.next_deadline(stream, txn) > 0  # the ttl and dedup-age rows came along
+                assert retention.next_deadline(stream, txn) > 0  # the ttl and dedup-age rows came along
                 assert txn.get(stream.dbs.prefix + b"id-1", db=s.tables.dedup) is not None
             assert s.load_consumers(sid) == [("C", b"consumer record", None)]
         with s.read() as txn:  # new streams get new ids: the counter came along
@@ -237,8 +237,8 @@ def test_a_migration_interrupted_between_transactions_finishes_on_the_next_open(
     data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     written = _write_old_layout(data, n_streams=2, n_msgs=40)
-    monkeypatch.setattr(store_mod, "DELETE_CHUNK", 7)
-    real_move = store_mod._move_table
+    monkeypatch.setattr(migrate, "DELETE_CHUNK", 7)
+    real_move = migrate._move_table
     calls = 0
 
     def move_then_die(*args: object) -> None:
@@ -248,10 +248,10 @@ def test_a_migration_interrupted_between_transactions_finishes_on_the_next_open(
             raise KeyboardInterrupt("killed")  # stands in for a kill between two transactions
         real_move(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(store_mod, "_move_table", move_then_die)
+    monkeypatch.setattr(migrate, "_move_table", move_then_die)
     with pytest.raises(KeyboardInterrupt):
         Store.open(data, sync=False)
-    monkeypatch.setattr(store_mod, "_move_table", real_move)
+    monkeypatch.setattr(migrate, "_move_table", real_move)
     _check_migrated(data, written)
 
 
@@ -259,7 +259,7 @@ def test_a_stop_during_migration_stops_it_between_transactions(data: Path) -> No
     written = _write_old_layout(data, n_streams=2, n_msgs=30)
     stop = threading.Event()
     stop.set()
-    with pytest.raises(store_mod.MigrationStopped, match="next start carries on"):
+    with pytest.raises(migrate.MigrationStopped, match="next start carries on"):
         Store.open(data, sync=False, stop=stop)
     _check_migrated(data, written)
 
@@ -268,8 +268,8 @@ async def test_a_migration_killed_at_any_moment_finishes_on_the_next_open(data: 
     """kill -9 of a real process mid-migration (wherever it lands), then a clean open must find every row once."""
     written = _write_old_layout(data, n_streams=4, n_msgs=3000)
     code = (
-        "import sys, pathlib, streamd.store.env as s; s.DELETE_CHUNK = 64; print('go', flush=True); "
-        "s.Store.open(pathlib.Path(sys.argv[1]), sync=True).close(); print('done', flush=True)"
+        "import sys, pathlib, streamd.store.env as s, streamd.store.migrate as m; m.DELETE_CHUNK = 64; "
+        "print('go', flush=True); s.Store.open(pathlib.Path(sys.argv[1]), sync=True).close(); print('done', flush=True)"
     )
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", code, str(data), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
