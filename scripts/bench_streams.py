@@ -6,7 +6,7 @@ Usage (from the project root, with the project's venv):
     .venv/bin/python scripts/bench_streams.py [--streams 100000] [--batch 5000] [--dir PATH]
 
 It drives the store code streamd itself runs (``Store``, ``streams.store_message``, ``StreamManager.recover``,
-``ConsumerManager``'s record format), not the API: the API path is shown by tests/test_many_streams.py. Prints
+the consumers' ``persistence.ConsumerRecord``), not the API: the API path is shown by tests/test_many_streams.py. Prints
 one line per phase (seconds) and the data size. Exit status 1 if any stream's message or record is missing.
 """
 

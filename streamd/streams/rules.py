@@ -122,6 +122,7 @@ def _check_needs_no_ack(subj: str) -> None:
 
 
 def _check_flags(c: StreamConfig) -> None:
+    _normalize_marker_ttl(c)
     if c.sealed:  # a sealed stream is read-only for good: the server makes that explicit in its config
         c.deny_delete = c.deny_purge = True
         c.allow_rollup_hdrs = False
@@ -134,7 +135,6 @@ def _check_flags(c: StreamConfig) -> None:
         c.no_ack = UNSET
     if c.first_seq == 0:
         c.first_seq = UNSET
-    _normalize_marker_ttl(c)
     if c.retention == Retention.WORKQUEUE and c.max_consumers == 0:
         c.max_consumers = -1
 
@@ -150,7 +150,8 @@ def _check_discard_new_per_subject(c: StreamConfig) -> None:
 
 
 def _normalize_marker_ttl(c: StreamConfig) -> None:
-    """Subject delete markers are messages with a TTL that purge a subject: they need both features on."""
+    """Subject delete markers are messages with a TTL that purge a subject: they need both features on, and the
+    purge permission (nats-server turns deny_purge off; a stream stored before streamd did the same heals here)."""
     if c.subject_delete_marker_ttl is UNSET:
         return
     if c.subject_delete_marker_ttl == 0:
@@ -160,6 +161,7 @@ def _normalize_marker_ttl(c: StreamConfig) -> None:
     else:
         c.allow_msg_ttl = True
         c.allow_rollup_hdrs = True
+        c.deny_purge = False
 
 
 def check_update(old: StreamConfig, new: StreamConfig) -> None:

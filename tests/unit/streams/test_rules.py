@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 from msgspec import UNSET
 
@@ -150,9 +150,6 @@ _configs = st.builds(
 
 @given(_configs)
 def test_normalize_is_idempotent_and_never_mutates_its_input(cfg: StreamConfig) -> None:
-    # Left out: deny_purge with subject delete markers is accepted once, and the rollup permission the markers
-    # turn on is then refused by the next normalize (an update echoing the config). Kept as it is, and reported.
-    assume(not (cfg.deny_purge and cfg.subject_delete_marker_ttl))
     before = msgspec.json.encode(cfg)
     try:
         once = rules.normalize(cfg)
@@ -163,3 +160,12 @@ def test_normalize_is_idempotent_and_never_mutates_its_input(cfg: StreamConfig) 
         assert msgspec.json.encode(cfg) == before
     assert rules.normalize(once) == once
     rules.check_update(once, once)  # a config may always be updated to itself
+
+
+def test_subject_delete_markers_turn_deny_purge_off_as_nats_server_does() -> None:
+    """Markers purge subjects, so nats-server turns on rollups and TTLs and turns deny_purge off; the result must
+    pass normalize again (a restart re-checks the stored config, an update echoes it)."""
+    cfg = StreamConfig(name="S", subjects=["s"], deny_purge=True, subject_delete_marker_ttl=2 * SECOND)
+    once = rules.normalize(cfg)
+    assert (once.deny_purge, once.allow_rollup_hdrs, once.allow_msg_ttl) == (False, True, True)
+    assert rules.normalize(once) == once
