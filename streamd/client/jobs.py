@@ -184,22 +184,16 @@ class Queue:
         return queue
 
     async def _ensure(self) -> None:
-        await self._ensure_stream(
-            StreamConfig(
-                name=self.stream,
-                subjects=[f"jobs.{self.name}.>"],
-                retention=RetentionPolicy.WORK_QUEUE,
-                duplicate_window=self.duplicate_window,
+        streams = [  # the queue (each job taken once) and its dead letters (kept until purged)
+            (self.stream, f"jobs.{self.name}.>", RetentionPolicy.WORK_QUEUE),
+            (self.dlq_stream, f"jobsdlq.{self.name}.>", RetentionPolicy.LIMITS),
+        ]
+        for stream, subjects, retention in streams:
+            await self._ensure_stream(
+                StreamConfig(
+                    name=stream, subjects=[subjects], retention=retention, duplicate_window=self.duplicate_window
+                )
             )
-        )
-        await self._ensure_stream(
-            StreamConfig(
-                name=self.dlq_stream,
-                subjects=[f"jobsdlq.{self.name}.>"],
-                retention=RetentionPolicy.LIMITS,
-                duplicate_window=self.duplicate_window,
-            )
-        )
         config = ConsumerConfig(
             name=self.consumer,
             durable_name=self.consumer,
