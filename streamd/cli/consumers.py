@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from streamd.cli.options import ConsumerName, Force, StreamName
-from streamd.cli.output import print_pairs, print_table
+from streamd.cli.output import confirm, print_pairs, print_table
 from streamd.cli.session import CliError, Session, admin_command
 from streamd.cli.values import choice, format_duration, parse_duration, parse_time
 from streamd.wire import timefmt
@@ -199,7 +199,7 @@ async def consumer_delete(s: Session, stream: StreamName, name: ConsumerName, fo
     """Delete a consumer (the stream's messages stay)."""
     if not force:
         await s.api(f"CONSUMER.INFO.{stream}.{name}")
-        typer.confirm(f"Delete consumer {name} of stream {stream}?", abort=True)
+        confirm(f"Delete consumer {name} of stream {stream}?")
     result = await s.api(f"CONSUMER.DELETE.{stream}.{name}")
     s.emit(result, lambda: typer.echo(f"Deleted consumer {name} of stream {stream}"))
 

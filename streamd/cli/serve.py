@@ -13,6 +13,14 @@ import typer
 
 from streamd.server.settings import ServiceConfig, SyncMode, build, load_toml
 
+_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _check_level(value: str) -> str:
+    if value.lower() not in _LEVELS:
+        raise typer.BadParameter(f"{value!r} is not a log level — use one of: {', '.join(_LEVELS)}")
+    return value
+
 
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"streamd: {message}", err=True)
@@ -61,7 +69,9 @@ def serve(
     tls_ca: Annotated[str | None, typer.Option(help="CA certificate file for TLS.")] = None,
     tls_cert: Annotated[str | None, typer.Option(help="Client certificate file for TLS.")] = None,
     tls_key: Annotated[str | None, typer.Option(help="Client key file for TLS.")] = None,
-    log_level: Annotated[str, typer.Option(envvar="STREAMD_LOG_LEVEL", help="debug, info, warning or error.")] = "info",
+    log_level: Annotated[
+        str, typer.Option(envvar="STREAMD_LOG_LEVEL", help="debug, info, warning or error.", callback=_check_level)
+    ] = "info",
 ) -> None:
     """Run the streamd service until SIGINT or SIGTERM."""
     logging.basicConfig(

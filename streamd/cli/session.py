@@ -9,17 +9,18 @@ import functools
 import inspect
 import json
 import os
+import sys
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import msgspec
 import nats
 import nats.aio.client
 import typer
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
 from streamd.server.settings import redact
 
@@ -244,8 +245,38 @@ class OneLineErrorCommand(TyperCommand):
             return super().make_context(info_name, args, parent=parent, **extra)
         except typer.TyperException as exc:  # click's UsageError and its kinds
             path = f"{parent.command_path} {info_name}" if parent else str(info_name)
-            typer.echo(f"streamd: {exc.format_message()} — see `{path} --help`", err=True)
-            raise typer.Exit(1) from None
+            raise CliUsageError(exc.format_message(), path) from None
+
+
+class CliUsageError(typer.TyperException):
+    """A usage error already worded for one line, with the command whose --help explains it."""
+
+    def __init__(self, message: str, command_path: str) -> None:
+        super().__init__(message)
+        self.command_path = command_path
+
+
+class OneLineErrorGroup(TyperGroup):
+    """The root command: every usage error anywhere (unknown command, missing argument, bad value) is one line
+    with a pointer to the right --help, and exit 1, like every other error of the CLI."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except CliUsageError as exc:
+            _fail(f"{exc.format_message().rstrip('.')} — see `{exc.command_path} --help`")
+        except typer.TyperException as exc:  # click's UsageError (with the context of the failing command) and kin
+            ctx = getattr(exc, "ctx", None)
+            _fail(f"{exc.format_message().rstrip('.')} — see `{ctx.command_path if ctx else 'streamd'} --help`")
+        except typer.Abort:
+            _fail("aborted")
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"streamd: {message}", err=True)
+    sys.exit(1)
 
 
 _CONN_PARAMS: list[tuple[str, Any]] = [

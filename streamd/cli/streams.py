@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from streamd.cli.options import Force, StreamName
-from streamd.cli.output import print_pairs, print_table
+from streamd.cli.output import confirm, print_pairs, print_table
 from streamd.cli.session import CliError, Session, admin_command
 from streamd.cli.values import choice, format_duration, parse_duration, parse_time
 from streamd.wire import timefmt
@@ -236,7 +236,7 @@ async def stream_delete(s: Session, name: StreamName, force: Force = False) -> N
     """Delete a stream with all its messages and consumers."""
     if not force:
         await s.api(f"STREAM.INFO.{name}")
-        typer.confirm(f"Delete stream {name} with all its messages and consumers?", abort=True)
+        confirm(f"Delete stream {name} with all its messages and consumers?")
     result = await s.api(f"STREAM.DELETE.{name}")
     s.emit(result, lambda: typer.echo(f"Deleted stream {name}"))
 
@@ -263,7 +263,7 @@ async def stream_purge(s: Session, name: StreamName, scope: PurgeScope, force: F
     body = scope.request()
     if not force and not body:
         await s.api(f"STREAM.INFO.{name}")
-        typer.confirm(f"Purge every message of stream {name}?", abort=True)
+        confirm(f"Purge every message of stream {name}?")
     result = await s.api(f"STREAM.PURGE.{name}", body or None)
     s.emit(result, lambda: typer.echo(f"Purged {result.get('purged', 0):,} messages from stream {name}"))
 
