@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Annotated, Any
 import msgspec
 import typer
 
+from streamd.cli.session import CliError, check_config_keys
 from streamd.server.settings import ServiceConfig, SyncMode, build, load_toml
 
 _LEVELS = ("debug", "info", "warning", "error")
@@ -20,6 +22,32 @@ def _check_level(value: str) -> str:
     if value.lower() not in _LEVELS:
         raise typer.BadParameter(f"{value!r} is not a log level — use one of: {', '.join(_LEVELS)}")
     return value
+
+
+def _check_exposure(cfg: ServiceConfig, insecure: bool) -> None:
+    """The embedded nats-server has no authentication: beyond loopback anyone on the network could read and write
+    every stream, so that takes an explicit --insecure (and is still logged as a warning)."""
+    if cfg.server or _is_loopback(cfg.host):
+        return
+    where = f"{cfg.host}:{cfg.port} (leafnodes :{cfg.leaf_port})"
+    if not insecure:
+        raise _fail(
+            f"the embedded nats-server would listen on {where} with no authentication — anyone who can reach it "
+            "could read and write every stream; keep host = 127.0.0.1, attach to your own server with --server, "
+            "or pass --insecure"
+        )
+    logging.getLogger("streamd").warning(
+        "INSECURE: the embedded nats-server listens on %s with no authentication (--insecure)", where
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 def _fail(message: str) -> typer.Exit:
@@ -72,6 +100,9 @@ def serve(
     log_level: Annotated[
         str, typer.Option(envvar="STREAMD_LOG_LEVEL", help="debug, info, warning or error.", callback=_check_level)
     ] = "info",
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Let the embedded server listen beyond loopback with no authentication.")
+    ] = False,
 ) -> None:
     """Run the streamd service until SIGINT or SIGTERM."""
     logging.basicConfig(
@@ -99,9 +130,14 @@ def serve(
     }
     try:
         file_values = load_toml(config) if config else {}
+        if config:
+            check_config_keys(config, file_values)
         cfg = build(file_values, overrides)
     except (OSError, ValueError, msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise _fail(f"bad configuration: {exc}") from None
+    except CliError as exc:
+        raise _fail(str(exc)) from None
+    _check_exposure(cfg, insecure)
     from streamd.server.service import StartupError
 
     try:
