@@ -260,8 +260,10 @@ def _connect_error(settings: Settings, errors: list[BaseException]) -> CliError:
     if any(
         isinstance(e, nats.errors.AuthorizationError) or "authorization violation" in str(e).lower() for e in errors
     ):
+        given = any(settings.get(k) for k in ("user", "token", "creds", "nkey_seed"))
+        what = "refused the credentials" if given else "requires credentials and none were given"
         return CliError(
-            f"{server} refused the credentials (authorization violation) — check --user/--password, --token, "
+            f"{server} {what} (authorization violation) — check --user/--password, --token, "
             "--creds or --nkey-seed (`streamd context` shows what is used)"
         )
     last = errors[0] if errors else None
