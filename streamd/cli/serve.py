@@ -12,8 +12,9 @@ from typing import Annotated, Any
 import msgspec
 import typer
 
+from streamd import __version__
 from streamd.cli.session import CliError, check_config_keys
-from streamd.server.settings import ServiceConfig, SyncMode, build, load_toml
+from streamd.server.settings import ServiceConfig, SyncMode, build, load_toml, redact
 
 _LEVELS = ("debug", "info", "warning", "error")
 
@@ -41,6 +42,30 @@ def _check_exposure(cfg: ServiceConfig, insecure: bool) -> None:
     )
 
 
+_SECRETS = {"password", "token", "leaf_password"}
+
+
+def _log_settings(ctx: typer.Context, cfg: ServiceConfig, file_values: dict[str, object], config: Path | None) -> None:
+    """Say what runs, on which data, and where each setting that is not a default came from (secrets hidden)."""
+    log = logging.getLogger("streamd")
+    log.info("streamd %s, data directory %s", __version__, cfg.data.resolve())
+    given = []
+    for field in msgspec.structs.fields(ServiceConfig):
+        source = ctx.get_parameter_source(field.name) if field.name in ctx.params else None
+        if source is not None and source.name == "COMMANDLINE":
+            origin = f"--{field.encode_name}"
+        elif source is not None and source.name == "ENVIRONMENT":
+            origin = f"${'STREAMD_' + field.name.upper()}"
+        elif field.encode_name in file_values:
+            origin = f"config file {config}"
+        else:
+            continue
+        value = getattr(cfg, field.name)
+        shown = "(hidden)" if field.name in _SECRETS else redact(str(value)) if field.name == "server" else value
+        given.append(f"{field.encode_name}={shown} ({origin})")
+    log.info("settings: %s; everything else at its default", ", ".join(given) if given else "none given")
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -56,6 +81,7 @@ def _fail(message: str) -> typer.Exit:
 
 
 def serve(
+    ctx: typer.Context,
     server: Annotated[
         str | None,
         typer.Option(
@@ -138,6 +164,7 @@ def serve(
     except CliError as exc:
         raise _fail(str(exc)) from None
     _check_exposure(cfg, insecure)
+    _log_settings(ctx, cfg, file_values, config)
     from streamd.server.service import StartupError
 
     try:
