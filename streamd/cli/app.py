@@ -9,6 +9,7 @@ import typer
 from streamd import __version__
 from streamd.cli import backup, jobs, serve, streaming, tools
 from streamd.cli.consumers import consumer_app
+from streamd.cli.session import OneLineErrorGroup
 from streamd.cli.streams import stream_app
 
 app = typer.Typer(
@@ -16,6 +17,7 @@ app = typer.Typer(
     help="Persistent JetStream-compatible streams for any core NATS server, stored in LMDB.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=OneLineErrorGroup,
 )
 
 

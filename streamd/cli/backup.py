@@ -58,7 +58,8 @@ import gzip
 import json
 import os
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -109,11 +110,51 @@ def _isatty(stream: Any) -> bool:
         return False
 
 
-def _progress(s: Session, length: int, label: str) -> Any:
-    """A progress bar on stderr when it is a terminal; nothing with --json."""
-    if s.json or length <= 0 or not _isatty(sys.stderr):
-        return contextlib.nullcontext(None)
-    return typer.progressbar(length=length, label=label, file=sys.stderr)
+class _Progress:
+    """Progress on stderr: a bar on a terminal, a line every few seconds when piped (so a log shows it is alive),
+    nothing with --json."""
+
+    EVERY_S = 2.0
+
+    def __init__(self, s: Session, length: int, label: str) -> None:
+        self.length, self.label, self.done = length, label, 0
+        self.quiet = s.json or length <= 0
+        self.bar: Any = None
+        if not self.quiet and _isatty(sys.stderr):
+            self.bar = typer.progressbar(length=length, label=label, file=sys.stderr)
+        self.next_line = time.monotonic() + self.EVERY_S
+
+    def __enter__(self) -> _Progress:
+        if self.bar is not None:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif not self.quiet and time.monotonic() >= self.next_line:
+            self.next_line = time.monotonic() + self.EVERY_S
+            typer.echo(f"{self.label}: {self.done:,} of {self.length:,} messages", err=True)
+
+
+async def _messages(s: Session, name: str, first: int, last: int) -> AsyncIterator[dict[str, Any]]:
+    """The stream's messages first..last in order, WINDOW requests in flight: each asks for the message at a
+    sequence or the next one after it, so deleted sequences cost nothing and no message is missed or repeated."""
+    seq = max(first, 1)
+    while last and seq <= last:
+        asks = range(seq, min(seq + WINDOW, last + 1))
+        answers = await asyncio.gather(*(_next_message(s, name, q) for q in asks))
+        found = {m["seq"]: m for m in answers if m is not None and m["seq"] <= last}
+        for n in sorted(found):
+            yield found[n]
+        if answers[-1] is None or not found:
+            return
+        seq = max(found) + 1
 
 
 @admin_command(backup_app, "backup")
@@ -130,7 +171,7 @@ async def backup(
     partial = file.with_name(f".{file.name}.partial")
     count = 0
     try:
-        with gzip.open(partial, "wt", encoding="utf-8") as out, _progress(s, state.get("messages", 0), "Saving") as bar:
+        with gzip.open(partial, "wt", encoding="utf-8") as out, _Progress(s, state.get("messages", 0), "Saving") as bar:
             header = {
                 "format": FORMAT,
                 "version": VERSION,
@@ -140,20 +181,14 @@ async def backup(
                 "state": state,
             }
             out.write(json.dumps(header) + "\n")
-            seq = max(first, 1)
-            while last and seq <= last:
-                msg = await _next_message(s, stream, seq)
-                if msg is None or msg["seq"] > last:
-                    break
+            async for msg in _messages(s, stream, first, last):
                 record = {"seq": msg["seq"], "subject": msg["subject"], "time": msg.get("time", "")}
                 if msg.get("hdrs"):
                     record["hdrs"] = msg["hdrs"]
                 record["data"] = msg.get("data", "")
                 out.write(json.dumps(record) + "\n")
                 count += 1
-                if bar is not None:
-                    bar.update(1)
-                seq = msg["seq"] + 1
+                bar.update(1)
             out.write(json.dumps({"end": True, "messages": count}) + "\n")
         os.replace(partial, file)
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -411,7 +446,7 @@ async def _publish_messages(s: Session, file: Path, name: str, total: int, check
     await pub.start()
     done = 0
     try:
-        with _progress(s, total, "Restoring") as bar:
+        with _Progress(s, total, "Restoring") as bar:
             records = _records(file)
             next(records)  # the header
             for n, record in records:
@@ -420,8 +455,7 @@ async def _publish_messages(s: Session, file: Path, name: str, total: int, check
                 check(n, record)  # again: the file may have changed since the first pass
                 await pub.publish(record)
                 done += 1
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
             await pub.wait()
     except (KeyboardInterrupt, asyncio.CancelledError):
         raise CliError(

@@ -9,9 +9,9 @@ from typing import Annotated, Any
 import typer
 
 from streamd.cli.options import ConsumerName, Force, StreamName
-from streamd.cli.output import print_pairs, print_table
+from streamd.cli.output import confirm, print_pairs, print_table
 from streamd.cli.session import CliError, Session, admin_command
-from streamd.cli.values import choice, format_duration, parse_duration, parse_time
+from streamd.cli.values import checked, choice, format_duration, parse_duration, parse_time
 from streamd.wire import timefmt
 
 consumer_app = typer.Typer(help="Create, inspect, read from and pause consumers.", no_args_is_help=True)
@@ -27,7 +27,10 @@ class ConsumerSettings:
     filter_subject: Annotated[
         list[str] | None, typer.Option("--filter", help="Only messages on this subject (repeatable).")
     ] = None
-    ack_wait: Annotated[str | None, typer.Option(help="Redeliver when not acknowledged within this, e.g. 30s.")] = None
+    ack_wait: Annotated[
+        str | None,
+        typer.Option(help="Redeliver when not acknowledged within this, e.g. 30s.", callback=checked(parse_duration)),
+    ] = None
     max_deliver: Annotated[int | None, typer.Option(help="Stop redelivering after N deliveries.")] = None
     max_ack_pending: Annotated[int | None, typer.Option(help="Most messages waiting for acknowledgement.")] = None
     description: Annotated[str | None, typer.Option(help="Free text describing the consumer.")] = None
@@ -199,7 +202,7 @@ async def consumer_delete(s: Session, stream: StreamName, name: ConsumerName, fo
     """Delete a consumer (the stream's messages stay)."""
     if not force:
         await s.api(f"CONSUMER.INFO.{stream}.{name}")
-        typer.confirm(f"Delete consumer {name} of stream {stream}?", abort=True)
+        confirm(f"Delete consumer {name} of stream {stream}?")
     result = await s.api(f"CONSUMER.DELETE.{stream}.{name}")
     s.emit(result, lambda: typer.echo(f"Deleted consumer {name} of stream {stream}"))
 

@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from streamd.cli.output import print_table
-from streamd.cli.session import CliError, Session, admin_command
+from streamd.cli.output import confirm, print_table
+from streamd.cli.session import Session, admin_command
 from streamd.client.jobs import Queue
 
 jobs_app = typer.Typer(help="Job queues made with streamd.jobs: counts, dead letters, requeue, purge.")
@@ -82,7 +82,7 @@ async def purge(
     """Delete every dead letter of a queue."""
     queue = await _queue(s, name)
     count = await queue.dead_letter_count()
-    if not force and not typer.confirm(f"Delete {count} dead letter(s) of {name}?"):
-        raise CliError("nothing deleted")
+    if not force:
+        confirm(f"Delete {count} dead letter(s) of {name}?")
     await queue.purge_dead_letters()
     s.emit({"purged": count}, lambda: typer.echo(f"Deleted {count} dead letter(s) of {name}"))

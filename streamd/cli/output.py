@@ -7,6 +7,8 @@ from collections.abc import Iterator, Sequence
 
 import typer
 
+from streamd.cli.session import CliError
+
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Iterator[str]:
     cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
@@ -34,3 +36,15 @@ def stdin_is_tty() -> bool:
         return sys.stdin.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def confirm(question: str) -> None:
+    """Ask before destroying data; with no answer to read (stdin not a terminal, nothing piped), say how to go on."""
+    try:
+        answered = typer.confirm(question)
+    except typer.Abort:
+        if stdin_is_tty():
+            raise
+        raise CliError("no answer to the confirmation (stdin is not a terminal) — add --force to go ahead") from None
+    if not answered:
+        raise typer.Abort()

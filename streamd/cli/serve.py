@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import sys
 from pathlib import Path
@@ -11,7 +12,67 @@ from typing import Annotated, Any
 import msgspec
 import typer
 
-from streamd.server.settings import ServiceConfig, SyncMode, build, load_toml
+from streamd import __version__
+from streamd.cli.session import CliError, check_config_keys
+from streamd.server.settings import ServiceConfig, SyncMode, build, load_toml, redact
+
+_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _check_level(value: str) -> str:
+    if value.lower() not in _LEVELS:
+        raise typer.BadParameter(f"{value!r} is not a log level — use one of: {', '.join(_LEVELS)}")
+    return value
+
+
+def _check_exposure(cfg: ServiceConfig, insecure: bool) -> None:
+    """The embedded nats-server has no authentication: beyond loopback anyone on the network could read and write
+    every stream, so that takes an explicit --insecure (and is still logged as a warning)."""
+    if cfg.server or _is_loopback(cfg.host):
+        return
+    where = f"{cfg.host}:{cfg.port} (leafnodes :{cfg.leaf_port})"
+    if not insecure:
+        raise _fail(
+            f"the embedded nats-server would listen on {where} with no authentication — anyone who can reach it "
+            "could read and write every stream; keep host = 127.0.0.1, attach to your own server with --server, "
+            "or pass --insecure"
+        )
+    logging.getLogger("streamd").warning(
+        "INSECURE: the embedded nats-server listens on %s with no authentication (--insecure)", where
+    )
+
+
+_SECRETS = {"password", "token", "leaf_password"}
+
+
+def _log_settings(ctx: typer.Context, cfg: ServiceConfig, file_values: dict[str, object], config: Path | None) -> None:
+    """Say what runs, on which data, and where each setting that is not a default came from (secrets hidden)."""
+    log = logging.getLogger("streamd")
+    log.info("streamd %s, data directory %s", __version__, cfg.data.resolve())
+    given = []
+    for field in msgspec.structs.fields(ServiceConfig):
+        source = ctx.get_parameter_source(field.name) if field.name in ctx.params else None
+        if source is not None and source.name == "COMMANDLINE":
+            origin = f"--{field.encode_name}"
+        elif source is not None and source.name == "ENVIRONMENT":
+            origin = f"${'STREAMD_' + field.name.upper()}"
+        elif field.encode_name in file_values:
+            origin = f"config file {config}"
+        else:
+            continue
+        value = getattr(cfg, field.name)
+        shown = "(hidden)" if field.name in _SECRETS else redact(str(value)) if field.name == "server" else value
+        given.append(f"{field.encode_name}={shown} ({origin})")
+    log.info("settings: %s; everything else at its default", ", ".join(given) if given else "none given")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 def _fail(message: str) -> typer.Exit:
@@ -20,6 +81,7 @@ def _fail(message: str) -> typer.Exit:
 
 
 def serve(
+    ctx: typer.Context,
     server: Annotated[
         str | None,
         typer.Option(
@@ -61,7 +123,12 @@ def serve(
     tls_ca: Annotated[str | None, typer.Option(help="CA certificate file for TLS.")] = None,
     tls_cert: Annotated[str | None, typer.Option(help="Client certificate file for TLS.")] = None,
     tls_key: Annotated[str | None, typer.Option(help="Client key file for TLS.")] = None,
-    log_level: Annotated[str, typer.Option(envvar="STREAMD_LOG_LEVEL", help="debug, info, warning or error.")] = "info",
+    log_level: Annotated[
+        str, typer.Option(envvar="STREAMD_LOG_LEVEL", help="debug, info, warning or error.", callback=_check_level)
+    ] = "info",
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Let the embedded server listen beyond loopback with no authentication.")
+    ] = False,
 ) -> None:
     """Run the streamd service until SIGINT or SIGTERM."""
     logging.basicConfig(
@@ -89,9 +156,15 @@ def serve(
     }
     try:
         file_values = load_toml(config) if config else {}
+        if config:
+            check_config_keys(config, file_values)
         cfg = build(file_values, overrides)
     except (OSError, ValueError, msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise _fail(f"bad configuration: {exc}") from None
+    except CliError as exc:
+        raise _fail(str(exc)) from None
+    _check_exposure(cfg, insecure)
+    _log_settings(ctx, cfg, file_values, config)
     from streamd.server.state import StartupError
 
     try:

@@ -5,23 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import difflib
 import functools
 import inspect
 import json
 import os
+import sys
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import msgspec
 import nats
 import nats.aio.client
+import nats.errors
 import typer
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
-from streamd.server.settings import redact
+from streamd.server.settings import ServiceConfig, redact
 
 DEFAULT_SERVER = "nats://127.0.0.1:4222"
 REQUEST_TIMEOUT = 5.0
@@ -107,6 +110,7 @@ def resolve_settings(flags: dict[str, str | None], config: Path | None, env: typ
             raise CliError(f"cannot read config file {path}: {exc} — give a readable TOML file to --config") from None
         if not isinstance(raw, dict):
             raise CliError(f"config file {path} is not a table of settings — see deploy/streamd.toml")
+        check_config_keys(path, raw)
         file_values = raw
     for key, var in _SETTINGS.items():
         flag_value = flags.get(key)
@@ -118,6 +122,16 @@ def resolve_settings(flags: dict[str, str | None], config: Path | None, env: typ
         elif file_value:
             settings.values[key] = Setting(str(file_value), f"config file {settings.config_file.value}")  # type: ignore[union-attr]
     return settings
+
+
+def check_config_keys(path: Path, raw: dict[str, object]) -> None:
+    """The file is the one `streamd serve` reads too: a key neither knows is a typo, refused as serve refuses it."""
+    known = {f.encode_name for f in msgspec.structs.fields(ServiceConfig)}
+    for key in raw:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" — did you mean {close[0]!r}?" if close else " — see deploy/streamd.toml for the settings"
+            raise CliError(f"config file {path}: unknown setting {key!r}{hint}")
 
 
 # --------------------------------------------------------------------------- the API session
@@ -211,6 +225,7 @@ async def connect(settings: Settings) -> Any:
     if settings.get("nkey_seed"):
         options["nkeys_seed"] = settings.get("nkey_seed")
 
+    _check_files(settings)
     errors: list[Exception] = []
 
     async def remember(exc: Exception) -> None:
@@ -225,12 +240,38 @@ async def connect(settings: Settings) -> Any:
             await asyncio.wait_for(nc.close(), 2)
         except Exception:  # best effort: the connection never worked
             pass
-        last = errors[-1] if errors else exc
-        reason = str(last) or type(last).__name__
-        raise CliError(
-            f"cannot connect to {redact(settings.server)}: {reason} — is the server running? "
-            "check --server and the authentication options (`streamd context` shows what is used)"
-        ) from None
+        raise _connect_error(settings, [*errors, exc]) from None
+
+
+def _check_files(settings: Settings) -> None:
+    """A credentials file that cannot be read is named as such, not reported as a refused connection."""
+    for key, what in (("creds", "credentials (.creds) file"), ("nkey_seed", "NKey seed file")):
+        path = settings.get(key)
+        if not path:
+            continue
+        try:
+            Path(path).read_bytes()
+        except OSError as exc:
+            raise CliError(f"cannot read the {what} {path}: {exc.strerror or exc}") from None
+
+
+def _connect_error(settings: Settings, errors: list[BaseException]) -> CliError:
+    server = redact(settings.server)
+    if any(
+        isinstance(e, nats.errors.AuthorizationError) or "authorization violation" in str(e).lower() for e in errors
+    ):
+        given = any(settings.get(k) for k in ("user", "token", "creds", "nkey_seed"))
+        what = "refused the credentials" if given else "requires credentials and none were given"
+        return CliError(
+            f"{server} {what} (authorization violation) — check --user/--password, --token, "
+            "--creds or --nkey-seed (`streamd context` shows what is used)"
+        )
+    last = errors[0] if errors else None
+    reason = (str(last) or type(last).__name__) if last else "unknown error"
+    return CliError(
+        f"cannot connect to {server}: {reason} — is the server running? "
+        "check --server and the authentication options (`streamd context` shows what is used)"
+    )
 
 
 # --------------------------------------------------------------------------- commands with connection options
@@ -244,8 +285,38 @@ class OneLineErrorCommand(TyperCommand):
             return super().make_context(info_name, args, parent=parent, **extra)
         except typer.TyperException as exc:  # click's UsageError and its kinds
             path = f"{parent.command_path} {info_name}" if parent else str(info_name)
-            typer.echo(f"streamd: {exc.format_message()} — see `{path} --help`", err=True)
-            raise typer.Exit(1) from None
+            raise CliUsageError(exc.format_message(), path) from None
+
+
+class CliUsageError(typer.TyperException):
+    """A usage error already worded for one line, with the command whose --help explains it."""
+
+    def __init__(self, message: str, command_path: str) -> None:
+        super().__init__(message)
+        self.command_path = command_path
+
+
+class OneLineErrorGroup(TyperGroup):
+    """The root command: every usage error anywhere (unknown command, missing argument, bad value) is one line
+    with a pointer to the right --help, and exit 1, like every other error of the CLI."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except CliUsageError as exc:
+            _fail(f"{exc.format_message().rstrip('.')} — see `{exc.command_path} --help`")
+        except typer.TyperException as exc:  # click's UsageError (with the context of the failing command) and kin
+            ctx = getattr(exc, "ctx", None)
+            _fail(f"{exc.format_message().rstrip('.')} — see `{ctx.command_path if ctx else 'streamd'} --help`")
+        except typer.Abort:
+            _fail("aborted")
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"streamd: {message}", err=True)
+    sys.exit(1)
 
 
 _CONN_PARAMS: list[tuple[str, Any]] = [

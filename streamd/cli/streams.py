@@ -12,9 +12,9 @@ from typing import Annotated, Any
 import typer
 
 from streamd.cli.options import Force, StreamName
-from streamd.cli.output import print_pairs, print_table
+from streamd.cli.output import confirm, print_pairs, print_table
 from streamd.cli.session import CliError, Session, admin_command
-from streamd.cli.values import choice, format_duration, parse_duration, parse_time
+from streamd.cli.values import checked, choice, format_duration, parse_duration, parse_size, parse_time
 from streamd.wire import timefmt
 
 stream_app = typer.Typer(help="Create, change, inspect and empty streams; read their messages.", no_args_is_help=True)
@@ -27,12 +27,21 @@ Subjects = Annotated[
 ]
 Retention = Annotated[str | None, typer.Option(help="limits, interest or workqueue [limits].")]
 MaxMessages = Annotated[int | None, typer.Option(help="Most messages kept (-1: unlimited).")]
-MaxBytes = Annotated[int | None, typer.Option(help="Most bytes kept (-1: unlimited).")]
-MaxAge = Annotated[str | None, typer.Option(help="Oldest message kept, e.g. 1h, 7d (0: unlimited).")]
+MaxBytes = Annotated[
+    str | None, typer.Option(help="Most bytes kept, e.g. 10GB (-1: unlimited).", callback=checked(parse_size))
+]
+MaxAge = Annotated[
+    str | None, typer.Option(help="Oldest message kept, e.g. 1h, 7d (0: unlimited).", callback=checked(parse_duration))
+]
 MaxPerSubject = Annotated[int | None, typer.Option(help="Most messages kept per subject (-1: unlimited).")]
-MaxMessageSize = Annotated[int | None, typer.Option(help="Largest message accepted, bytes (-1: unlimited).")]
+MaxMessageSize = Annotated[
+    str | None, typer.Option(help="Largest message accepted, e.g. 1MB (-1: unlimited).", callback=checked(parse_size))
+]
 Discard = Annotated[str | None, typer.Option(help="At a limit: old (drop the oldest) or new (refuse the new one).")]
-DuplicateWindow = Annotated[str | None, typer.Option(help="How long Nats-Msg-Id values are remembered, e.g. 2m.")]
+DuplicateWindow = Annotated[
+    str | None,
+    typer.Option(help="How long Nats-Msg-Id values are remembered, e.g. 2m.", callback=checked(parse_duration)),
+]
 AllowDirect = Annotated[bool | None, typer.Option("--allow-direct/--no-allow-direct", help="Allow direct gets.")]
 AllowRollup = Annotated[
     bool | None, typer.Option("--allow-rollup/--no-allow-rollup", help="Allow Nats-Rollup headers.")
@@ -40,6 +49,10 @@ AllowRollup = Annotated[
 DenyDelete = Annotated[bool | None, typer.Option("--deny-delete/--no-deny-delete", help="Refuse message deletes.")]
 DenyPurge = Annotated[bool | None, typer.Option("--deny-purge/--no-deny-purge", help="Refuse purges.")]
 Description = Annotated[str | None, typer.Option(help="Free text describing the stream.")]
+
+
+def _size(value: str | None, what: str) -> int | None:
+    return None if value is None else parse_size(value, what)
 
 
 @dataclass(frozen=True)
@@ -70,10 +83,10 @@ class StreamSettings:
             if self.retention
             else None,
             "max_msgs": self.max_messages,
-            "max_bytes": self.max_bytes,
+            "max_bytes": _size(self.max_bytes, "--max-bytes"),
             "max_age": parse_duration(self.max_age, "--max-age") if self.max_age is not None else None,
             "max_msgs_per_subject": self.max_messages_per_subject,
-            "max_msg_size": self.max_message_size,
+            "max_msg_size": _size(self.max_message_size, "--max-message-size"),
             "discard": choice(self.discard, ("old", "new"), "--discard") if self.discard else None,
             "duplicate_window": parse_duration(window, "--duplicate-window") if window is not None else None,
             "allow_direct": self.allow_direct,
@@ -236,7 +249,7 @@ async def stream_delete(s: Session, name: StreamName, force: Force = False) -> N
     """Delete a stream with all its messages and consumers."""
     if not force:
         await s.api(f"STREAM.INFO.{name}")
-        typer.confirm(f"Delete stream {name} with all its messages and consumers?", abort=True)
+        confirm(f"Delete stream {name} with all its messages and consumers?")
     result = await s.api(f"STREAM.DELETE.{name}")
     s.emit(result, lambda: typer.echo(f"Deleted stream {name}"))
 
@@ -263,7 +276,7 @@ async def stream_purge(s: Session, name: StreamName, scope: PurgeScope, force: F
     body = scope.request()
     if not force and not body:
         await s.api(f"STREAM.INFO.{name}")
-        typer.confirm(f"Purge every message of stream {name}?", abort=True)
+        confirm(f"Purge every message of stream {name}?")
     result = await s.api(f"STREAM.PURGE.{name}", body or None)
     s.emit(result, lambda: typer.echo(f"Purged {result.get('purged', 0):,} messages from stream {name}"))
 

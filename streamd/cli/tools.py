@@ -10,6 +10,7 @@ import typer
 from streamd.cli.consumers import all_consumers
 from streamd.cli.output import print_table, stdin_is_tty
 from streamd.cli.session import CliError, Session, admin_command, api_error
+from streamd.wire.subjects import is_valid_subject
 
 top_app = typer.Typer()
 
@@ -29,10 +30,17 @@ def _headers(pairs: list[str]) -> dict[str, str]:
     return headers
 
 
+def _literal(subject: str) -> str:
+    """A message is published on one subject: wildcards would be stored literally, as nobody means them."""
+    if not is_valid_subject(subject, wildcards=False):
+        raise typer.BadParameter(f"{subject!r} is not a subject to publish on — no spaces, empty tokens or wildcards")
+    return subject
+
+
 @admin_command(top_app, "publish")
 async def publish(
     s: Session,
-    subject: Annotated[str, typer.Argument(help="Subject to publish on.", show_default=False)],
+    subject: Annotated[str, typer.Argument(help="Subject to publish on.", show_default=False, callback=_literal)],
     data: Annotated[
         str | None, typer.Argument(help="Message body; `-` or absent reads stdin (when it is not a terminal).")
     ] = None,

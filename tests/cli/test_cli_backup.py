@@ -141,19 +141,21 @@ async def test_bad_files_and_interrupted_backup(
     assert "(404/10059)" in one_line_error(await cli(url, "stream", "info", "T"))  # nothing was created
     assert "(404/10059)" in one_line_error(await cli(url, "backup", "NOPE", str(tmp_path / "nope.gz")))
 
-    # Ctrl-C during a backup: no file left, one line, exit 1
+    # Ctrl-C during a backup (asyncio.run turns SIGINT into the cancellation of the command): no file left, one
+    # line, exit 1; with a window of 2 requests in flight, the first window's 2 messages were written
     real = cli_backup._next_message
 
     async def interrupted(s: Any, name: str, seq: int) -> Any:
-        if seq >= 2:
-            raise KeyboardInterrupt
+        if seq >= 3:
+            raise asyncio.CancelledError
         return await real(s, name, seq)
 
     monkeypatch.setattr(cli_backup, "_next_message", interrupted)
+    monkeypatch.setattr(cli_backup, "WINDOW", 2)
     target = tmp_path / "out" / "s.gz"
     target.parent.mkdir()
     line = one_line_error(await cli(url, "backup", "S", str(target)))
-    assert line == f"streamd: interrupted after 1 messages — no backup written to {target}"
+    assert line == f"streamd: interrupted after 2 messages — no backup written to {target}"
     assert list(target.parent.iterdir()) == []
 
 
@@ -233,3 +235,18 @@ async def test_restore_bounds_line_size_and_memory(streamd: object, nats_server:
     assert "line 1 is longer than 16 MiB" in lines[0]
     assert peak_kib < 150 * 1024, f"restore peaked at {peak_kib // 1024} MiB reading a 200 MB line"
     assert "(404/10059)" in one_line_error(await cli(url, "stream", "info", "B"))
+
+
+async def test_progress_is_shown_as_lines_when_piped(
+    streamd: object, nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = nats_server.url
+    await ok(url, "stream", "add", "P", "--subject", "p")
+    await ok(url, "publish", "p", "m{n}", "--count", "3")
+    monkeypatch.setattr(cli_backup._Progress, "EVERY_S", 0.0)
+    result = await cli(url, "backup", "P", str(tmp_path / "p.gz"))
+    assert result.exit_code == 0, result.stderr
+    assert "Saving: 3 of 3 messages" in result.stderr, result.stderr
+    await ok(url, "stream", "delete", "P", "--force")
+    result = await cli(url, "restore", str(tmp_path / "p.gz"))
+    assert result.exit_code == 0 and "Restoring: 3 of 3 messages" in result.stderr, result.stderr
