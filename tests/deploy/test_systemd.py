@@ -101,9 +101,9 @@ def test_systemd_analyze_verify_and_security(tmp_path: Path) -> None:
     verify = subprocess.run([ANALYZE, "verify", *paths], capture_output=True, text=True, timeout=30, check=False)
     # verify exits 0 on unknown keys and bad values too, and only says so: any output is a failure
     assert (verify.returncode, verify.stdout + verify.stderr) == (0, "")
-    for path in paths:
+    for unit_path in paths:
         security = subprocess.run(
-            [ANALYZE, "security", "--offline=yes", "--threshold=20", path],
+            [ANALYZE, "security", "--offline=yes", "--threshold=20", unit_path],
             capture_output=True,
             text=True,
             timeout=30,
