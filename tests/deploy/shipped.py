@@ -42,14 +42,15 @@ def tool(name: str) -> str | None:
     return shutil.which(name)
 
 
-SECRET_WORDS = re.compile(r"(?i)\b(password|token|secret)\b\s*[:=]\s*[\"']?([^\s\"'#]+)")
+SECRET_WORDS = re.compile(r"(?i)(?<![\w-])[\w-]*?(password|token)[ \t]*[:=][ \t]*[\"']?([^\s\"'#]+)")
 
 
 def literal_secrets(text: str) -> list[str]:
-    """Values given to password/token/secret keys that are not environment references or empty: none may ship."""
+    """Values given to *password/*token keys (any prefix: leaf-password, STREAMD_TOKEN) that are not environment
+    references or empty: none may ship."""
     found = []
     for match in SECRET_WORDS.finditer(text):
         value = match.group(2)
-        if not value.startswith("$") and value not in ('""', "''"):
+        if "$" not in value and "%" not in value:  # $VAR and printf's %s are filled in at run time
             found.append(match.group(0))
     return found
