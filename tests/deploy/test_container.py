@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import importlib.util
 import json
 import re
 import shutil
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.deploy.procs import api_answers, clean_env, healthcheck, nats_server, round_trip, stop
-from tests.deploy.shipped import DEPLOY, ROOT, literal_secrets, read, streamd_command
+from tests.deploy.shipped import DEPLOY, HEALTHCHECK, ROOT, literal_secrets, read, streamd_command
 from tests.natsd import free_port
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (the test extra has it)")
@@ -79,11 +80,10 @@ def test_containerfile() -> None:
 
 def test_healthcheck_settings_follow_streamd() -> None:
     """The health check finds the server as streamd does: variables over the TOML file named by STREAMD_CONFIG."""
-    sys.path.insert(0, str(DEPLOY / "container"))
-    try:
-        import healthcheck as hc  # type: ignore[import-not-found]
-    finally:
-        sys.path.pop(0)
+    spec = importlib.util.spec_from_file_location("healthcheck", HEALTHCHECK)
+    assert spec is not None and spec.loader is not None
+    hc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hc)
     assert hc.settings({}) == {"server": "nats://127.0.0.1:4222"}
     toml = DEPLOY / "streamd.toml"
     assert hc.settings({"STREAMD_CONFIG": str(toml)}) == {"server": "nats://127.0.0.1:4222"}
