@@ -25,8 +25,6 @@ from tests.deploy.procs import api_answers, clean_env, healthcheck, nats_server,
 from tests.deploy.shipped import DEPLOY, HEALTHCHECK, ROOT, literal_secrets, read, streamd_command
 from tests.natsd import free_port
 
-yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (the test extra has it)")
-
 COMPOSE = DEPLOY / "compose"
 
 
@@ -100,6 +98,7 @@ def test_healthcheck_settings_follow_streamd() -> None:
 
 
 def compose() -> dict[str, Any]:
+    yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (the test extra has it)")
     loaded = yaml.safe_load((COMPOSE / "compose.yaml").read_text())
     assert isinstance(loaded, dict)
     return loaded
