@@ -168,6 +168,20 @@ def compose_entrypoint(secrets_dir: Path) -> list[str]:
     return entry
 
 
+@pytest.mark.skipif(
+    shutil.which("shellcheck") is None, reason="shellcheck is not installed (Debian package shellcheck)"
+)
+def test_compose_entrypoint_shellcheck(tmp_path: Path) -> None:
+    script = tmp_path / "entrypoint.sh"
+    script.write_text(compose()["services"]["streamd"]["entrypoint"][2].replace("$$", "$") + "\n")
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck is not None
+    done = subprocess.run(
+        [shellcheck, "--shell=sh", str(script)], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.skipif(shutil.which("sh") is None, reason="no sh to run the compose entrypoint")
 async def test_compose_parts_run(tmp_path: Path) -> None:
