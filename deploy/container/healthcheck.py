@@ -14,6 +14,7 @@ by STREAMD_CONFIG (variables win). Needs only nats-py, which streamd installs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -38,23 +39,37 @@ def settings(env: dict[str, str]) -> dict[str, str]:
 async def ask_info(cfg: dict[str, str]) -> dict[str, Any]:
     import nats  # imported here so that --help and settings errors need no nats-py
 
-    async def quiet(_exc: Exception) -> None:
-        pass
+    # nats-py retries a failed first connection forever even without reconnects: its first error is the answer
+    failed: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
+
+    async def first_error(exc: Exception) -> None:
+        if not failed.done():
+            failed.set_result(exc)
 
     auth: dict[str, Any] = {"user": cfg.get("user"), "password": cfg.get("password"), "token": cfg.get("token")}
     if cfg.get("creds"):
         auth["user_credentials"] = cfg["creds"]
     if cfg.get("nkey_seed"):
         auth["nkeys_seed"] = cfg["nkey_seed"]
-    nc = await nats.connect(
-        cfg["server"],
-        name="streamd-healthcheck",
-        connect_timeout=TIMEOUT,
-        allow_reconnect=False,
-        max_reconnect_attempts=0,
-        error_cb=quiet,
-        **{k: v for k, v in auth.items() if v},
+    connecting = asyncio.ensure_future(
+        nats.connect(
+            cfg["server"],
+            name="streamd-healthcheck",
+            connect_timeout=TIMEOUT,
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
+            error_cb=first_error,
+            **{k: v for k, v in auth.items() if v},
+        )
     )
+    waiting: set[asyncio.Future[Any]] = {connecting, failed}
+    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    if not connecting.done():
+        connecting.cancel()
+        with contextlib.suppress(BaseException):
+            await connecting
+        raise failed.result()
+    nc = connecting.result()
     try:
         prefix = f"$JS.{cfg['domain']}.API" if cfg.get("domain") else "$JS.API"
         reply = await nc.request(f"{prefix}.INFO", b"", timeout=TIMEOUT)

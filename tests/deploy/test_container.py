@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -235,3 +236,11 @@ async def test_compose_parts_run(tmp_path: Path) -> None:
             output = (await log).decode(errors="replace")
         assert code == 0, output
         assert "leaf connection up" in output and password not in output
+
+
+async def test_healthcheck_without_server_fails_fast() -> None:
+    """No server at all: one line naming the refusal, at once (nats-py alone would retry its first connect forever)."""
+    started = time.monotonic()
+    code, out = await healthcheck(clean_env(STREAMD_SERVER=f"nats://127.0.0.1:{free_port()}"))
+    assert code == 1 and "ConnectionRefusedError" in out, out
+    assert time.monotonic() - started < 5
