@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import stat
@@ -134,3 +135,19 @@ def test_install_script_shellcheck() -> None:
         [shellcheck, str(SYSTEMD / "install.sh")], capture_output=True, text=True, timeout=30, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.skipif(
+    os.environ.get("STREAMD_TEST_NSPAWN") != "1",
+    reason="boots systemd in a container for ~2 min: set STREAMD_TEST_NSPAWN=1 (needs root and systemd-nspawn)",
+)
+def test_units_under_real_systemd() -> None:
+    """deploy/systemd/nspawn-check.sh: install.sh and both units under a real systemd (see the script's header)."""
+    if os.geteuid() != 0 or shutil.which("systemd-nspawn") is None:
+        pytest.skip("needs root and systemd-nspawn (Debian package systemd-container)")
+    done = subprocess.run(
+        ["bash", str(SYSTEMD / "nspawn-check.sh")], capture_output=True, text=True, timeout=390, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-5000:]
+    assert done.stdout.strip().endswith("nspawn-check: ok")
