@@ -128,11 +128,15 @@ def test_verify_would_catch_a_typo(tmp_path: Path) -> None:
 @pytest.mark.skipif(
     shutil.which("shellcheck") is None, reason="shellcheck is not installed (Debian package shellcheck)"
 )
-def test_install_script_shellcheck() -> None:
+def test_scripts_shellcheck() -> None:
     shellcheck = shutil.which("shellcheck")
     assert shellcheck is not None
     done = subprocess.run(
-        [shellcheck, str(SYSTEMD / "install.sh")], capture_output=True, text=True, timeout=30, check=False
+        [shellcheck, str(SYSTEMD / "install.sh"), str(SYSTEMD / "nspawn-check.sh")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
