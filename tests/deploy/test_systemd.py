@@ -144,7 +144,7 @@ def test_scripts_shellcheck() -> None:
 @pytest.mark.timeout(400)
 @pytest.mark.skipif(
     os.environ.get("STREAMD_TEST_NSPAWN") != "1",
-    reason="boots systemd in a container for ~2 min: set STREAMD_TEST_NSPAWN=1 (needs root and systemd-nspawn)",
+    reason="boots systemd in a container (~30 s): set STREAMD_TEST_NSPAWN=1 (needs root and systemd-nspawn)",
 )
 def test_units_under_real_systemd() -> None:
     """deploy/systemd/nspawn-check.sh: install.sh and both units under a real systemd (see the script's header)."""
