@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import shutil
 import sys
 from pathlib import Path
 
@@ -36,10 +35,6 @@ def streamd_command() -> list[str]:
     """The `streamd` console script of this interpreter's environment (what a user runs), else `python -m streamd`."""
     script = Path(sys.executable).parent / "streamd"
     return [str(script)] if script.exists() else [sys.executable, "-m", "streamd"]
-
-
-def tool(name: str) -> str | None:
-    return shutil.which(name)
 
 
 SECRET_WORDS = re.compile(r"(?i)(?<![\w-])[\w-]*?(password|token)[ \t]*[:=][ \t]*[\"']?([^\s\"'#]+)")
