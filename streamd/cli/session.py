@@ -405,6 +405,9 @@ def run_admin(func: AdminFunc, kwargs: dict[str, Any], conn: dict[str, Any], con
         raise typer.Exit(1) from None
     except (typer.Exit, typer.Abort):
         raise
+    except BrokenPipeError:  # the reader went away (`| head`): nothing left to say, and no traceback at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(1) from None
     except Exception as exc:
         if debug:
             raise

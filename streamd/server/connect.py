@@ -141,6 +141,12 @@ class Connector:
                 on_reconnect=self._watch.on_leaf_up,
             )
         except (LeafError, OSError, TimeoutError) as exc:
+            if "authorization violation" in str(exc).lower():
+                raise StartupError(
+                    f"the leafnode listener at {redact(url)} refused streamd's leaf credentials ({exc}); check "
+                    "--leaf-user/--leaf-password (STREAMD_LEAF_USER/STREAMD_LEAF_PASSWORD) against the server's "
+                    "leafnodes authorization"
+                ) from None
             raise StartupError(
                 f"cannot open the leafnode connection to {redact(url)} ({exc}); consumers need it: add "
                 "'leafnodes { listen: 127.0.0.1:7422 }' to the server config or pass --leaf nats-leaf://host:port"
