@@ -54,14 +54,14 @@ async def test_authenticated_server(
 async def test_wrong_credentials_fail_fast_with_one_line(tmp_path: Path) -> None:
     async with run_nats_server(tmp_path / "auth", extra='authorization { user: app, password: "right" }\n') as server:
         proc = await start_streamd_process(
-            "--server", server.url, "--data", str(tmp_path / "d"), "--user", "app", "--password", "wrong"
+            "--server", server.url, "--data", str(tmp_path / "d"), "--user", "app", "--password", "pw-Zq81-secret"
         )
         _out, err = await asyncio.wait_for(proc.communicate(), 20)
     text = err.decode()
     assert proc.returncode == 1, text
     lines = [line for line in text.splitlines() if line.startswith("streamd:")]
     assert len(lines) == 1 and "credentials" in lines[0] and "Traceback" not in text
-    assert "wrong" not in text, "the password must never be logged"
+    assert "pw-Zq81-secret" not in text, "the password must never be logged"
 
 
 async def test_waits_for_a_server_that_is_not_up_yet(start_service: StartService, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -164,21 +165,22 @@ def serve(
     except CliError as exc:
         raise _fail(str(exc)) from None
     _check_exposure(cfg, insecure)
-    _log_settings(ctx, cfg, file_values, config)
     from streamd.server.state import StartupError
 
     try:
-        asyncio.run(_serve(cfg))
+        asyncio.run(_serve(cfg, lambda: _log_settings(ctx, cfg, file_values, config)))
     except StartupError as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
         pass
 
 
-async def _serve(cfg: ServiceConfig) -> None:
+async def _serve(cfg: ServiceConfig, log_settings: Callable[[], None]) -> None:
+    """Signals are handled before the first line is logged: a supervisor may act on any line."""
     from streamd.server.service import Service
     from streamd.server.signals import install_signal_handlers
 
     service = Service(cfg)
     install_signal_handlers(service)
+    log_settings()
     await service.run()
