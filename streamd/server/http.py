@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import msgspec
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -29,7 +29,7 @@ MAX_HEAD = 8192  # bytes of request line and headers
 HEAD_TIMEOUT = 5.0  # seconds for the whole request head
 WRITE_TIMEOUT = 10.0  # seconds for the whole answer
 MAX_CONNECTIONS = 32
-SLOW_SCRAPE = 0.1  # seconds: a scrape taking longer is logged (it runs on the loop)
+SLOW_SCRAPE = 2.0  # seconds: a scrape taking longer is logged
 
 _REASONS = {
     200: "OK",
@@ -108,13 +108,17 @@ class MetricsServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            answer, head_only = await self._answer(reader)
+            try:
+                answer, head_only = await self._answer(reader)
+            except ConnectionError:
+                return
+            except Exception:
+                logger.exception("metrics/health request failed")
+                answer, head_only = _text(500, "internal error (logged by streamd)\n"), False
             if answer is not None:
                 await asyncio.wait_for(_write(writer, answer, head_only), WRITE_TIMEOUT)
         except (ConnectionError, TimeoutError):
             pass
-        except Exception:
-            logger.exception("metrics/health request failed")
         finally:
             writer.close()
             with contextlib.suppress(Exception):
@@ -138,20 +142,20 @@ class MetricsServer:
             return _text(404, "not found: try /metrics or /healthz\n"), False
         if method not in (b"GET", b"HEAD"):
             return Answer(405, b"only GET and HEAD\n", extra="Allow: GET, HEAD\r\n"), False
-        return route(), method == b"HEAD"
+        return await route(), method == b"HEAD"
 
-    def _routes(self) -> dict[bytes, Callable[[], Answer]]:
+    def _routes(self) -> dict[bytes, Callable[[], Awaitable[Answer]]]:
         return {b"/metrics": self._scrape, b"/healthz": self._health}
 
-    def _scrape(self) -> Answer:
+    async def _scrape(self) -> Answer:
         started = time.perf_counter()
-        body = self.metrics.render()
+        body = await self.metrics.render()
         took = time.perf_counter() - started
         if took > SLOW_SCRAPE:
             logger.warning("a /metrics scrape took %.0f ms (%d bytes)", took * 1000, len(body))
         return Answer(200, body, CONTENT_TYPE_LATEST)
 
-    def _health(self) -> Answer:
+    async def _health(self) -> Answer:
         """200 when connected, leaf up and store writable (and running); 503 with the same body otherwise."""
         service = self._service
         health = service.health()

@@ -1,16 +1,22 @@
 """Prometheus metrics: one CollectorRegistry per Service (several services in one process stay apart).
 
-Stream, consumer and link state is read from the live objects when scraped (``_StateCollector``), never updated
-per message, so a stream or consumer that is removed is gone from the next scrape and the label sets are exactly
-the streams and consumers that exist. The only per-event work is in the writer (one histogram observation per
-batch) and on refusals (a dict increment). A stream's stored-messages counter is its last sequence: sequences
-are given one per stored message and purges never lower it, so it counts every message ever stored (across
-restarts too) at no cost.
+Stream, consumer and link state is read from the live objects when scraped, never updated per message, so a
+stream or consumer that is removed is gone from the next scrape and the label sets are exactly the streams and
+consumers that exist. The only per-event work is in the writer (one histogram observation per batch) and on
+refusals (a dict increment). A stream's stored-messages counter is its last sequence: sequences are given one per
+stored message and purges never lower it, so it counts every message ever stored (across restarts too) for free.
+
+A scrape is split in two because formatting is slow in prometheus-client (measured ~1 s for 1,000 streams and
+10,000 consumers, 2.3 MB): the live objects are read on the loop into plain tuples (``Snapshot``, a few ms), and
+the families are built and formatted in a thread, so the loop keeps serving meanwhile. Concurrent scrapes share
+one rendering, so a burst of them costs one.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -74,10 +80,20 @@ def healthy(health: Health) -> bool:
     return health.connected and health.leaf_connected and health.store_writable
 
 
+@dataclass
+class Snapshot:
+    """What a scrape reports, read on the loop; plain values, safe to format on another thread."""
+
+    streams: list[tuple[str, int, int, int, int, int]] = field(default_factory=list)  # name, msgs, bytes, seqs..
+    consumers: list[tuple[str, str, int, int, int, int]] = field(default_factory=list)  # stream, name, counts
+    service: list[Metric] = field(default_factory=list)
+
+
 class Metrics:
-    """The service's registry: histograms fed by the writer, everything else collected at scrape time."""
+    """The service's registry: histograms fed by the writer, the rest read at scrape time (``render``)."""
 
     def __init__(self, service: Observed) -> None:
+        self._service = service
         self.registry = CollectorRegistry(auto_describe=False)
         self.batch_items = Histogram(
             "streamd_writer_batch_items",
@@ -91,119 +107,133 @@ class Metrics:
             buckets=COMMIT_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_StateCollector(service))
+        self._state = _SnapshotCollector()
+        self.registry.register(self._state)
+        self._rendering: asyncio.Future[bytes] | None = None
 
     def on_batch(self, items: int, seconds: float) -> None:
         """The writer's hook, once per committed batch."""
         self.batch_items.observe(items)
         self.commit_seconds.observe(seconds)
 
-    def render(self) -> bytes:
-        """The Prometheus text exposition of everything (on the loop: the collector reads live objects)."""
+    async def render(self) -> bytes:
+        """The Prometheus text exposition: read on the loop, formatted on a thread; one rendering at a time."""
+        if self._rendering is not None:
+            return await asyncio.shield(self._rendering)
+        done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._rendering = done
+        try:
+            snapshot = take_snapshot(self._service)
+            body = await asyncio.to_thread(self._format, snapshot)
+        except BaseException as exc:
+            done.set_exception(exc if isinstance(exc, Exception) else RuntimeError("scrape cancelled"))
+            done.exception()  # retrieved: a scrape that nobody else waited for must not warn
+            raise
+        finally:
+            self._rendering = None
+        done.set_result(body)
+        return body
+
+    def _format(self, snapshot: Snapshot) -> bytes:
+        self._state.snapshot = snapshot  # only one rendering at a time sets it
         return generate_latest(self.registry)
 
 
-class _StateCollector(Collector):
-    def __init__(self, service: Observed) -> None:
-        self._s = service
+class _SnapshotCollector(Collector):
+    """The families of the latest snapshot (built here, on the formatting thread: that is the slow part)."""
+
+    def __init__(self) -> None:
+        self.snapshot = Snapshot()
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._streams()
-        yield from self._consumers()
-        yield from self._service()
+        snap = self.snapshot
+        yield from _stream_families(snap.streams)
+        yield from _consumer_families(snap.consumers)
+        yield from snap.service
 
-    def _streams(self) -> Iterator[Metric]:
-        labels = ["stream"]
-        messages = GaugeMetricFamily("streamd_stream_messages", "Messages in the stream.", labels=labels)
-        size = GaugeMetricFamily("streamd_stream_bytes", "Bytes stored by the stream.", labels=labels)
-        first = GaugeMetricFamily("streamd_stream_first_seq", "First sequence in the stream.", labels=labels)
-        last = GaugeMetricFamily("streamd_stream_last_seq", "Last sequence given out.", labels=labels)
-        stored = CounterMetricFamily(
+
+def take_snapshot(s: Observed) -> Snapshot:
+    """Everything a scrape reports, from the live objects (on the loop, where they change)."""
+    snap = Snapshot()
+    for name, stream in list(s.registry.items()):
+        c = stream.committed
+        first = stream.config.first_seq if isinstance(stream.config.first_seq, int) else 1
+        stored = max(0, c.last_seq - max(first, 1) + 1)
+        snap.streams.append((name, c.messages, c.total_bytes, c.first_seq, c.last_seq, stored))
+    ctx = s.ctx
+    consumers = ctx.consumers if ctx is not None else None
+    for stream_name, group in list(consumers.by_stream.items()) if consumers is not None else ():
+        for name, con in list(group.items()):
+            if not con.deleted:
+                st = con.state
+                row = (con.num_pending, acks.num_ack_pending(st), acks.num_redelivered(st), len(con.waiting))
+                snap.consumers.append((stream_name, name, *row))
+    snap.service = list(_service_families(s, len(snap.consumers)))
+    return snap
+
+
+def _stream_families(rows: list[tuple[str, int, int, int, int, int]]) -> Iterator[Metric]:
+    labels = ["stream"]
+    families: list[Metric] = [
+        GaugeMetricFamily("streamd_stream_messages", "Messages in the stream.", labels=labels),
+        GaugeMetricFamily("streamd_stream_bytes", "Bytes stored by the stream.", labels=labels),
+        GaugeMetricFamily("streamd_stream_first_seq", "First sequence in the stream.", labels=labels),
+        GaugeMetricFamily("streamd_stream_last_seq", "Last sequence given out.", labels=labels),
+        CounterMetricFamily(
             "streamd_stream_stored_messages",
             "Messages stored since the stream was created (rate() of this is the publish rate).",
             labels=labels,
-        )
-        for name, stream in list(self._s.registry.items()):
-            c = stream.committed
-            start = stream.config.first_seq if isinstance(stream.config.first_seq, int) else 1
-            messages.add_metric([name], c.messages)
-            size.add_metric([name], c.total_bytes)
-            first.add_metric([name], c.first_seq)
-            last.add_metric([name], c.last_seq)
-            stored.add_metric([name], max(0, c.last_seq - max(start, 1) + 1))
-        yield from (messages, size, first, last, stored)
+        ),
+    ]
+    for name, *values in rows:
+        for family, value in zip(families, values, strict=True):
+            family.add_metric([name], value)  # type: ignore[attr-defined]
+    return iter(families)
 
-    def _consumers(self) -> Iterator[Metric]:
-        labels = ["stream", "consumer"]
-        pending = GaugeMetricFamily("streamd_consumer_num_pending", "Messages not yet delivered.", labels=labels)
-        ack_pending = GaugeMetricFamily(
+
+def _consumer_families(rows: list[tuple[str, str, int, int, int, int]]) -> Iterator[Metric]:
+    labels = ["stream", "consumer"]
+    families = [
+        GaugeMetricFamily("streamd_consumer_num_pending", "Messages not yet delivered.", labels=labels),
+        GaugeMetricFamily(
             "streamd_consumer_num_ack_pending", "Messages delivered and not yet acknowledged.", labels=labels
-        )
-        redelivered = GaugeMetricFamily(
+        ),
+        GaugeMetricFamily(
             "streamd_consumer_num_redelivered", "Unacknowledged messages delivered more than once.", labels=labels
-        )
-        waiting = GaugeMetricFamily("streamd_consumer_num_waiting", "Pull requests waiting.", labels=labels)
-        ctx = self._s.ctx
-        groups = list(ctx.consumers.by_stream.items()) if ctx is not None and ctx.consumers is not None else []
-        for stream, group in groups:
-            for name, c in list(group.items()):
-                if c.deleted:
-                    continue
-                key = [stream, name]
-                pending.add_metric(key, c.num_pending)
-                ack_pending.add_metric(key, acks.num_ack_pending(c.state))
-                redelivered.add_metric(key, acks.num_redelivered(c.state))
-                waiting.add_metric(key, len(c.waiting))
-        yield from (pending, ack_pending, redelivered, waiting)
+        ),
+        GaugeMetricFamily("streamd_consumer_num_waiting", "Pull requests waiting.", labels=labels),
+    ]
+    for stream, name, *values in rows:
+        key = [stream, name]
+        for family, value in zip(families, values, strict=True):
+            family.add_metric(key, value)
+    return iter(families)
 
-    def _service(self) -> Iterator[Metric]:
-        s = self._s
-        stats, conn, leaf, writer = s.stats, s.conn, s.leaf, s.writer
-        health = s.health()
-        yield _gauge(
-            "streamd_up",
-            "1 while streamd serves (running, connected, leaf up, store writable).",
-            healthy(health) and s.state == ServiceState.RUNNING,
-        )
-        yield _gauge("streamd_nats_connected", "1 while the client connection to NATS is up.", health.connected)
-        yield _gauge(
-            "streamd_leaf_connected", "1 while the leafnode connection (deliveries) is up.", health.leaf_connected
-        )
-        yield _gauge("streamd_store_writable", "1 while the last LMDB commit succeeded.", health.store_writable)
-        yield _counter(
-            "streamd_nats_reconnects",
-            "Reconnects of the client connection to NATS.",
-            int(conn.stats["reconnects"]) if conn is not None else 0,
-        )
-        yield _counter(
-            "streamd_leaf_reconnects",
-            "Reconnects of the leafnode connection.",
-            leaf.reconnects if leaf is not None else 0,
-        )
-        yield _counter("streamd_api_requests", "JetStream API requests answered.", stats.total)
-        yield _counter("streamd_api_errors", "JetStream API requests answered with an error.", stats.errors)
-        yield _counter(
-            "streamd_slow_consumer_events",
-            "Messages the NATS client dropped (slow consumer).",
-            stats.slow_consumer_events,
-        )
-        yield _gauge("streamd_streams", "Streams.", len(s.registry))
-        ctx = s.ctx
-        yield _gauge(
-            "streamd_consumers",
-            "Consumers.",
-            ctx.consumers.count() if ctx is not None and ctx.consumers is not None else 0,
-        )
-        yield _gauge(
-            "streamd_writer_pending_items", "Writes queued for the writer.", writer.pending if writer is not None else 0
-        )
-        refused = CounterMetricFamily(
-            "streamd_ingest_refused", "Published messages refused, by reason.", labels=["reason"]
-        )
-        refused.add_metric([QUEUE_FULL], stats.ingest_dropped)
-        for code, count in sorted(dict(writer.refused if writer is not None else {}).items()):
-            refused.add_metric([_REASONS.get(code, str(code))], count)
-        yield refused
+
+def _service_families(s: Observed, consumers: int) -> Iterator[Metric]:
+    stats, conn, leaf, writer = s.stats, s.conn, s.leaf, s.writer
+    health = s.health()
+    up = healthy(health) and s.state == ServiceState.RUNNING
+    yield _gauge("streamd_up", "1 while streamd serves (running, connected, leaf up, store writable).", up)
+    yield _gauge("streamd_nats_connected", "1 while the client connection to NATS is up.", health.connected)
+    yield _gauge("streamd_leaf_connected", "1 while the leafnode connection (deliveries) is up.", health.leaf_connected)
+    yield _gauge("streamd_store_writable", "1 while the last LMDB commit succeeded.", health.store_writable)
+    reconnects = int(conn.stats["reconnects"]) if conn is not None else 0
+    yield _counter("streamd_nats_reconnects", "Reconnects of the client connection to NATS.", reconnects)
+    leaf_reconnects = leaf.reconnects if leaf is not None else 0
+    yield _counter("streamd_leaf_reconnects", "Reconnects of the leafnode connection.", leaf_reconnects)
+    yield _counter("streamd_api_requests", "JetStream API requests answered.", stats.total)
+    yield _counter("streamd_api_errors", "JetStream API requests answered with an error.", stats.errors)
+    slow = stats.slow_consumer_events
+    yield _counter("streamd_slow_consumer_events", "Messages the NATS client dropped (slow consumer).", slow)
+    yield _gauge("streamd_streams", "Streams.", len(s.registry))
+    yield _gauge("streamd_consumers", "Consumers.", consumers)
+    yield _gauge("streamd_writer_pending_items", "Writes queued for the writer.", writer.pending if writer else 0)
+    refused = CounterMetricFamily("streamd_ingest_refused", "Published messages refused, by reason.", labels=["reason"])
+    refused.add_metric([QUEUE_FULL], stats.ingest_dropped)
+    for code, count in sorted(dict(writer.refused if writer is not None else {}).items()):
+        refused.add_metric([_REASONS.get(code, str(code))], count)
+    yield refused
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
