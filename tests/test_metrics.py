@@ -274,3 +274,32 @@ def test_serve_refuses_an_open_metrics_address_without_insecure(tmp_path: Path) 
     line = one_line_error(result)
     assert "no authentication" in line and "--insecure" in line, line
     assert not (tmp_path / "d").exists()
+
+
+async def test_refusals_are_counted_by_reason(start_service: StartService, nats_server: NatsServer) -> None:
+    running = await start_service(metrics_listen="127.0.0.1:0", max_pending_msgs=1)
+    address = _address(running)
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream(timeout=5)
+        await js.add_stream(StreamConfig(name="FULL", subjects=["full"], max_msgs=1, discard="new"))
+        await js.publish("full", b"1")
+        with pytest.raises(nats.js.errors.APIError, match="maximum messages exceeded"):
+            await js.publish("full", b"2")
+        await js.add_stream(StreamConfig(name="BURST", subjects=["burst"]))
+        inbox = nc.new_inbox()
+        answers = await nc.subscribe(inbox)
+        for _ in range(200):  # one flush: they reach streamd together, beyond its queue of 1
+            await nc.publish("burst", b"x", reply=inbox)
+        await nc.flush()
+        refused = 0
+        for _ in range(200):
+            msg = await answers.next_msg(timeout=5)
+            refused += b"insufficient resources" in msg.data
+        assert refused > 0
+        s = await _scrape(address)
+        assert _of(s, "streamd_ingest_refused_total", reason="store_failed") == 1
+        assert _of(s, "streamd_ingest_refused_total", reason="writer_queue_full") == refused
+        assert _of(s, "streamd_stream_messages", stream="BURST") == 200 - refused
+    finally:
+        await nc.close()
