@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import nats
@@ -19,7 +20,7 @@ from streamd.server.settings import ServiceConfig, parse_listen
 from streamd.server.state import StartupError
 from tests.cli import one_line_error
 from tests.conftest import RunningService, StartService
-from tests.helpers import wait_for
+from tests.helpers import drain_stderr, read_until, start_streamd_process, wait_for
 from tests.natsd import NatsServer, run_nats_server
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -303,3 +304,26 @@ async def test_refusals_are_counted_by_reason(start_service: StartService, nats_
         assert _of(s, "streamd_stream_messages", stream="BURST") == 200 - refused
     finally:
         await nc.close()
+
+
+async def test_streamd_serve_with_metrics_listen(nats_server: NatsServer, tmp_path: Path) -> None:
+    """The flag end to end: `streamd serve --metrics-listen 127.0.0.1:0` logs where it listens, and answers there
+    until SIGTERM."""
+    proc = await start_streamd_process(
+        "--server", nats_server.url, "--leaf", nats_server.leaf_url, "--data", str(tmp_path / "d"),
+        "--metrics-listen", "127.0.0.1:0",
+    )  # fmt: skip
+    try:
+        lines = await read_until(proc, "streamd serving")
+        logged = next(line for line in lines if "/healthz" in line)
+        address = re.search(r"health on http://(\S+)/healthz", logged)
+        assert address is not None, logged
+        status, _, body = await _get(address.group(1), "/healthz")
+        assert status == 200 and json.loads(body)["status"] == "ok"
+        assert _of(await _scrape(address.group(1)), "streamd_up") == 1
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        drain = asyncio.create_task(drain_stderr(proc))
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+        await drain
