@@ -35,26 +35,11 @@ from streamd.transport.leaf import LeafConnection
 from streamd.wire import errors
 from streamd.wire.models import Health
 
+INF = float("inf")
 # writer batches: 1 item (an idle publisher) up to max-batch-msgs (10,000 by default)
-BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, float("inf"))
+BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, INF)
 # commits: ~50 us without fsync, ~1-20 ms with one on an SSD, far more on a busy disk
-COMMIT_BUCKETS = (
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1,
-    2.5,
-    float("inf"),
-)
+COMMIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, INF)
 YIELD_EVERY = 500  # rows read between two yields to the loop while taking a snapshot
 QUEUE_FULL = "writer_queue_full"  # refused by ingest before storing: the writer's pending limits were reached
 
