@@ -27,7 +27,8 @@ def _check_level(value: str) -> str:
 
 def _check_exposure(cfg: ServiceConfig, insecure: bool) -> None:
     """The embedded nats-server has no authentication: beyond loopback anyone on the network could read and write
-    every stream, so that takes an explicit --insecure (and is still logged as a warning)."""
+    every stream, so that takes an explicit --insecure (and is still logged as a warning); so does /metrics."""
+    _check_metrics_exposure(cfg, insecure)
     if cfg.server or _is_loopback(cfg.host):
         return
     where = f"{cfg.host}:{cfg.port} (leafnodes :{cfg.leaf_port})"
@@ -195,7 +196,6 @@ def serve(
     except CliError as exc:
         raise _fail(str(exc)) from None
     _check_exposure(cfg, insecure)
-    _check_metrics_exposure(cfg, insecure)
     _log_settings(ctx, cfg, file_values, config)
     from streamd.server.state import StartupError
 
