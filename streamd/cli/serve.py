@@ -15,7 +15,7 @@ import typer
 
 from streamd import __version__
 from streamd.cli.session import CliError, check_config_keys
-from streamd.server.settings import ServiceConfig, SyncMode, build, load_toml, redact
+from streamd.server.settings import ServiceConfig, SyncMode, build, load_toml, parse_listen, redact
 
 _LEVELS = ("debug", "info", "warning", "error")
 
@@ -28,7 +28,8 @@ def _check_level(value: str) -> str:
 
 def _check_exposure(cfg: ServiceConfig, insecure: bool) -> None:
     """The embedded nats-server has no authentication: beyond loopback anyone on the network could read and write
-    every stream, so that takes an explicit --insecure (and is still logged as a warning)."""
+    every stream, so that takes an explicit --insecure (and is still logged as a warning); so does /metrics."""
+    _check_metrics_exposure(cfg, insecure)
     if cfg.server or _is_loopback(cfg.host):
         return
     where = f"{cfg.host}:{cfg.port} (leafnodes :{cfg.leaf_port})"
@@ -40,6 +41,24 @@ def _check_exposure(cfg: ServiceConfig, insecure: bool) -> None:
         )
     logging.getLogger("streamd").warning(
         "INSECURE: the embedded nats-server listens on %s with no authentication (--insecure)", where
+    )
+
+
+def _check_metrics_exposure(cfg: ServiceConfig, insecure: bool) -> None:
+    """/metrics and /healthz have no authentication either: stream names, rates and health for anyone who can
+    connect, so a non-loopback address also takes --insecure."""
+    if not cfg.metrics_listen:
+        return
+    host, port = parse_listen(cfg.metrics_listen)
+    if _is_loopback(host):
+        return
+    if not insecure:
+        raise _fail(
+            f"metrics-listen {cfg.metrics_listen}: /metrics and /healthz would be open to anyone who can reach "
+            f"{host}:{port} (no authentication) — use 127.0.0.1:{port}, or pass --insecure"
+        )
+    logging.getLogger("streamd").warning(
+        "INSECURE: /metrics and /healthz listen on %s with no authentication (--insecure)", cfg.metrics_listen
     )
 
 
@@ -127,8 +146,20 @@ def serve(
     log_level: Annotated[
         str, typer.Option(envvar="STREAMD_LOG_LEVEL", help="debug, info, warning or error.", callback=_check_level)
     ] = "info",
+    metrics_listen: Annotated[
+        str | None,
+        typer.Option(
+            envvar="STREAMD_METRICS_LISTEN",
+            help="Serve /metrics (Prometheus) and /healthz on HOST:PORT, e.g. 127.0.0.1:9464 [off]. "
+            "Unauthenticated: beyond loopback it needs --insecure.",
+        ),
+    ] = None,
     insecure: Annotated[
-        bool, typer.Option("--insecure", help="Let the embedded server listen beyond loopback with no authentication.")
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Let the embedded server or the metrics endpoint listen beyond loopback with no authentication.",
+        ),
     ] = False,
 ) -> None:
     """Run the streamd service until SIGINT or SIGTERM."""
@@ -154,6 +185,7 @@ def serve(
         "leaf_user": leaf_user,
         "leaf_password": leaf_password,
         "tls_key": tls_key,
+        "metrics_listen": metrics_listen,
     }
     try:
         file_values = load_toml(config) if config else {}

@@ -35,6 +35,7 @@ from streamd.server.api_intake import ApiIntake
 from streamd.server.connect import STEP_TIMEOUT, Connector, bounded
 from streamd.server.embedded import EmbeddedServer
 from streamd.server.health import LinkWatch
+from streamd.server.http import MetricsServer, serve_metrics
 from streamd.server.ingest import Ingest
 from streamd.server.settings import ServiceConfig, SyncMode, redact
 from streamd.server.state import ServiceState, StartupError
@@ -85,6 +86,7 @@ class Service:
         self.watch = LinkWatch(self, self.stats)
         self._links = Connector(config, self.watch, self._stop)
         self.ctx: Context | None = None
+        self.metrics: MetricsServer | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -122,6 +124,7 @@ class Service:
         cfg = self.config
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(store.close)
+            self.metrics = await serve_metrics(self, cfg.metrics_listen, tg, stack)
             conn, leaf = await self._open_links(stack, tg)
             serving = self._assemble(store, conn, leaf)
             if cfg.check_api:
@@ -167,6 +170,7 @@ class Service:
         manager.on_deleted = consumers.stream_deleted
         manager.consumer_count = consumers.count
         self.writer = writer
+        writer.on_batch = self.metrics.metrics.on_batch if self.metrics is not None else None
         ctx = Context(
             manager=manager, conn=conn, domain=cfg.domain, stats=self.stats, consumers=consumers, health=self.health
         )

@@ -42,10 +42,26 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     map_size_mib: int = 1024  # initial LMDB map size; it doubles by itself when full
     check_api: bool = True  # refuse to start when someone already answers the API prefix
     claim_window: float = 0.5  # seconds a starting instance waits for rivals' answers (streamd.server.claim)
+    metrics_listen: str = ""  # HOST:PORT (or PORT, on loopback) for /metrics and /healthz; empty: off
+
+    def __post_init__(self) -> None:
+        if self.metrics_listen:
+            parse_listen(self.metrics_listen)  # a bad value is refused when the settings are read, not at bind
 
     @property
     def api_prefix(self) -> str:
         return f"$JS.{self.domain}.API" if self.domain else "$JS.API"
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`HOST:PORT`, `[IPv6]:PORT` or a bare `PORT` (then 127.0.0.1: an open port is never the default)."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", text
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"metrics-listen {text!r}: expected HOST:PORT such as 127.0.0.1:9464")
+    return host, int(port)
 
 
 def load_toml(path: Path) -> dict[str, object]:

@@ -135,6 +135,10 @@ class Writer:
         self.committed_batches = 0
         self.commit_error = ""  # why the last commit failed; "" once one succeeds
         self.committed_items = 0
+        # For metrics: told (items, seconds) after each committed batch, on the loop; refusals by err_code, counted
+        # on the writer thread (a refusal is rare, so this costs nothing per stored message).
+        self.on_batch: Callable[[int, float], None] | None = None
+        self.refused: dict[int, int] = {}
 
     @property
     def pending(self) -> int:
@@ -171,9 +175,12 @@ class Writer:
                 self._wake.clear()
                 while self._queue.items:
                     items = self._queue.take()
+                    started = time.perf_counter()
                     applied = await loop.run_in_executor(self._executor, self._apply, items)
                     self.committed_batches += 1
                     self.committed_items += len(items)
+                    if self.on_batch is not None:
+                        self.on_batch(len(items), time.perf_counter() - started)
                     await self._settle(applied)
                     if self.linger and 0 < len(self._queue.items) < self.linger_items:
                         # Under load: let a few more arrive so one commit (and fsync) serves more of them.
@@ -259,6 +266,7 @@ class Writer:
         try:
             seq, duplicate = streams.store_message(batch, stream, item.subject, item.hdrs, item.data)
         except errors.ApiError as exc:
+            self._count_refusal(exc)
             if reply:
                 replies.append((reply, error_puback(stream.name, exc)))
             return
@@ -291,9 +299,14 @@ class Writer:
         for item in items:
             if isinstance(item, Call):
                 outcomes.append((item.future, False, exc))
-            elif item.reply:
+                continue
+            self._count_refusal(exc)
+            if item.reply:
                 replies.append((item.reply, error_puback(item.stream.name, exc)))
         return replies, outcomes, []
+
+    def _count_refusal(self, exc: errors.ApiError) -> None:
+        self.refused[exc.err_code] = self.refused.get(exc.err_code, 0) + 1
 
     def _reload_counters(self, items: list[Item]) -> None:
         """After an abort the committed state is the truth; in-memory counters and flags may have run ahead."""
