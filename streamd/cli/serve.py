@@ -177,8 +177,11 @@ def serve(
 
 async def _serve(cfg: ServiceConfig) -> None:
     from streamd.server.service import Service
-    from streamd.server.signals import install_signal_handlers
+    from streamd.server.signals import end_leftover_tasks, install_signal_handlers
 
     service = Service(cfg)
     install_signal_handlers(service)
-    await service.run()
+    try:
+        await service.run()
+    finally:
+        await end_leftover_tasks()
