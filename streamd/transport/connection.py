@@ -58,11 +58,16 @@ class Connection(Client):
         await self._error_cb(err)
         await self._process_op_err(err)
 
-    def stop_reconnecting(self) -> None:
-        """No more connection attempts: the (re)connect loops find no server and give up at their next turn."""
+    def give_up_reconnecting(self) -> None:
+        """No more connection attempts: the (re)connect loops find no server and give up at their next turn, even
+        one that missed a cancellation."""
         self.options["allow_reconnect"] = False
         self.options["max_reconnect_attempts"] = 0  # (-1 makes the first connect retry an empty pool forever)
         self._server_pool.clear()
+
+    def stop_reconnecting(self) -> None:
+        """`give_up_reconnecting`, and cancel a reconnect under way."""
+        self.give_up_reconnecting()
         task = self._reconnection_task
         if task is not None and not task.done():
             task.cancel()
