@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -75,6 +77,17 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+_EARLY_SIGNALS: list[int] = []
+
+
+def _stop_before_start(signum: int, _frame: object) -> None:
+    """Until the service's own handlers are in (server/signals.py): the signal is noted, and the service stops as
+    soon as it has them (before that nothing has started); a second one ends the process at once."""
+    _EARLY_SIGNALS.append(signum)
+    if len(_EARLY_SIGNALS) > 1:
+        os._exit(1)
+
+
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"streamd: {message}", err=True)
     return typer.Exit(1)
@@ -131,6 +144,8 @@ def serve(
     ] = False,
 ) -> None:
     """Run the streamd service until SIGINT or SIGTERM."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _stop_before_start)
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
@@ -167,6 +182,8 @@ def serve(
     _log_settings(ctx, cfg, file_values, config)
     from streamd.server.state import StartupError
 
+    if _EARLY_SIGNALS:
+        return  # stopped before anything started
     try:
         asyncio.run(_serve(cfg))
     except StartupError as exc:
@@ -178,10 +195,15 @@ def serve(
 async def _serve(cfg: ServiceConfig) -> None:
     from streamd.server.service import Service
     from streamd.server.signals import end_leftover_tasks, install_signal_handlers
+    from streamd.server.state import StartupError
 
     service = Service(cfg)
-    install_signal_handlers(service)
+    install_signal_handlers(service, received=_EARLY_SIGNALS)
     try:
         await service.run()
+    except StartupError as exc:
+        if not service.stop_requested:
+            raise
+        logging.getLogger("streamd").info("streamd stopped while starting (%s)", exc)  # as asked: status 0
     finally:
         await end_leftover_tasks()

@@ -92,6 +92,10 @@ class Service:
         self._stop.set()
         self._stopping.set()
 
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
     def health(self) -> Health:
         """Can streamd serve right now (shown in $JS.API.INFO's streamd block; for a later health endpoint)."""
         return self.watch.health()

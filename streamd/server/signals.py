@@ -14,6 +14,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Sequence
 
 from streamd.server.service import Service
 from streamd.server.state import ServiceState
@@ -25,16 +26,18 @@ LEFTOVER_GRACE = 0.2  # for tasks whose cancellation is under way when the servi
 LEFTOVER_TIMEOUT = 2.0  # after the service stopped, tasks still on the loop are cancelled for at most this long
 
 
-def install_signal_handlers(service: Service, hard_exit_after: float = HARD_EXIT_AFTER) -> None:
+def install_signal_handlers(
+    service: Service, hard_exit_after: float = HARD_EXIT_AFTER, received: Sequence[int] = ()
+) -> None:
     """SIGTERM/SIGINT stop the service; it is always honoured.
 
     A Python-level handler (not loop.add_signal_handler) runs between bytecodes even while a long handler holds the
     event loop; it schedules the graceful stop and starts a watchdog thread that ends the process if the stop has not
     finished after `hard_exit_after` seconds. A second signal, or one after the service has stopped, ends it at
-    once. Call from the loop's thread.
+    once. Call from the loop's thread; `received`: signals that came before (handled now, in order).
     """
     loop = asyncio.get_running_loop()
-    received: list[int] = []
+    earlier, received = list(received), []
 
     def on_signal(signum: int, _frame: object) -> None:
         received.append(signum)
@@ -50,6 +53,8 @@ def install_signal_handlers(service: Service, hard_exit_after: float = HARD_EXIT
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
+    for signum in earlier:
+        on_signal(signum, None)
 
 
 def _name(signum: int) -> str:
