@@ -296,3 +296,19 @@ async def test_sigterm_while_starting(tmp_path: Path, at: str) -> None:
     match = _PID.search(text)
     if match:
         assert not _running(int(match.group(1))), text
+
+
+async def test_a_cancelled_flush_does_not_end_the_read_loop(tmp_path: Path) -> None:
+    """Stop steps give up on flushes (bounded waits); the PONG that answers one later must not stop the reader."""
+    async with run_nats_server(tmp_path / "natsd") as server:
+        conn = Connection()
+        await conn.connect(servers=[server.url])
+        try:
+            for _ in range(5):
+                flush = asyncio.ensure_future(conn.flush())
+                await asyncio.sleep(0)  # its PING is out; the PONG is not in yet
+                flush.cancel()
+            await conn.flush(timeout=2)
+            assert conn._reading_task is not None and not conn._reading_task.done()
+        finally:
+            await conn.close()

@@ -85,6 +85,16 @@ class Connection(Client):
         if task is not None and not task.done():
             logger.warning("the NATS reconnect task did not end within %.0fs of close", RECONNECT_END_TIMEOUT)
 
+    async def _process_pong(self) -> None:
+        """As nats-py's, except for the PING of a flush() that was cancelled (a bounded wait given up, a stop): its
+        future is cancelled already, and setting its result raised InvalidStateError, which ended the read loop."""
+        if self._pongs:
+            future = self._pongs.pop(0)
+            if not future.done():
+                future.set_result(True)
+            self._pongs_received += 1
+            self._pings_outstanding = 0
+
     async def check_reader(self) -> bool:
         """Reconnect when the connection says it is up but its read loop has ended (a parser failure ends it
         without a reconnect); True when a reconnect was started."""
