@@ -19,6 +19,8 @@ import termios
 import time
 from pathlib import Path
 
+import nats
+import nats.errors
 import pytest
 
 from streamd.transport.connection import Connection
@@ -312,3 +314,51 @@ async def test_a_cancelled_flush_does_not_end_the_read_loop(tmp_path: Path) -> N
             assert conn._reading_task is not None and not conn._reading_task.done()
         finally:
             await conn.close()
+
+
+async def test_ctrl_c_while_publishing_answers_what_it_took(tmp_path: Path) -> None:
+    """The embedded server stays up until streamd has drained: every publish it took is committed and answered,
+    and every answered one is there after a restart."""
+    data, port, leaf_port = tmp_path / "data", free_port(), free_port()
+    args = ("--data", str(data), "--port", str(port), "--leaf-port", str(leaf_port))
+    term = Terminal(*args)
+    acked: dict[int, bytes] = {}
+    try:
+        await asyncio.to_thread(term.read_until, "streamd serving")
+        nc = await nats.connect(f"nats://127.0.0.1:{port}", max_reconnect_attempts=0)
+        js = nc.jetstream(timeout=3)
+        await js.add_stream(name="CTRLC", subjects=["ctrlc.>"])
+        stop = asyncio.Event()
+
+        async def publish(worker: int) -> None:
+            for i in range(100_000):
+                if stop.is_set():
+                    return
+                payload = f"{worker}-{i}".encode()
+                try:
+                    acked[(await js.publish(f"ctrlc.{worker}", payload)).seq] = payload
+                except (TimeoutError, nats.errors.Error):  # not taken (no responders, closed): fine
+                    return
+
+        workers = [asyncio.create_task(publish(w)) for w in range(8)]
+        await wait_for(lambda: len(acked) >= 200)
+        term.type(b"\x03")
+        code = await asyncio.to_thread(term.wait, CTRL_C_BOUND)
+        stop.set()
+        await asyncio.gather(*workers)
+        await nc.close()
+    finally:
+        term.close()
+    assert code == 0, term.text
+    proc = await start_streamd_process(*args)
+    await read_until(proc, "streamd serving")
+    nc = await nats.connect(f"nats://127.0.0.1:{port}")
+    try:
+        js = nc.jetstream(timeout=5)
+        for seq, payload in acked.items():
+            assert (await js.get_msg("CTRLC", seq)).data == payload
+    finally:
+        await nc.close()
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(ATTACHED_BOUND):
+            await proc.communicate()
