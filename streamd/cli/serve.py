@@ -88,6 +88,14 @@ def _stop_before_start(signum: int, _frame: object) -> None:
         os._exit(1)
 
 
+def _restore_handlers(previous: dict[signal.Signals, Any]) -> None:
+    """Serve run in-process (tests) leaves the signals as it found them; the service's own handlers, once in, stay
+    to the end of the process."""
+    for sig, handler in previous.items():
+        if signal.getsignal(sig) is _stop_before_start:
+            signal.signal(sig, handler)
+
+
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"streamd: {message}", err=True)
     return typer.Exit(1)
@@ -144,8 +152,9 @@ def serve(
     ] = False,
 ) -> None:
     """Run the streamd service until SIGINT or SIGTERM."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _stop_before_start)
+    _EARLY_SIGNALS.clear()
+    previous = {sig: signal.signal(sig, _stop_before_start) for sig in (signal.SIGINT, signal.SIGTERM)}
+    ctx.call_on_close(lambda: _restore_handlers(previous))
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
