@@ -75,6 +75,9 @@ class Connection(Client):
     async def close(self) -> None:
         """Close for good, and return only once nats-py's reconnect task has ended (or RECONNECT_END_TIMEOUT has
         passed, which is logged: it would be a task that survives the connection)."""
+        if asyncio.current_task() is self._reconnection_task:  # that loop itself, giving up: no server left
+            await super().close()
+            return
         self.stop_reconnecting()
         await super().close()
         task = self._reconnection_task
