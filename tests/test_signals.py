@@ -362,3 +362,22 @@ async def test_ctrl_c_while_publishing_answers_what_it_took(tmp_path: Path) -> N
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(ATTACHED_BOUND):
             await proc.communicate()
+
+
+async def test_a_flush_fails_at_once_when_the_connection_is_lost(tmp_path: Path) -> None:
+    """A stop step that flushes as the server goes away fails at once instead of waiting out its bound."""
+    async with run_nats_server(tmp_path / "natsd") as server:
+        conn = Connection()
+        await conn.connect(servers=[server.url], reconnect_time_wait=1, max_reconnect_attempts=-1)
+        try:
+            server.process.send_signal(signal.SIGSTOP)  # no PONG comes
+            flush = asyncio.ensure_future(conn.flush(timeout=10))
+            await asyncio.sleep(0)  # its PING is out
+            start = time.monotonic()
+            server.process.kill()  # and now the connection is gone
+            with pytest.raises(nats.errors.FlushTimeoutError):
+                await flush
+            assert time.monotonic() - start < 2
+            await server.process.wait()
+        finally:
+            await conn.close()

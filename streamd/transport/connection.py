@@ -88,6 +88,17 @@ class Connection(Client):
         if task is not None and not task.done():
             logger.warning("the NATS reconnect task did not end within %.0fs of close", RECONNECT_END_TIMEOUT)
 
+    async def _process_op_err(self, e: Exception) -> None:
+        """The connection is lost: a flush() waiting for a PONG fails now, as its timeout would later (nats-py drops
+        those PINGs at the reconnect; a stop step that flushes as the server goes away would wait its whole bound)."""
+        if not self.is_closed and not self.is_reconnecting:
+            pongs, self._pongs = self._pongs, []
+            for future in pongs:
+                if not future.done():
+                    future.set_exception(nats.errors.FlushTimeoutError())
+                    future.exception()  # (retrieved: a keep-alive PING's future has nobody awaiting it)
+        await super()._process_op_err(e)
+
     async def _process_pong(self) -> None:
         """As nats-py's, except for the PING of a flush() that was cancelled (a bounded wait given up, a stop): its
         future is cancelled already, and setting its result raised InvalidStateError, which ended the read loop."""
