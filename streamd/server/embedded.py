@@ -165,17 +165,22 @@ class EmbeddedServer:
         self.conf.parent.mkdir(parents=True, exist_ok=True)
         self.conf.write_text(render_config(self.host, self.port, self.leaf_port))
         self.conf.chmod(0o600)  # the data directory's files are streamd's alone, whatever the umask
+        binary = nats_server_binary()
         self.log.open()
-        self.proc = await asyncio.create_subprocess_exec(
-            nats_server_binary(),
-            "-c",
-            str(self.conf),
-            stdin=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.DEVNULL,
-            start_new_session=True,  # a terminal's Ctrl-C is for streamd, which stops the server last
-            preexec_fn=end_with_parent(),
-        )
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                binary,
+                "-c",
+                str(self.conf),
+                stdin=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL,
+                start_new_session=True,  # a terminal's Ctrl-C is for streamd, which stops the server last
+                preexec_fn=end_with_parent(),
+            )
+        except BaseException:
+            self.log.close()
+            raise
         try:
             async with asyncio.timeout(timeout):
                 await self._wait_ready()
