@@ -160,6 +160,7 @@ async def test_everything_in_the_data_directory_is_private_under_umask_022(tmp_p
             "lock.mdb": 0o600,
             "streamd.lock": 0o600,
             "nats-server.conf": 0o600,
+            "nats-server.log": 0o600,
         }
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -95,6 +97,25 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+_EARLY_SIGNALS: list[int] = []
+
+
+def _stop_before_start(signum: int, _frame: object) -> None:
+    """Until the service's own handlers are in (server/signals.py): the signal is noted, and the service stops as
+    soon as it has them (before that nothing has started); a second one ends the process at once."""
+    _EARLY_SIGNALS.append(signum)
+    if len(_EARLY_SIGNALS) > 1:
+        os._exit(1)
+
+
+def _restore_handlers(previous: dict[signal.Signals, Any]) -> None:
+    """Serve run in-process (tests) leaves the signals as it found them; the service's own handlers, once in, stay
+    to the end of the process."""
+    for sig, handler in previous.items():
+        if signal.getsignal(sig) is _stop_before_start:
+            signal.signal(sig, handler)
+
+
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"streamd: {message}", err=True)
     return typer.Exit(1)
@@ -163,6 +184,9 @@ def serve(
     ] = False,
 ) -> None:
     """Run the streamd service until SIGINT or SIGTERM."""
+    _EARLY_SIGNALS.clear()
+    previous = {sig: signal.signal(sig, _stop_before_start) for sig in (signal.SIGINT, signal.SIGTERM)}
+    ctx.call_on_close(lambda: _restore_handlers(previous))
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
@@ -199,6 +223,8 @@ def serve(
     _check_exposure(cfg, insecure)
     from streamd.server.state import StartupError
 
+    if _EARLY_SIGNALS:
+        return  # stopped before anything started
     try:
         asyncio.run(_serve(cfg, lambda: _log_settings(ctx, cfg, file_values, config)))
     except StartupError as exc:
@@ -210,9 +236,17 @@ def serve(
 async def _serve(cfg: ServiceConfig, log_settings: Callable[[], None]) -> None:
     """Signals are handled before the first line is logged: a supervisor may act on any line."""
     from streamd.server.service import Service
-    from streamd.server.signals import install_signal_handlers
+    from streamd.server.signals import end_leftover_tasks, install_signal_handlers
+    from streamd.server.state import StartupError
 
     service = Service(cfg)
-    install_signal_handlers(service)
+    install_signal_handlers(service, received=_EARLY_SIGNALS)
     log_settings()
-    await service.run()
+    try:
+        await service.run()
+    except StartupError as exc:
+        if not service.stop_requested:
+            raise
+        logging.getLogger("streamd").info("streamd stopped while starting (%s)", exc)  # as asked: status 0
+    finally:
+        await end_leftover_tasks()

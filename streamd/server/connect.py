@@ -18,7 +18,7 @@ from streamd.server.embedded import EmbeddedServer
 from streamd.server.health import LinkWatch
 from streamd.server.settings import ServiceConfig, redact
 from streamd.server.state import StartupError
-from streamd.transport.connection import Connection
+from streamd.transport.connection import RECONNECT_END_TIMEOUT, Connection
 from streamd.transport.leaf import LeafConnection, LeafError
 
 logger = logging.getLogger(__name__)
@@ -97,6 +97,7 @@ class Connector:
             stopped.cancel()
         if connect.done() and connect.exception() is None:
             return conn
+        conn.stop_reconnecting()  # its connect loop may miss the cancel below; with no server left it ends anyway
         connect.cancel()
         with contextlib.suppress(BaseException):
             await connect
@@ -155,7 +156,8 @@ class Connector:
     async def close_conn(self, conn: Connection) -> None:
         if conn.is_connected:
             await bounded(conn.flush(timeout=int(STEP_TIMEOUT)), STEP_TIMEOUT + 0.5, "flushing the NATS connection")
-        await bounded(conn.close(), STEP_TIMEOUT, "closing the NATS connection")
+        conn.stop_reconnecting()  # first, and outside the bound: whatever happens next, no reconnect outlives this
+        await bounded(conn.close(), STEP_TIMEOUT + RECONNECT_END_TIMEOUT, "closing the NATS connection")
 
     async def close_leaf(self, leaf: LeafConnection) -> None:
         await bounded(leaf.close(timeout=STEP_TIMEOUT / 2), STEP_TIMEOUT + 0.5, "closing the leaf connection")

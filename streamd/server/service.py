@@ -13,7 +13,9 @@ connections and owns the embedded server's stderr drain and the leaf's superviso
 the API workers and large API requests. Nothing is left running on the loop when ``run`` returns.
 
 Shutdown order: stop intake (unsubscribe, then a flush so nothing already sent to us is dropped), let the writer
-commit and answer everything queued, close the leaf and NATS connections, stop the embedded server, close LMDB.
+commit and answer everything queued, close the leaf and NATS connections (a closed connection never reconnects:
+transport/connection.py), stop the embedded server (in a session of its own, so a terminal's Ctrl-C does not reach
+it first: server/embedded.py), close LMDB.
 Every step has a timeout (nothing awaits a server that is gone), and ``signals.install_signal_handlers`` ends the
 process outright if the whole stop has not finished ``HARD_EXIT_AFTER`` seconds after SIGTERM, or at a second
 signal: every acknowledged write is committed already, so that is as safe as a crash, which the store is built for.
@@ -91,6 +93,10 @@ class Service:
     def stop(self) -> None:
         self._stop.set()
         self._stopping.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
 
     def health(self) -> Health:
         """Can streamd serve right now (shown in $JS.API.INFO's streamd block; for a later health endpoint)."""
@@ -231,8 +237,9 @@ class Service:
         await s.intake.stop_api()
         await s.ingest.unsubscribe_all()
         await s.intake.stop_consumer_paths()
-        with contextlib.suppress(Exception):
-            await s.conn.flush(timeout=int(STEP_TIMEOUT))
+        if s.conn.is_connected:  # (a flush while reconnecting waits its whole timeout for nothing)
+            with contextlib.suppress(Exception):
+                await s.conn.flush(timeout=int(STEP_TIMEOUT))
 
     async def _advise(self, name: str, action: str) -> None:
         if self.conn is None:

@@ -10,6 +10,11 @@ Reconnecting: nats-py reconnects after a read error or EOF, but on any server ``
 good, and a failure inside its parser ends the read loop without reconnecting. The server closes the connection
 after every such error, so streamd treats them all as a lost connection and reconnects (``_process_err``), and
 ``check_reader`` restarts a reader that stopped by itself.
+
+Closing is for good: nats-py's reconnect loop can miss the cancellation ``close`` sends it (Python 3.11's
+``wait_for`` drops a cancel that lands as a connect attempt fails) and would then go on reconnecting every second
+after the service stopped; ``close`` first leaves it no server to try, so it ends at its next turn, and then
+cancels it until it has ended.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +34,7 @@ from streamd.wire.headers import NO_RESPONDERS
 
 logger = logging.getLogger(__name__)
 _PROTOCOL_BREAKERS = (" ", "\t", "\r", "\n")
+RECONNECT_END_TIMEOUT = 2.0  # close() waits this long for the reconnect loop to end, cancelling it again and again
 RawHandler = Callable[[bytes, bytes, bytes, bytes | None], None]
 
 
@@ -50,6 +57,57 @@ class Connection(Client):
         err = nats.errors.Error(f"server error '{self.last_server_error}', reconnecting")
         await self._error_cb(err)
         await self._process_op_err(err)
+
+    def give_up_reconnecting(self) -> None:
+        """No more connection attempts: the (re)connect loops find no server and give up at their next turn, even
+        one that missed a cancellation."""
+        self.options["allow_reconnect"] = False
+        self.options["max_reconnect_attempts"] = 0  # (-1 makes the first connect retry an empty pool forever)
+        self._server_pool.clear()
+
+    def stop_reconnecting(self) -> None:
+        """`give_up_reconnecting`, and cancel a reconnect under way."""
+        self.give_up_reconnecting()
+        task = self._reconnection_task
+        if task is not None and not task.done():
+            task.cancel()
+
+    async def close(self) -> None:
+        """Close for good, and return only once nats-py's reconnect task has ended (or RECONNECT_END_TIMEOUT has
+        passed, which is logged: it would be a task that survives the connection)."""
+        if asyncio.current_task() is self._reconnection_task:  # that loop itself, giving up: no server left
+            await super().close()
+            return
+        self.stop_reconnecting()
+        await super().close()
+        task = self._reconnection_task
+        deadline = time.monotonic() + RECONNECT_END_TIMEOUT
+        while task is not None and not task.done() and time.monotonic() < deadline:
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.05)
+        if task is not None and not task.done():
+            logger.warning("the NATS reconnect task did not end within %.0fs of close", RECONNECT_END_TIMEOUT)
+
+    async def _process_op_err(self, e: Exception) -> None:
+        """The connection is lost: a flush() waiting for a PONG fails now, as its timeout would later (nats-py drops
+        those PINGs at the reconnect; a stop step that flushes as the server goes away would wait its whole bound)."""
+        if not self.is_closed and not self.is_reconnecting:
+            pongs, self._pongs = self._pongs, []
+            for future in pongs:
+                if not future.done():
+                    future.set_exception(nats.errors.FlushTimeoutError())
+                    future.exception()  # (retrieved: a keep-alive PING's future has nobody awaiting it)
+        await super()._process_op_err(e)
+
+    async def _process_pong(self) -> None:
+        """As nats-py's, except for the PING of a flush() that was cancelled (a bounded wait given up, a stop): its
+        future is cancelled already, and setting its result raised InvalidStateError, which ended the read loop."""
+        if self._pongs:
+            future = self._pongs.pop(0)
+            if not future.done():
+                future.set_result(True)
+            self._pongs_received += 1
+            self._pings_outstanding = 0
 
     async def check_reader(self) -> bool:
         """Reconnect when the connection says it is up but its read loop has ended (a parser failure ends it
