@@ -22,6 +22,7 @@ from streamd.wire.models import (
     MsgDeleteRequest,
     MsgGetRequest,
     StreamConfig,
+    StreamConfigRequest,
     StreamInfoRequest,
     StreamNamesRequest,
     StreamPurgeRequest,
@@ -72,11 +73,13 @@ class Route:
     handler: Handler
     name_tokens: int  # asset tokens that must follow the verb (-1: one or more)
     error_extra: dict[str, Any] = field(default_factory=dict)
+    level_first: bool = True  # Nats-Required-Api-Level is checked before the handler (not by cluster-only verbs)
 
 
 # The Go request type nats-server decodes each request into: its name is part of the "invalid JSON" wording.
 GO_NAMES: dict[type[Any], str] = {
     StreamConfig: "StreamConfigRequest",
+    StreamConfigRequest: "StreamConfigRequest",
     StreamInfoRequest: "JSApiStreamInfoRequest",
     StreamNamesRequest: "JSApiStreamNamesRequest",
     StreamPurgeRequest: "JSApiStreamPurgeRequest",

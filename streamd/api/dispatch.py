@@ -89,7 +89,8 @@ async def dispatch(ctx: Context, subject: bytes, reply: bytes, data: bytes, hdrs
     ctx.stats.total += 1
     try:
         _check_door(subject, reply, hdrs)
-        _check_api_level(hdrs)
+        if route.level_first:
+            _check_api_level(hdrs)
         resp = await route.handler(ctx, names, data)
         body = ENCODER.encode(resp)
         if len(body) > max_reply(ctx):

@@ -3,6 +3,8 @@ purge. Message reads and deletes are in messages.py."""
 
 from __future__ import annotations
 
+import json
+
 import msgspec
 
 from streamd.api.context import (
@@ -24,6 +26,7 @@ from streamd.wire.models import (
     API_PREFIX_TYPE,
     PurgeResponse,
     StreamConfig,
+    StreamConfigRequest,
     StreamCreateResponse,
     StreamInfoRequest,
     StreamInfoResponse,
@@ -42,9 +45,25 @@ def _check_name(subject_name: str, cfg: StreamConfig) -> None:
         raise errors.STREAM_NAME_MISMATCH()
 
 
+PERSIST_MODES = ("", "default", "async")
+
+
+def decode_config(data: bytes) -> StreamConfig:
+    """A CREATE/UPDATE body as the server decodes it (unknown fields refused, persist_mode one of its words)."""
+    req: StreamConfigRequest = decode_request(data, StreamConfigRequest)
+    if req.persist_mode is not msgspec.UNSET and req.persist_mode not in PERSIST_MODES:
+        raw = json.dumps(req.persist_mode)  # Go: fmt.Errorf("can not unmarshal %q", <the raw JSON value>)
+        raise errors.INVALID_JSON(err=f"can not unmarshal {json.dumps(raw)}")
+    return req.config()
+
+
 async def stream_create(ctx: Context, names: list[str], data: bytes) -> StreamCreateResponse:
-    cfg = decode_request(data, StreamConfig)
+    cfg = decode_config(data)
     _check_name(names[0], cfg)
+    if cfg.sealed:
+        raise errors.STREAM_INVALID_CONFIG(err="stream configuration for create can not be sealed")
+    if cfg.mirror_direct and cfg.mirror in (msgspec.UNSET, None):
+        raise errors.STREAM_INVALID_CONFIG(err="stream has no mirror but does have mirror direct")
     check_reply_fits(ctx, config_rules.normalize(cfg), "stream")
     stream, created = await ctx.manager.create(cfg)
     info = ctx.manager.info(stream)
@@ -54,7 +73,7 @@ async def stream_create(ctx: Context, names: list[str], data: bytes) -> StreamCr
 
 
 async def stream_update(ctx: Context, names: list[str], data: bytes) -> StreamUpdateResponse:
-    cfg = decode_request(data, StreamConfig)
+    cfg = decode_config(data)
     _check_name(names[0], cfg)
     ctx.manager.get(names[0])  # not found comes first, as on the server
     check_reply_fits(ctx, config_rules.normalize(cfg), "stream")

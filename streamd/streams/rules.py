@@ -34,12 +34,37 @@ def normalize(cfg: StreamConfig) -> StreamConfig:
     return c
 
 
+# Off-by-default features streamd does not serve: turned on, they are refused by name (never stored unserved).
+_UNSERVED_FLAGS = {
+    "allow_msg_counter": "message counters",
+    "allow_atomic": "atomic batch publish",
+    "allow_msg_schedules": "message schedules",
+    "allow_batched": "batch publish",
+}
+
+
 def _check_unsupported(c: StreamConfig) -> None:
+    """Refuse what streamd would not do; an off or empty value of such a field is dropped, as Go's omitempty
+    drops it (`sources: []`, `allow_atomic: false`, `persist_mode: "default"`, `placement: {}`)."""
+    if c.sources == []:
+        c.sources = UNSET
     for feature in ("mirror", "sources", "republish", "subject_transform"):
-        if getattr(c, feature) not in (UNSET, None):
+        value = getattr(c, feature)
+        if value is None:
+            setattr(c, feature, UNSET)
+        elif value is not UNSET:
             raise _invalid(f"streamd does not support {feature.replace('_', ' ')} on streams")
-    if c.placement is None:
-        c.placement = UNSET
+    for flag, what in _UNSERVED_FLAGS.items():
+        if getattr(c, flag) is True:
+            raise _invalid(f"streamd does not support {what} ({flag})")
+        setattr(c, flag, UNSET)
+    if c.persist_mode == "async":
+        raise _invalid("streamd does not support async persist mode (see its --sync setting)")
+    c.persist_mode = UNSET
+    if not c.placement or (isinstance(c.placement, dict) and not any(c.placement.values())):
+        c.placement = UNSET  # nil or empty, as the server drops it
+    elif isinstance(c.placement, dict) and c.placement.get("preferred"):
+        raise _invalid("preferred server not permitted in placement")
 
 
 def _normalize_description(c: StreamConfig) -> None:

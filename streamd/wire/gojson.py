@@ -33,6 +33,7 @@ RANGES: dict[str, tuple[int, int]] = {
 }
 _AT = re.compile(r"^(.*) - at `\$(.*)`$", re.S)
 _STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+_UNKNOWN = re.compile(r"^Object contains unknown field `(.*)`(?: - at `.*`)?$", re.S)
 
 # (field name, Go type, shape): shape "one" an integer, "list" a list of integers, else a nested Struct type.
 Fields = tuple[tuple[str, str, Any], ...]
@@ -150,7 +151,11 @@ _UnionType = type(int | str)
 
 
 def _type_error(message: str, data: bytes, typ: type, go_name: str) -> str:
-    """msgspec's "Expected `int`, got `float` - at `$.seq`" as Go words it, for integer fields; else as is."""
+    """msgspec's "Expected `int`, got `float` - at `$.seq`" as Go words it, for integer fields; an unknown field
+    as Go's strict decoder words it (nats-server refuses those); else as is."""
+    unknown = _UNKNOWN.match(message)
+    if unknown is not None:
+        return f"json: unknown field {json.dumps(unknown.group(1))}"
     m = _AT.match(message)
     if m is None:
         return message
