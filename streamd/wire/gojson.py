@@ -33,7 +33,7 @@ RANGES: dict[str, tuple[int, int]] = {
 }
 _AT = re.compile(r"^(.*) - at `\$(.*)`$", re.S)
 _STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
-_UNKNOWN = re.compile(r"^Object contains unknown field `(.*)`(?: - at `.*`)?$", re.S)
+_UNKNOWN = re.compile(r"^Object contains unknown field `([^`]*)`(?: - at `[^`]*`)?$")
 
 # (field name, Go type, shape): shape "one" an integer, "list" a list of integers, else a nested Struct type.
 Fields = tuple[tuple[str, str, Any], ...]
