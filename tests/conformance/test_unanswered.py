@@ -23,6 +23,7 @@ CLUSTER_REQUIRED = (503, 10010, "JetStream clustering support required")
 BAD_REQUEST = (400, 10003, "bad request")
 STREAM_NOT_FOUND = (404, 10059, "stream not found")
 CONSUMER_NOT_FOUND = (404, 10014, "consumer not found")
+PREFERRED = "preferred server not permitted in placement"
 
 
 async def ask(nc: Client, subject: str, body: Any = b"", headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -205,7 +206,7 @@ def reply_kind(reply: dict[str, Any]) -> str:
 )
 async def test_unknown_verbs_and_wrong_token_counts_get_no_answer(nc: Client, assets: None, subject: str) -> None:
     """nats-server stays silent (its client times out); streamd's core server may say no responders instead."""
-    with pytest.raises(Exception) as caught:  # noqa: PT011 (timeout or no responders)
+    with pytest.raises(Exception) as caught:
         await nc.request(f"$JS.API.{subject}", b"", timeout=0.5)
     assert type(caught.value).__name__ in ("TimeoutError", "NoRespondersError")
 
