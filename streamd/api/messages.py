@@ -122,9 +122,12 @@ def _direct_request(subject_tail: list[str], data: bytes) -> MsgGetRequest:
     if not data.strip():
         raise _DirectError(408, "Empty Request")
     try:
-        return gojson.decode(data, MsgGetRequest, GO_NAMES[MsgGetRequest])
+        req = gojson.decode(data, MsgGetRequest, GO_NAMES[MsgGetRequest])
     except (gojson.GoJsonError, msgspec.DecodeError):
         raise _DirectError(408, "Malformed Request") from None
+    if not (req.seq or req.last_by_subj or req.next_by_subj or req.multi_last or req.start_time):
+        raise _DirectError(408, "Empty Request")  # no selector at all: the server's wording
+    return req
 
 
 def _direct_status(ctx: Context, reply: bytes, exc: _DirectError) -> None:

@@ -312,3 +312,15 @@ async def test_the_reported_api_level_is_the_one_honoured(nc: Client, backend: s
     assert "error" not in ok
     too_high = await ask(nc, "$JS.API.STREAM.NAMES", b"", {"Nats-Required-Api-Level": str(level + 1)})
     assert error_of(too_high) == (412, 10185, "JetStream minimum api level required")
+
+
+# ---- DIRECT.GET without a selector -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [b"{}", b'{"last_by_subj":""}', b'{"seq":0,"batch":0}'])
+async def test_direct_get_without_a_selector_is_an_empty_request(nc: Client, js: JetStreamContext, body: bytes) -> None:
+    await js.add_stream(name="G", subjects=["g.>"], allow_direct=True)
+    await js.publish("g.a", b"x")
+    msg = await nc.request("$JS.API.DIRECT.GET.G", body, timeout=1)
+    assert msg.data == b""
+    assert msg.headers is not None and list(msg.headers.values()) == ["408", "Empty Request"]
