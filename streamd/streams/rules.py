@@ -67,6 +67,12 @@ def _check_unsupported(c: StreamConfig) -> None:
         raise _invalid("preferred server not permitted in placement")
 
 
+def required_level(c: StreamConfig) -> int:
+    """The JetStream API level a stream's config needs (nats-server's `_nats.req.level`): 1 for per-message TTLs
+    or subject delete markers (2.11); streamd serves nothing of a higher level."""
+    return 1 if c.allow_msg_ttl or c.subject_delete_marker_ttl else 0
+
+
 def _normalize_description(c: StreamConfig) -> None:
     if c.description == "":
         c.description = UNSET

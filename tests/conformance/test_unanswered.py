@@ -324,3 +324,45 @@ async def test_direct_get_without_a_selector_is_an_empty_request(nc: Client, js:
     msg = await nc.request("$JS.API.DIRECT.GET.G", body, timeout=1)
     assert msg.data == b""
     assert msg.headers is not None and list(msg.headers.values()) == ["408", "Empty Request"]
+
+
+# ---- `_nats.*` metadata ------------------------------------------------------------------------------------------
+
+
+async def test_configs_carry_the_server_version_metadata(nc: Client) -> None:
+    """Every answered stream/consumer config carries `_nats.req.level` (what it needs), `_nats.level` (the
+    server's INFO api.level) and `_nats.ver`; echoed back, they are recomputed, never stored; LIST pages carry the
+    required level only."""
+    level = str((await ask(nc, "$JS.API.INFO"))["api"]["level"])
+    plain = await ask(nc, "$JS.API.STREAM.CREATE.M1", {"name": "M1", "subjects": ["m1"]})
+    meta = plain["config"]["metadata"]
+    assert set(meta) == {"_nats.req.level", "_nats.level", "_nats.ver"}
+    assert meta["_nats.req.level"] == "0" and meta["_nats.level"] == level and meta["_nats.ver"]
+
+    forged = {"a": "b", "_nats.req.level": "9", "_nats.ver": "x", "_nats.level": "7", "_nats.other": "y"}
+    ttl = await ask(
+        nc, "$JS.API.STREAM.CREATE.M2", {"name": "M2", "subjects": ["m2"], "allow_msg_ttl": True, "metadata": forged}
+    )
+    meta = ttl["config"]["metadata"]
+    assert meta["_nats.req.level"] == "1" and meta["_nats.level"] == level and meta["_nats.ver"] != "x"
+    assert meta["a"] == "b" and meta["_nats.other"] == "y"
+    again = await ask(nc, "$JS.API.STREAM.CREATE.M2", ttl["config"])  # the echoed config is the same config
+    assert "error" not in again, again
+
+    listed = await ask(nc, "$JS.API.STREAM.LIST", {})
+    by_name = {s["config"]["name"]: s["config"]["metadata"] for s in listed["streams"]}
+    assert by_name == {"M1": {"_nats.req.level": "0"}, "M2": {"_nats.req.level": "1", "_nats.other": "y", "a": "b"}}
+
+    paused = {"stream_name": "M1", "config": {"name": "P", "pause_until": "2099-01-01T00:00:00Z"}}
+    meta = (await ask(nc, "$JS.API.CONSUMER.CREATE.M1.P", paused))["config"]["metadata"]
+    assert meta["_nats.req.level"] == "1" and meta["_nats.level"] == level
+    plain_consumer = {"stream_name": "M1", "config": {"name": "C", "metadata": {"_nats.level": "3", "u": "v"}}}
+    created = await ask(nc, "$JS.API.CONSUMER.CREATE.M1.C", plain_consumer)
+    assert created["config"]["metadata"]["_nats.req.level"] == "0" and created["config"]["metadata"]["u"] == "v"
+    again = await ask(nc, "$JS.API.CONSUMER.CREATE.M1.C", {"stream_name": "M1", "config": created["config"]})
+    assert "error" not in again, again
+    listed = await ask(nc, "$JS.API.CONSUMER.LIST.M1", {})
+    assert [c["config"]["metadata"] for c in listed["consumers"]] == [
+        {"_nats.req.level": "0", "u": "v"},
+        {"_nats.req.level": "1"},
+    ]
