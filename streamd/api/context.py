@@ -18,7 +18,7 @@ from msgspec import UNSET, UnsetType
 from streamd.consumers.manager import ConsumerManager
 from streamd.streams.manager import StreamManager
 from streamd.transport.connection import Connection
-from streamd.wire import errors, gojson
+from streamd.wire import errors, gojson, headers
 from streamd.wire.models import (
     Health,
     MsgDeleteRequest,
@@ -42,6 +42,13 @@ try:
     VERSION = importlib.metadata.version("streamd")
 except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a tree that is not installed
     VERSION = "0.0.0"
+
+
+def level_too_high(hdrs: bytes | None) -> bool:
+    """A Nats-Required-Api-Level this server does not reach (or that is not a number): nats-server's
+    errorOnRequiredApiLevel, for the JSON API (412/10185) and the status paths (`412 Required Api Level`)."""
+    level = headers.parse(hdrs).get(headers.REQUIRED_API_LEVEL)
+    return level is not None and (not level.strip().isdigit() or int(level) > API_LEVEL)
 
 
 def without_server_metadata(metadata: dict[str, str] | UnsetType) -> dict[str, str] | UnsetType:

@@ -7,7 +7,7 @@ import logging
 
 import msgspec
 
-from streamd.api.context import GO_NAMES, Context, decode_request, max_reply
+from streamd.api.context import GO_NAMES, Context, decode_request, level_too_high, max_reply
 from streamd.store import reads
 from streamd.wire import errors, gojson, headers, subjects, timefmt
 from streamd.wire.models import (
@@ -74,7 +74,9 @@ class _DirectError(Exception):
         self.text = text
 
 
-def direct_get(ctx: Context, name: str, subject_tail: list[str], reply: bytes, data: bytes) -> None:
+def direct_get(
+    ctx: Context, name: str, subject_tail: list[str], reply: bytes, data: bytes, hdrs: bytes | None = None
+) -> None:
     """DIRECT.GET answers with the stored message itself, or a status-only message; a `batch` request with up to
     that many messages and an EOB status.
 
@@ -83,6 +85,8 @@ def direct_get(ctx: Context, name: str, subject_tail: list[str], reply: bytes, d
         return
     ctx.stats.total += 1
     try:
+        if level_too_high(hdrs):
+            raise _DirectError(412, "Required Api Level")
         req = _direct_request(subject_tail, data)
         if req.batch > 0 and not req.multi_last:
             _direct_batch(ctx, name, reply, req)

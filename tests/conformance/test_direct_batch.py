@@ -90,3 +90,16 @@ async def test_a_batch_without_headers(nc: Client, js: JetStreamContext) -> None
     assert [(m.data, m.headers) for m in got[:2]] == [(b"m1", None), (b"m2", None)]
     eob = dict(got[2].headers or {})
     assert (eob.get("Status"), eob.get("Nats-Num-Pending"), eob.get("Nats-Last-Sequence")) == ("204", "4", "3")
+
+
+@pytest.mark.parametrize("subject", ["$JS.API.DIRECT.GET.B", "$JS.API.DIRECT.GET.B.b.1"])
+async def test_direct_get_honours_the_required_api_level(nc: Client, js: JetStreamContext, subject: str) -> None:
+    """A level above INFO's api.level gets `412 Required Api Level` (and a level it reaches the message)."""
+    await js.add_stream(name="B", subjects=["b.>"], allow_direct=True)
+    await js.publish("b.1", b"x")
+    level = json.loads((await nc.request("$JS.API.INFO", b"", timeout=2)).data)["api"]["level"]
+    body = b"" if subject.endswith("b.1") else b'{"seq": 1}'
+    refused = await nc.request(subject, body, timeout=2, headers={"Nats-Required-Api-Level": str(level + 1)})
+    assert list((refused.headers or {}).values()) == ["412", "Required Api Level"] and refused.data == b""
+    served = await nc.request(subject, body, timeout=2, headers={"Nats-Required-Api-Level": str(level)})
+    assert served.data == b"x"
