@@ -67,6 +67,8 @@ def _answered(info: ConsumerInfo, dynamic: bool = True) -> dict[str, Any]:
 
 async def _add(ctx: Context, stream: str, req: ConsumerCreateRequest, name: str) -> ConsumerCreateResponse:
     """The create forms differ only in how the name is found and checked; adding it is the same."""
+    if req.config.num_replicas > 1:  # a single server says so before it looks at the rest of the config
+        raise errors.REPLICAS_NOT_SUPPORTED()
     check_reply_fits(ctx, req.config, "consumer")
     consumers = _consumers(ctx)
     c = await consumers.add(stream, req.config, req.action, name)

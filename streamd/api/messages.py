@@ -59,6 +59,9 @@ async def stream_msg_get(ctx: Context, names: list[str], data: bytes) -> MsgGetR
 
 async def stream_msg_delete(ctx: Context, names: list[str], data: bytes) -> SuccessResponse:
     req = decode_request(data, MsgDeleteRequest)
+    stream = ctx.manager.get(names[0])
+    if req.seq == 0 and not (stream.config.sealed or stream.config.deny_delete):
+        raise errors.MSG_DELETE_FAILED(err="no message found")  # the server looks sequence 0 up, finds nothing
     await ctx.manager.delete_message(names[0], req.seq)
     return SuccessResponse(type=API_PREFIX_TYPE + "stream_msg_delete_response")
 

@@ -90,6 +90,8 @@ def normalize(cfg: ConsumerConfig, stream: StreamConfig, name: str) -> Normalize
     _check_workqueue(c, stream)
     if c.num_replicas > max(stream.num_replicas, 1):
         raise errors.REPLICAS_EXCEED_STREAM()
+    if c.num_replicas < 0:
+        raise errors.REPLICAS_NEGATIVE()
     _check_inactive(c, stream, durable)
     _check_pause(c)
     for flag in ("headers_only", "flow_control", "mem_storage"):

@@ -12,6 +12,7 @@ DEFAULT_DUPLICATE_WINDOW = 120 * 1_000_000_000
 MIN_WINDOW = 100_000_000  # 100 ms
 MAX_DESCRIPTION = 4096
 MAX_METADATA = 128 * 1024
+MAX_REPLICAS = 5  # nats-server's StreamMaxReplicas: checked before "not supported in non-clustered mode"
 
 
 def _invalid(text: str) -> errors.ApiError:
@@ -85,6 +86,8 @@ def _normalize_replicas(c: StreamConfig) -> None:
         raise errors.REPLICAS_NEGATIVE()
     if c.num_replicas == 0:
         c.num_replicas = 1
+    if c.num_replicas > MAX_REPLICAS:
+        raise _invalid(f"maximum replicas is {MAX_REPLICAS}")
     if c.num_replicas > 1:
         raise errors.REPLICAS_NOT_SUPPORTED()
 

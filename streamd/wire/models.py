@@ -37,6 +37,11 @@ class Compression(enum.StrEnum):
     NONE = "none"
     S2 = "s2"
 
+    @classmethod
+    def go_null_error(cls) -> str:
+        """A null compression reads as "" in Go, which it then refuses (gojson asks for this wording)."""
+        return "unknown compression algorithm"
+
 
 class ConsumerLimits(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
     inactive_threshold: Duration = 0

@@ -366,3 +366,51 @@ async def test_configs_carry_the_server_version_metadata(nc: Client) -> None:
         {"_nats.req.level": "0", "u": "v"},
         {"_nats.req.level": "1"},
     ]
+
+
+# ---- small input differences found by tests/fuzz/diff.py ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "want"),
+    [
+        ("retention", 'invalid JSON: can not unmarshal "null"'),
+        ("storage", 'invalid JSON: can not unmarshal "null"'),
+        ("discard", 'invalid JSON: can not unmarshal "null"'),
+        ("compression", "invalid JSON: unknown compression algorithm"),
+    ],
+)
+async def test_a_null_policy_is_refused(nc: Client, field: str, want: str) -> None:
+    """Go's policy enums unmarshal themselves and refuse null (other fields read null as their zero value)."""
+    reply = await ask(nc, "$JS.API.STREAM.CREATE.F", {"name": "F", "subjects": ["f.>"], field: None})
+    assert error_of(reply) == (400, 10025, want)
+
+
+@pytest.mark.parametrize("field", ["deliver_policy", "ack_policy", "replay_policy"])
+async def test_a_null_consumer_policy_is_refused(nc: Client, assets: None, field: str) -> None:
+    reply = await ask(nc, "$JS.API.CONSUMER.CREATE.S.N", {"stream_name": "S", "config": {"name": "N", field: None}})
+    assert error_of(reply) == (400, 10025, 'invalid JSON: can not unmarshal "null"')
+
+
+async def test_replica_limits(nc: Client, assets: None) -> None:
+    huge = await ask(nc, "$JS.API.STREAM.CREATE.F", {"name": "F", "subjects": ["f.>"], "num_replicas": 6})
+    assert error_of(huge) == (500, 10052, "maximum replicas is 5")
+    three = await ask(nc, "$JS.API.STREAM.CREATE.F", {"name": "F", "subjects": ["f.>"], "num_replicas": 3})
+    assert error_of(three) == (500, 10074, "replicas > 1 not supported in non-clustered mode")
+    body = {"stream_name": "S", "config": {"name": "R", "num_replicas": 3}}
+    assert error_of(await ask(nc, "$JS.API.CONSUMER.CREATE.S.R", body)) == (
+        500,
+        10074,
+        "replicas > 1 not supported in non-clustered mode",
+    )
+    body = {"stream_name": "S", "config": {"name": "R", "num_replicas": -1}}
+    assert error_of(await ask(nc, "$JS.API.CONSUMER.CREATE.S.R", body)) == (
+        400,
+        10133,
+        "replicas count cannot be negative",
+    )
+
+
+async def test_deleting_sequence_zero(nc: Client, assets: None) -> None:
+    reply = await ask(nc, "$JS.API.STREAM.MSG.DELETE.S", {"seq": 0})
+    assert error_of(reply) == (500, 10057, "no message found")
