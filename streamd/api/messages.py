@@ -91,7 +91,7 @@ def direct_get(
         if level_too_high(hdrs):
             raise _DirectError(412, "Required Api Level")
         req = _direct_request(subject_tail, data)
-        if req.batch > 0 and not req.multi_last:
+        if req.batch and not req.multi_last:  # any non-zero batch is a batch request (a negative one: only EOB)
             _direct_batch(ctx, name, reply, req)
             return
         if req.start_time:  # the first message stored at or after it

@@ -53,6 +53,7 @@ CASES: list[tuple[dict[str, Any], list[Row]]] = [
         [("1", "4", "0", b"m0"), ("2", "3", "1", b"m1"), ("204", "3", "2", b"")],
     ),
     ({"seq": 9, "batch": 2}, [("404", None, None, b"")]),
+    ({"seq": 2, "batch": -1}, [("204", "4", "0", b"")]),
     ({"next_by_subj": "zz", "batch": 2}, [("404", None, None, b"")]),
     ({"last_by_subj": "b.1", "batch": 2}, [("408", None, None, b"")]),
     ({"seq": 1, "start_time": "2000-01-01T00:00:00Z"}, [("408", None, None, b"")]),
