@@ -5,6 +5,7 @@ MSG.NEXT is not here: pull requests take the raw path (server/api_intake.py) str
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import msgspec
 from msgspec import UNSET
@@ -18,6 +19,8 @@ from streamd.api.context import (
     fit_page,
     page_of,
     require_empty,
+    with_server_metadata,
+    without_server_metadata,
 )
 from streamd.consumers import rules as consumer_rules
 from streamd.consumers.manager import ConsumerManager
@@ -26,6 +29,7 @@ from streamd.wire.models import (
     API_PREFIX_TYPE,
     ConsumerCreateRequest,
     ConsumerCreateResponse,
+    ConsumerInfo,
     ConsumerInfoResponse,
     ConsumerListResponse,
     ConsumerNamesResponse,
@@ -48,15 +52,27 @@ def _create_request(data: bytes, stream: str) -> ConsumerCreateRequest:
         raise errors.STREAM_NAME_MISMATCH()
     if req.action not in ("", "create", "update"):
         raise errors.INVALID_JSON(err=f"unknown consumer action {req.action!r}")
+    req.config.metadata = without_server_metadata(req.config.metadata)
     return req
+
+
+def _answered(info: ConsumerInfo, dynamic: bool = True) -> dict[str, Any]:
+    """A consumer's info as nats-server answers it: its config with the `_nats.*` version metadata (a copy)."""
+    cfg = info.config
+    meta = with_server_metadata(cfg.metadata, consumer_rules.required_level(cfg), dynamic)
+    out = msgspec.structs.asdict(info)
+    out["config"] = msgspec.structs.replace(cfg, metadata=meta)
+    return out
 
 
 async def _add(ctx: Context, stream: str, req: ConsumerCreateRequest, name: str) -> ConsumerCreateResponse:
     """The create forms differ only in how the name is found and checked; adding it is the same."""
+    if req.config.num_replicas > 1:  # a single server says so before it looks at the rest of the config
+        raise errors.REPLICAS_NOT_SUPPORTED()
     check_reply_fits(ctx, req.config, "consumer")
     consumers = _consumers(ctx)
     c = await consumers.add(stream, req.config, req.action, name)
-    return ConsumerCreateResponse(**msgspec.structs.asdict(consumers.info(c)))
+    return ConsumerCreateResponse(**_answered(consumers.info(c)))
 
 
 async def consumer_create(ctx: Context, names: list[str], data: bytes) -> ConsumerCreateResponse:
@@ -97,7 +113,7 @@ async def consumer_durable_create(ctx: Context, names: list[str], data: bytes) -
 async def consumer_info(ctx: Context, names: list[str], _data: bytes) -> ConsumerInfoResponse:
     ctx.manager.get(names[0])
     consumers = _consumers(ctx)
-    return ConsumerInfoResponse(**msgspec.structs.asdict(consumers.info(consumers.get(names[0], names[1]))))
+    return ConsumerInfoResponse(**_answered(consumers.info(consumers.get(names[0], names[1]))))
 
 
 async def consumer_delete(ctx: Context, names: list[str], data: bytes) -> SuccessResponse:
@@ -123,7 +139,7 @@ async def consumer_list(ctx: Context, names: list[str], data: bytes) -> Consumer
     consumers = _consumers(ctx)
     all_names = _sorted_names(ctx, names[0])
     offset, page = page_of(all_names, req.offset, LIST_LIMIT)
-    infos = [consumers.info(consumers.get(names[0], n)) for n in page]
+    infos = [ConsumerInfo(**_answered(consumers.info(consumers.get(names[0], n)), dynamic=False)) for n in page]
     resp = ConsumerListResponse(total=len(all_names), offset=offset, limit=LIST_LIMIT, consumers=infos)
     return fit_page(ctx, resp, "consumers")
 

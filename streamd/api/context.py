@@ -7,28 +7,68 @@ so the route table (routes.py) and the dispatcher (dispatch.py) can import them 
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from streamd.consumers.manager import ConsumerManager
 from streamd.streams.manager import StreamManager
 from streamd.transport.connection import Connection
-from streamd.wire import errors, gojson
+from streamd.wire import errors, gojson, headers
 from streamd.wire.models import (
     Health,
     MsgDeleteRequest,
     MsgGetRequest,
     StreamConfig,
+    StreamConfigRequest,
     StreamInfoRequest,
     StreamNamesRequest,
     StreamPurgeRequest,
 )
 
-API_LEVEL = 1  # 2.11 features: per-message TTL and subject delete markers
+API_LEVEL = 1  # 2.11 features: per-message TTL and subject delete markers (none of level 2's: see streams/rules)
 ENCODER = msgspec.json.Encoder()
+
+# ---- the `_nats.*` metadata nats-server adds to every stream and consumer config it returns ----
+META_REQUIRED = "_nats.req.level"  # the API level the asset needs (computed from its config)
+META_VERSION = "_nats.ver"  # the server's version: streamd's own here
+META_LEVEL = "_nats.level"  # the server's API level
+SERVER_METADATA = (META_REQUIRED, META_VERSION, META_LEVEL)
+try:
+    VERSION = importlib.metadata.version("streamd")
+except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a tree that is not installed
+    VERSION = "0.0.0"
+
+
+def level_too_high(hdrs: bytes | None) -> bool:
+    """A Nats-Required-Api-Level this server does not reach (or that is not a number): nats-server's
+    errorOnRequiredApiLevel, for the JSON API (412/10185) and the status paths (`412 Required Api Level`)."""
+    level = headers.parse(hdrs).get(headers.REQUIRED_API_LEVEL)
+    return level is not None and (not level.strip().isdigit() or int(level) > API_LEVEL)
+
+
+def without_server_metadata(metadata: dict[str, str] | UnsetType) -> dict[str, str] | UnsetType:
+    """A request's metadata without the server-managed keys (a client may echo a config it was given); they are
+    recomputed for every answer and never stored, as nats-server does."""
+    if metadata is UNSET or not any(k in metadata for k in SERVER_METADATA):
+        return metadata
+    kept = {k: v for k, v in metadata.items() if k not in SERVER_METADATA}
+    return kept or UNSET
+
+
+def with_server_metadata(metadata: dict[str, str] | UnsetType, required: int, dynamic: bool = True) -> dict[str, str]:
+    """The metadata of a config as answered: the stored user keys plus the `_nats.*` ones, sorted as Go sorts a
+    map. LIST pages carry only the required level (`dynamic=False`), as nats-server's do."""
+    out = dict(metadata) if metadata is not UNSET else {}
+    out[META_REQUIRED] = str(required)
+    if dynamic:
+        out.update({META_VERSION: VERSION, META_LEVEL: str(API_LEVEL)})
+    return dict(sorted(out.items()))
+
 
 # ---- paging: the page sizes nats-server answers with; a LIST page is also cut to what fits in one message ----
 NAMES_LIMIT = 1024  # STREAM.NAMES, CONSUMER.NAMES
@@ -72,11 +112,13 @@ class Route:
     handler: Handler
     name_tokens: int  # asset tokens that must follow the verb (-1: one or more)
     error_extra: dict[str, Any] = field(default_factory=dict)
+    level_first: bool = True  # Nats-Required-Api-Level is checked before the handler (not by cluster-only verbs)
 
 
 # The Go request type nats-server decodes each request into: its name is part of the "invalid JSON" wording.
 GO_NAMES: dict[type[Any], str] = {
     StreamConfig: "StreamConfigRequest",
+    StreamConfigRequest: "StreamConfigRequest",
     StreamInfoRequest: "JSApiStreamInfoRequest",
     StreamNamesRequest: "JSApiStreamNamesRequest",
     StreamPurgeRequest: "JSApiStreamPurgeRequest",

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from streamd.api.context import API_LEVEL, ENCODER, Context, Route, max_reply
+from streamd.api.context import ENCODER, Context, Route, level_too_high, max_reply
 from streamd.api.routes import ROUTES
-from streamd.wire import errors, headers
+from streamd.wire import errors
 from streamd.wire.models import API_PREFIX_TYPE
 
 logger = logging.getLogger(__name__)
@@ -73,8 +73,7 @@ def _check_door(subject: bytes, reply: bytes, hdrs: bytes | None) -> None:
 
 
 def _check_api_level(hdrs: bytes | None) -> None:
-    level = headers.parse(hdrs).get(headers.REQUIRED_API_LEVEL)
-    if level is not None and (not level.strip().isdigit() or int(level) > API_LEVEL):
+    if level_too_high(hdrs):
         raise errors.REQUIRED_API_LEVEL()
 
 
@@ -89,7 +88,8 @@ async def dispatch(ctx: Context, subject: bytes, reply: bytes, data: bytes, hdrs
     ctx.stats.total += 1
     try:
         _check_door(subject, reply, hdrs)
-        _check_api_level(hdrs)
+        if route.level_first:
+            _check_api_level(hdrs)
         resp = await route.handler(ctx, names, data)
         body = ENCODER.encode(resp)
         if len(body) > max_reply(ctx):

@@ -7,7 +7,7 @@ import logging
 
 import msgspec
 
-from streamd.api.context import GO_NAMES, Context, decode_request, max_reply
+from streamd.api.context import GO_NAMES, Context, decode_request, level_too_high, max_reply
 from streamd.store import reads
 from streamd.wire import errors, gojson, headers, subjects, timefmt
 from streamd.wire.models import (
@@ -59,6 +59,9 @@ async def stream_msg_get(ctx: Context, names: list[str], data: bytes) -> MsgGetR
 
 async def stream_msg_delete(ctx: Context, names: list[str], data: bytes) -> SuccessResponse:
     req = decode_request(data, MsgDeleteRequest)
+    stream = ctx.manager.get(names[0])
+    if req.seq == 0 and not (stream.config.sealed or stream.config.deny_delete):
+        raise errors.MSG_DELETE_FAILED(err="no message found")  # the server looks sequence 0 up, finds nothing
     await ctx.manager.delete_message(names[0], req.seq)
     return SuccessResponse(type=API_PREFIX_TYPE + "stream_msg_delete_response")
 
@@ -74,17 +77,29 @@ class _DirectError(Exception):
         self.text = text
 
 
-def direct_get(ctx: Context, name: str, subject_tail: list[str], reply: bytes, data: bytes) -> None:
-    """DIRECT.GET answers with the stored message itself, or a status-only message.
+def direct_get(
+    ctx: Context, name: str, subject_tail: list[str], reply: bytes, data: bytes, hdrs: bytes | None = None
+) -> None:
+    """DIRECT.GET answers with the stored message itself, or a status-only message; a `batch` request with up to
+    that many messages and an EOB status.
 
-    Synchronous, from the raw subscription path: a read of committed data and one queued reply, no task hop."""
+    Synchronous, from the raw subscription path: a read of committed data and queued replies, no task hop."""
     if not reply:
         return
     ctx.stats.total += 1
     try:
-        found = find_message(ctx, name, _direct_request(subject_tail, data))
-        hdrs = _direct_headers(name, found)
-        if len(hdrs) + len(found.data) > max_reply(ctx):
+        if level_too_high(hdrs):
+            raise _DirectError(412, "Required Api Level")
+        req = _direct_request(subject_tail, data)
+        if req.batch and not req.multi_last:  # any non-zero batch is a batch request (a negative one: only EOB)
+            _direct_batch(ctx, name, reply, req)
+            return
+        if req.start_time:  # the first message stored at or after it
+            with ctx.manager.store.read() as txn:
+                req.seq = reads.first_seq_at_or_after(txn, ctx.manager.get(name), _time_ns(req.start_time))
+        found = find_message(ctx, name, req)
+        hdrs = None if req.no_hdr else _direct_headers(name, found)
+        if len(hdrs or b"") + len(found.data) > max_reply(ctx):
             raise _DirectError(413, "Message Size Exceeds Max Payload")
     except Exception as exc:
         ctx.stats.errors += 1
@@ -93,12 +108,65 @@ def direct_get(ctx: Context, name: str, subject_tail: list[str], reply: bytes, d
     ctx.conn.send_soon(reply, found.data, hdrs)
 
 
-def _direct_headers(name: str, found: reads.Found) -> bytes:
+DEFAULT_BATCH_BYTES = 64 << 20  # a batch without max_bytes stops here, as the server stops at its max_pending
+
+
+def _direct_batch(ctx: Context, name: str, reply: bytes, req: MsgGetRequest) -> None:
+    """`batch` messages from `seq` (or `start_time`), on `next_by_subj` if given, each with Nats-Num-Pending and
+    Nats-Last-Sequence, then `204 EOB`; max_bytes stops it early (after the message that reaches it). Nothing
+    found at all: 404, no EOB (nats-server's getDirectRequest)."""
+    stream = ctx.manager.get(name)
+    filter_subject = req.next_by_subj or ">"
+    if req.next_by_subj and not subjects.is_valid_subject(req.next_by_subj):
+        raise errors.NO_MESSAGE_FOUND()
+    limit = req.max_bytes if req.max_bytes > 0 else DEFAULT_BATCH_BYTES
+    out: list[tuple[bytes, bytes | None]] = []
+    with ctx.manager.store.read() as txn:
+        seq = req.seq
+        if req.start_time:
+            seq = reads.first_seq_at_or_after(txn, stream, _time_ns(req.start_time))
+        pending = reads.count_after(txn, stream, [filter_subject], max(seq, 1) - 1)
+        last, sent_bytes = 0, 0
+        for _ in range(req.batch):
+            found = reads.next_by_subject(txn, stream, filter_subject, seq)
+            if found is None:
+                if not out:
+                    raise errors.NO_MESSAGE_FOUND()
+                break
+            seq = found.seq + 1
+            if not req.no_hdr:  # the server counts down only while it writes the header (so does its EOB)
+                pending = max(pending - 1, 0)
+            extra = [("Nats-Num-Pending", str(pending)), ("Nats-Last-Sequence", str(last))]
+            hdrs = None if req.no_hdr else _direct_headers(name, found, extra)
+            if len(hdrs or b"") + len(found.data) > max_reply(ctx):
+                if not out:
+                    raise _DirectError(413, "Message Size Exceeds Max Payload")
+                break
+            out.append((found.data, hdrs))
+            last = found.seq
+            sent_bytes += len(found.subject) + len(found.hdrs) + len(found.data)
+            if sent_bytes >= limit:
+                break
+    for payload, hdrs in out:
+        ctx.conn.send_soon(reply, payload, hdrs)
+    eob = {"Nats-Num-Pending": str(pending), "Nats-Last-Sequence": str(last)}
+    ctx.conn.send_soon(reply, b"", headers.status(204, "EOB", eob))
+
+
+def _time_ns(text: str) -> int:
+    try:
+        return timefmt.parse(text)
+    except ValueError:
+        raise _DirectError(408, "Malformed Request") from None
+
+
+def _direct_headers(name: str, found: reads.Found, batch: list[tuple[str, str]] | None = None) -> bytes:
     extra = [
         ("Nats-Stream", name),
         ("Nats-Subject", found.subject.decode(errors="replace")),
         ("Nats-Sequence", str(found.seq)),
         ("Nats-Time-Stamp", timefmt.format_ns(found.ts_ns)),
+        *(batch or []),
     ]
     return headers.build(extra, found.hdrs or None)
 
@@ -122,9 +190,21 @@ def _direct_request(subject_tail: list[str], data: bytes) -> MsgGetRequest:
     if not data.strip():
         raise _DirectError(408, "Empty Request")
     try:
-        return gojson.decode(data, MsgGetRequest, GO_NAMES[MsgGetRequest])
+        req = gojson.decode(data, MsgGetRequest, GO_NAMES[MsgGetRequest])
     except (gojson.GoJsonError, msgspec.DecodeError):
         raise _DirectError(408, "Malformed Request") from None
+    if not (req.seq or req.last_by_subj or req.next_by_subj or req.multi_last or req.start_time):
+        raise _DirectError(408, "Empty Request")  # no selector at all: the server's wording
+    last, multi = bool(req.last_by_subj), bool(req.multi_last)
+    if (
+        (req.seq and (last or req.start_time))
+        or (req.start_time and last)
+        or (last and (req.next_by_subj or req.batch > 0 or multi))
+        or (req.next_by_subj and multi)
+        or (req.up_to_seq and req.up_to_time)
+    ):
+        raise _DirectError(408, "Bad Request")  # conflicting selectors, as the server lists them
+    return req
 
 
 def _direct_status(ctx: Context, reply: bytes, exc: _DirectError) -> None:

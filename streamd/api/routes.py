@@ -7,7 +7,7 @@ it ever reaches the dispatcher.
 
 from __future__ import annotations
 
-from streamd.api import consumers, messages, streams
+from streamd.api import consumers, messages, streams, unserved
 from streamd.api.account import account_info
 from streamd.api.context import PAGED, Route
 from streamd.wire import timefmt
@@ -35,4 +35,19 @@ ROUTES: dict[str, Route] = {
         2,
         {"paused": False, "pause_until": timefmt.ZERO_TIME},
     ),
+    # Answered, not served (unserved.py): the error a single nats-server gives, never a timeout.
+    "STREAM.SNAPSHOT": Route("stream_snapshot_response", unserved.stream_snapshot, 1),
+    "STREAM.RESTORE": Route("stream_restore_response", unserved.stream_restore, 1, {"deliver_subject": ""}),
+    "CONSUMER.UNPIN": Route("consumer_unpin_response", unserved.consumer_unpin, 2),
+    "CONSUMER.RESET": Route("consumer_reset_response", unserved.consumer_reset, 2, {"reset_seq": 0}),
+    **{
+        verb: Route(kind, unserved.cluster_only, tokens, level_first=False)
+        for verb, kind, tokens in (
+            ("STREAM.LEADER.STEPDOWN", "stream_leader_stepdown_response", 1),
+            ("CONSUMER.LEADER.STEPDOWN", "consumer_leader_stepdown_response", 2),
+            ("STREAM.PEER.REMOVE", "stream_remove_peer_response", 1),
+            ("STREAM.PEER.EVACUATE", "stream_evacuate_peer_response", 1),
+            ("STREAM.CANCEL_MOVE", "stream_cancel_move_response", 1),
+        )
+    },
 }

@@ -3,6 +3,8 @@ purge. Message reads and deletes are in messages.py."""
 
 from __future__ import annotations
 
+import json
+
 import msgspec
 
 from streamd.api.context import (
@@ -17,6 +19,8 @@ from streamd.api.context import (
     max_reply,
     page_of,
     require_empty,
+    with_server_metadata,
+    without_server_metadata,
 )
 from streamd.streams import rules as config_rules
 from streamd.wire import errors
@@ -24,6 +28,7 @@ from streamd.wire.models import (
     API_PREFIX_TYPE,
     PurgeResponse,
     StreamConfig,
+    StreamConfigRequest,
     StreamCreateResponse,
     StreamInfoRequest,
     StreamInfoResponse,
@@ -42,25 +47,49 @@ def _check_name(subject_name: str, cfg: StreamConfig) -> None:
         raise errors.STREAM_NAME_MISMATCH()
 
 
+PERSIST_MODES = ("", "default", "async")
+
+
+def decode_config(data: bytes) -> StreamConfig:
+    """A CREATE/UPDATE body as the server decodes it (unknown fields refused, persist_mode one of its words)."""
+    req: StreamConfigRequest = decode_request(data, StreamConfigRequest)
+    if req.persist_mode is not msgspec.UNSET and req.persist_mode not in PERSIST_MODES:
+        raw = json.dumps(req.persist_mode)  # Go: fmt.Errorf("can not unmarshal %q", <the raw JSON value>)
+        raise errors.INVALID_JSON(err=f"can not unmarshal {json.dumps(raw)}")
+    cfg = req.config()
+    cfg.metadata = without_server_metadata(cfg.metadata)
+    return cfg
+
+
+def answered(cfg: StreamConfig, dynamic: bool = True) -> StreamConfig:
+    """A stored config as nats-server answers it: with the `_nats.*` version metadata (a copy; never stored)."""
+    meta = with_server_metadata(cfg.metadata, config_rules.required_level(cfg), dynamic)
+    return msgspec.structs.replace(cfg, metadata=meta)
+
+
 async def stream_create(ctx: Context, names: list[str], data: bytes) -> StreamCreateResponse:
-    cfg = decode_request(data, StreamConfig)
+    cfg = decode_config(data)
     _check_name(names[0], cfg)
+    if cfg.sealed:
+        raise errors.STREAM_INVALID_CONFIG(err="stream configuration for create can not be sealed")
+    if cfg.mirror_direct and cfg.mirror in (msgspec.UNSET, None):
+        raise errors.STREAM_INVALID_CONFIG(err="stream has no mirror but does have mirror direct")
     check_reply_fits(ctx, config_rules.normalize(cfg), "stream")
     stream, created = await ctx.manager.create(cfg)
     info = ctx.manager.info(stream)
     return StreamCreateResponse(
-        config=info.config, created=info.created, state=info.state, ts=info.ts, did_create=created
+        config=answered(info.config), created=info.created, state=info.state, ts=info.ts, did_create=created
     )
 
 
 async def stream_update(ctx: Context, names: list[str], data: bytes) -> StreamUpdateResponse:
-    cfg = decode_request(data, StreamConfig)
+    cfg = decode_config(data)
     _check_name(names[0], cfg)
     ctx.manager.get(names[0])  # not found comes first, as on the server
     check_reply_fits(ctx, config_rules.normalize(cfg), "stream")
     stream = await ctx.manager.update(cfg)
     info = ctx.manager.info(stream)
-    return StreamUpdateResponse(config=info.config, created=info.created, state=info.state, ts=info.ts)
+    return StreamUpdateResponse(config=answered(info.config), created=info.created, state=info.state, ts=info.ts)
 
 
 async def stream_delete(ctx: Context, names: list[str], data: bytes) -> SuccessResponse:
@@ -80,7 +109,7 @@ def _stream_info_response(ctx: Context, name: str, req: StreamInfoRequest) -> St
             keys = sorted(subjects_map)[req.offset : req.offset + SUBJECTS_LIMIT]
             info.state.subjects = {k: subjects_map[k] for k in keys}
     return StreamInfoResponse(
-        config=info.config,
+        config=answered(info.config),
         created=info.created,
         state=info.state,
         ts=info.ts,
@@ -129,6 +158,8 @@ async def stream_list(ctx: Context, _names: list[str], data: bytes) -> StreamLis
     names = _filtered_names(ctx, req.subject)
     offset, page = page_of(names, req.offset, LIST_LIMIT)
     infos = [ctx.manager.info(ctx.manager.streams[n]) for n in page]
+    for info in infos:
+        info.config = answered(info.config, dynamic=False)
     resp = StreamListResponse(total=len(names), offset=offset, limit=LIST_LIMIT, streams=infos)
     return fit_page(ctx, resp, "streams")
 

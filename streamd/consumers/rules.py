@@ -69,6 +69,11 @@ class Normalized(NamedTuple):
     filters: list[str]  # the config's filters, computed once here and carried by the consumer
 
 
+def required_level(c: ConsumerConfig) -> int:
+    """The JetStream API level a consumer's config needs (nats-server's `_nats.req.level`): 1 when paused (2.11)."""
+    return 1 if isinstance(c.pause_until, str) and c.pause_until and c.pause_until != timefmt.ZERO_TIME else 0
+
+
 def normalize(cfg: ConsumerConfig, stream: StreamConfig, name: str) -> Normalized:
     """Apply defaults and reject what the server rejects; returns a new config for the consumer `name`."""
     c = ConsumerConfig(**{f: getattr(cfg, f) for f in cfg.__struct_fields__})
@@ -85,6 +90,8 @@ def normalize(cfg: ConsumerConfig, stream: StreamConfig, name: str) -> Normalize
     _check_workqueue(c, stream)
     if c.num_replicas > max(stream.num_replicas, 1):
         raise errors.REPLICAS_EXCEED_STREAM()
+    if c.num_replicas < 0:
+        raise errors.REPLICAS_NEGATIVE()
     _check_inactive(c, stream, durable)
     _check_pause(c)
     for flag in ("headers_only", "flow_control", "mem_storage"):

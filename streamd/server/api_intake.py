@@ -16,6 +16,7 @@ from typing import Any
 
 from streamd.api.context import Context
 from streamd.api.dispatch import RequestQueue, dispatch
+from streamd.api.routes import ROUTES
 from streamd.consumers.manager import ConsumerManager
 from streamd.transport.connection import Connection
 from streamd.wire.headers import status
@@ -32,7 +33,8 @@ BIG_REQUEST = 32 << 10  # API requests at least this large are answered in a tas
 MAX_BIG_IN_FLIGHT = 4  # beyond this, a large request holds its queue like any other (memory stays bounded)
 DROP_LOG_EVERY = 5.0  # seconds between "API queue full" errors in the log
 # The API subjects served through the queues; CONSUMER.MSG.NEXT is not among them (see subscribe_consumer_paths).
-CONSUMER_VERBS = ("CREATE", "DURABLE", "INFO", "DELETE", "NAMES", "LIST", "PAUSE")
+# One subscription per first verb token, taken from the route table so that every route is subscribed.
+CONSUMER_VERBS = tuple(sorted({verb.split(".")[1] for verb in ROUTES if verb.startswith("CONSUMER.")}))
 
 
 class ApiIntake:

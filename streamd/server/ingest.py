@@ -97,9 +97,9 @@ class Ingest:
         skip = len(base) + 1
         ctx = self._ctx
 
-        def on_direct(subject: bytes, reply: bytes, data: bytes, _hdrs: bytes | None) -> None:
+        def on_direct(subject: bytes, reply: bytes, data: bytes, hdrs: bytes | None) -> None:
             tail = subject[skip:].decode(errors="replace").split(".") if len(subject) > len(base) else []
-            direct_get(ctx, name, tail, reply, bytes(data))
+            direct_get(ctx, name, tail, reply, bytes(data), bytes(hdrs) if hdrs else None)
 
         return [await self._conn.subscribe_raw(s, on_direct) for s in (base, base + ".>")]
 

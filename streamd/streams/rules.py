@@ -12,6 +12,7 @@ DEFAULT_DUPLICATE_WINDOW = 120 * 1_000_000_000
 MIN_WINDOW = 100_000_000  # 100 ms
 MAX_DESCRIPTION = 4096
 MAX_METADATA = 128 * 1024
+MAX_REPLICAS = 5  # nats-server's StreamMaxReplicas: checked before "not supported in non-clustered mode"
 
 
 def _invalid(text: str) -> errors.ApiError:
@@ -34,12 +35,43 @@ def normalize(cfg: StreamConfig) -> StreamConfig:
     return c
 
 
+# Off-by-default features streamd does not serve: turned on, they are refused by name (never stored unserved).
+_UNSERVED_FLAGS = {
+    "allow_msg_counter": "message counters",
+    "allow_atomic": "atomic batch publish",
+    "allow_msg_schedules": "message schedules",
+    "allow_batched": "batch publish",
+}
+
+
 def _check_unsupported(c: StreamConfig) -> None:
+    """Refuse what streamd would not do; an off or empty value of such a field is dropped, as Go's omitempty
+    drops it (`sources: []`, `allow_atomic: false`, `persist_mode: "default"`, `placement: {}`)."""
+    if c.sources == []:
+        c.sources = UNSET
     for feature in ("mirror", "sources", "republish", "subject_transform"):
-        if getattr(c, feature) not in (UNSET, None):
+        value = getattr(c, feature)
+        if value is None:
+            setattr(c, feature, UNSET)
+        elif value is not UNSET:
             raise _invalid(f"streamd does not support {feature.replace('_', ' ')} on streams")
-    if c.placement is None:
-        c.placement = UNSET
+    for flag, what in _UNSERVED_FLAGS.items():
+        if getattr(c, flag) is True:
+            raise _invalid(f"streamd does not support {what} ({flag})")
+        setattr(c, flag, UNSET)
+    if c.persist_mode == "async":
+        raise _invalid("streamd does not support async persist mode (see its --sync setting)")
+    c.persist_mode = UNSET
+    if not c.placement or (isinstance(c.placement, dict) and not any(c.placement.values())):
+        c.placement = UNSET  # nil or empty, as the server drops it
+    elif isinstance(c.placement, dict) and c.placement.get("preferred"):
+        raise _invalid("preferred server not permitted in placement")
+
+
+def required_level(c: StreamConfig) -> int:
+    """The JetStream API level a stream's config needs (nats-server's `_nats.req.level`): 1 for per-message TTLs
+    or subject delete markers (2.11); streamd serves nothing of a higher level."""
+    return 1 if c.allow_msg_ttl or c.subject_delete_marker_ttl else 0
 
 
 def _normalize_description(c: StreamConfig) -> None:
@@ -54,6 +86,8 @@ def _normalize_replicas(c: StreamConfig) -> None:
         raise errors.REPLICAS_NEGATIVE()
     if c.num_replicas == 0:
         c.num_replicas = 1
+    if c.num_replicas > MAX_REPLICAS:
+        raise _invalid(f"maximum replicas is {MAX_REPLICAS}")
     if c.num_replicas > 1:
         raise errors.REPLICAS_NOT_SUPPORTED()
 

@@ -42,6 +42,8 @@ class ErrorKind:
 
 
 BAD_REQUEST = ErrorKind(400, 10003, "bad request")
+CLUSTER_REQUIRED = ErrorKind(503, 10010, "JetStream clustering support required")
+SNAPSHOT_DELIVER_SUBJECT_INVALID = ErrorKind(400, 10015, "deliver subject not valid")
 INSUFFICIENT_RESOURCES = ErrorKind(503, 10023, "insufficient resources", StoreFull)
 INVALID_JSON = ErrorKind(400, 10025, "invalid JSON: {err}")
 MAX_CONSUMERS = ErrorKind(400, 10026, "maximum consumers limit reached")
@@ -54,6 +56,8 @@ STREAM_DELETE = ErrorKind(500, 10050, "{err}")
 STREAM_GENERAL = ErrorKind(500, 10051, "{err}")
 STREAM_INVALID_CONFIG = ErrorKind(500, 10052, "{err}")
 MESSAGE_TOO_BIG = ErrorKind(400, 10054, "message size exceeds maximum allowed")
+STREAM_RESTORE = ErrorKind(500, 10062, "restore failed: {err}")
+STREAM_SNAPSHOT = ErrorKind(500, 10064, "snapshot failed: {err}")
 STREAM_NAME_MISMATCH = ErrorKind(400, 10056, "stream name in subject does not match request")
 MSG_DELETE_FAILED = ErrorKind(500, 10057, "{err}")
 STREAM_NAME_EXISTS = ErrorKind(400, 10058, "stream name already in use with a different configuration")
@@ -69,6 +73,7 @@ SEALED = ErrorKind(400, 10109, "invalid operation on sealed stream")
 PURGE_FAILED = ErrorKind(500, 10110, "{err}")
 ROLLUP_FAILED = ErrorKind(500, 10111, "{err}")
 STREAM_NAME_PATH_SEPARATORS = ErrorKind(400, 10128, "Stream name can not contain path separators")
+STREAM_NAME_EXISTS_RESTORE = ErrorKind(400, 10130, "stream name already in use, cannot restore")
 REPLICAS_NEGATIVE = ErrorKind(400, 10133, "replicas count cannot be negative")
 MSG_TTL_INVALID = ErrorKind(400, 10165, "invalid per-message TTL")
 MSG_TTL_DISABLED = ErrorKind(400, 10166, "per-message TTL is disabled")
@@ -118,7 +123,14 @@ OVERLAPPING_FILTERS = ErrorKind(400, 10138, "consumer subject filters cannot ove
 EMPTY_FILTER = ErrorKind(400, 10139, "consumer filter in FilterSubjects cannot be empty")
 CONSUMER_EXISTS = ErrorKind(400, 10148, "consumer already exists")
 CONSUMER_DOES_NOT_EXIST = ErrorKind(400, 10149, "consumer does not exist")
+INVALID_PRIORITY_GROUP = ErrorKind(400, 10160, "Provided priority group does not exist for this consumer")
+INVALID_GROUP_NAME = ErrorKind(
+    400,
+    10162,
+    "Valid priority group name must match A-Z, a-z, 0-9, -_/=)+ and may not exceed 16 characters",
+)
 ACK_WAIT_NEGATIVE = ErrorKind(400, 10183, "consumer ack wait needs to be positive")
 BACKOFF_NEGATIVE = ErrorKind(400, 10184, "consumer backoff needs to be positive")
+INVALID_RESET = ErrorKind(400, 10204, "invalid reset: {err}")
 
 ALL_KINDS: dict[str, ErrorKind] = {k: v for k, v in globals().items() if isinstance(v, ErrorKind)}

@@ -9,6 +9,7 @@ the Go type name as metadata (msgspec cannot bound integers past int64 itself, s
 
 from __future__ import annotations
 
+import enum
 import json
 import re
 import typing
@@ -33,6 +34,7 @@ RANGES: dict[str, tuple[int, int]] = {
 }
 _AT = re.compile(r"^(.*) - at `\$(.*)`$", re.S)
 _STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+_UNKNOWN = re.compile(r"^Object contains unknown field `([^`]*)`(?: - at `[^`]*`)?$")
 
 # (field name, Go type, shape): shape "one" an integer, "list" a list of integers, else a nested Struct type.
 Fields = tuple[tuple[str, str, Any], ...]
@@ -60,13 +62,48 @@ def _decode_without_nulls(data: bytes, typ: type[T], go_name: str) -> T:
     """Go's decoder leaves a field at its zero value when the JSON says null; msgspec refuses null for a typed
     field. Only requests that carry a null pay for this second pass (drop null members, decode again)."""
     try:
-        stripped = msgspec.json.encode(_without_nulls(msgspec.json.decode(data)))
+        raw = msgspec.json.decode(data)
+        _refuse_enum_nulls(raw, typ)
+        stripped = msgspec.json.encode(_without_nulls(raw))
     except RecursionError:
         raise GoJsonError("exceeded max depth") from None
     try:
         return msgspec.json.decode(stripped, type=typ)
     except msgspec.ValidationError as exc:
         raise GoJsonError(_type_error(str(exc), stripped, typ, go_name)) from None
+
+
+def _refuse_enum_nulls(value: Any, typ: Any) -> None:
+    """Go's policy enums (retention, storage, discard, deliver/ack/replay policy) unmarshal themselves and refuse
+    a null, where any other field stays at its zero value: `can not unmarshal "null"` (or the enum's own
+    `go_null_error`, e.g. compression's)."""
+    if not (isinstance(value, dict) and isinstance(typ, type) and issubclass(typ, msgspec.Struct)):
+        return
+    hints = _hints(typ)
+    for key, item in value.items():
+        for arg in _union_args(hints.get(key)):
+            if item is None and isinstance(arg, type) and issubclass(arg, enum.Enum):
+                custom = getattr(arg, "go_null_error", None)
+                raise GoJsonError(custom() if custom else 'can not unmarshal "null"')
+            _refuse_enum_nulls(item, arg)
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    found = _HINTS.get(cls)
+    if found is None:
+        found = _HINTS[cls] = typing.get_type_hints(cls)
+    return found
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _union_args(hint: Any) -> tuple[Any, ...]:
+    if hint is None:
+        return ()
+    if typing.get_origin(hint) is Annotated:
+        hint = typing.get_args(hint)[0]
+    return typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, _UnionType) else (hint,)
 
 
 def _without_nulls(value: Any) -> Any:
@@ -150,7 +187,11 @@ _UnionType = type(int | str)
 
 
 def _type_error(message: str, data: bytes, typ: type, go_name: str) -> str:
-    """msgspec's "Expected `int`, got `float` - at `$.seq`" as Go words it, for integer fields; else as is."""
+    """msgspec's "Expected `int`, got `float` - at `$.seq`" as Go words it, for integer fields; an unknown field
+    as Go's strict decoder words it (nats-server refuses those); else as is."""
+    unknown = _UNKNOWN.match(message)
+    if unknown is not None:
+        return f"json: unknown field {json.dumps(unknown.group(1))}"
     m = _AT.match(message)
     if m is None:
         return message

@@ -37,8 +37,13 @@ class Compression(enum.StrEnum):
     NONE = "none"
     S2 = "s2"
 
+    @classmethod
+    def go_null_error(cls) -> str:
+        """A null compression reads as "" in Go, which it then refuses (gojson asks for this wording)."""
+        return "unknown compression algorithm"
 
-class ConsumerLimits(msgspec.Struct, omit_defaults=True):
+
+class ConsumerLimits(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
     inactive_threshold: Duration = 0
     max_ack_pending: Int = 0
 
@@ -74,12 +79,28 @@ class StreamConfig(msgspec.Struct, kw_only=True):
     no_ack: bool | UnsetType = UNSET
     first_seq: U64 | UnsetType = UNSET
     metadata: dict[str, str] | UnsetType = UNSET
-    # Replication and federation features that streamd refuses; kept so a request naming them gets a clear error.
+    # Features streamd does not serve: decoded so that a request turning one on is refused by name
+    # (streams/rules.py), never accepted and dropped; off (false, "default", empty) they are left out, as Go does.
     mirror: Any | UnsetType = UNSET
     sources: Any | UnsetType = UNSET
     republish: Any | UnsetType = UNSET
     subject_transform: Any | UnsetType = UNSET
     placement: Any | UnsetType = UNSET
+    allow_msg_counter: bool | UnsetType = UNSET
+    allow_atomic: bool | UnsetType = UNSET
+    allow_msg_schedules: bool | UnsetType = UNSET
+    persist_mode: str | UnsetType = UNSET
+    allow_batched: bool | UnsetType = UNSET
+
+
+class StreamConfigRequest(StreamConfig, kw_only=True, forbid_unknown_fields=True):
+    """A STREAM.CREATE/UPDATE body: the config plus the request-only `pedantic` flag. Unknown fields are refused
+    as nats-server (strict by default) refuses them; the stored StreamConfig stays lenient for old records."""
+
+    pedantic: bool = False
+
+    def config(self) -> StreamConfig:
+        return StreamConfig(**{f: getattr(self, f) for f in StreamConfig.__struct_fields__})
 
 
 class StreamState(msgspec.Struct, kw_only=True):
@@ -139,6 +160,27 @@ class MsgGetRequest(msgspec.Struct, kw_only=True):
 class MsgDeleteRequest(msgspec.Struct, kw_only=True):
     seq: U64 = 0
     no_erase: bool = False
+
+
+class SnapshotRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    deliver_subject: str = ""
+    no_consumers: bool = False
+    chunk_size: Int = 0
+    window_size: Int = 0
+    jsck: bool = False
+
+
+class RestoreRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    config: StreamConfigRequest = msgspec.field(default_factory=StreamConfigRequest)
+    state: Any = None
+
+
+class UnpinRequest(msgspec.Struct, kw_only=True):  # decoded leniently by the server (json.Unmarshal)
+    group: str = ""
+
+
+class ResetRequest(msgspec.Struct, kw_only=True):
+    seq: U64 = 0
 
 
 # ---- responses ------------------------------------------------------------------------------------------------

@@ -31,6 +31,11 @@ KINDS = {
     "CONSUMER.PAUSE": "consumer_pause_response",
     "CONSUMER.RESET": "consumer_reset_response",
     "CONSUMER.UNPIN": "consumer_unpin_response",
+    "STREAM.SNAPSHOT": "stream_snapshot_response",
+    "STREAM.RESTORE": "stream_restore_response",
+    "STREAM.LEADER.STEPDOWN": "stream_leader_stepdown_response",
+    "CONSUMER.LEADER.STEPDOWN": "consumer_leader_stepdown_response",
+    "STREAM.PEER.REMOVE": "stream_remove_peer_response",
 }
 # Keys a successful answer must carry, per kind (the fields clients read without a default).
 RESULT_KEYS: dict[str, set[str]] = {

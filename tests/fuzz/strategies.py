@@ -128,6 +128,8 @@ def templates(verb: str, stream: str, consumer: str) -> list[Any]:
         "CONSUMER.MSG.NEXT": [{"batch": 2, "expires": 200_000_000, "no_wait": True, "max_bytes": 0}],
         "CONSUMER.RESET": [{"seq": 1}],
         "CONSUMER.UNPIN": [{"group": "g"}],
+        "STREAM.SNAPSHOT": [{"deliver_subject": "snap.x", "chunk_size": 1024}],
+        "STREAM.RESTORE": [{"config": stream_config(stream), "state": {}}],
     }
     return table.get(verb, [None])
 
@@ -157,8 +159,13 @@ VERBS: dict[str, tuple[str, ...]] = {
     "CONSUMER.MSG.NEXT": ("S", "C"),
     "CONSUMER.RESET": ("S", "C"),
     "CONSUMER.UNPIN": ("S", "C"),
+    "STREAM.SNAPSHOT": ("S",),
+    "STREAM.RESTORE": ("S",),
+    "STREAM.LEADER.STEPDOWN": ("S",),
+    "CONSUMER.LEADER.STEPDOWN": ("S", "C"),
+    "STREAM.PEER.REMOVE": ("S",),
 }
-JSON_VERBS = frozenset(VERBS) - {"DIRECT.GET", "CONSUMER.MSG.NEXT", "CONSUMER.RESET", "CONSUMER.UNPIN"}
+JSON_VERBS = frozenset(VERBS) - {"DIRECT.GET", "CONSUMER.MSG.NEXT"}
 # Verbs that may take extra subject tokens: CONSUMER.CREATE.<s>.<c>.<filter…>, DIRECT.GET.<s>.<subject…>
 TAIL_VERBS = {"CONSUMER.CREATE": (-1, 1), "DIRECT.GET": (0, 1)}
 

@@ -3,8 +3,8 @@ REPLY_BOUND, the service keeps serving after each one, and it restarts on what t
 
 Which requests may stay silent (as nats-server's do): those without a reply subject, CONSUMER.MSG.NEXT (a pull
 request may wait for messages), and subjects with the wrong number of asset tokens for their verb. Every other
-request is answered, by streamd or, where nothing subscribes (DIRECT.GET of a stream without allow_direct,
-CONSUMER.RESET/UNPIN, which streamd does not serve), by the core server's 503 no-responders status.
+request is answered, by streamd or, where nothing subscribes (DIRECT.GET of a stream without allow_direct), by
+the core server's 503 no-responders status.
 
 STREAMD_FUZZ_EXAMPLES=n runs n examples; STREAMD_FUZZ_RANDOM=1 draws new inputs on every run.
 """

@@ -1,0 +1,89 @@
+"""Verbs a single nats-server answers that streamd does not serve: answered with the error the real server gives
+in the same situation (or, past its own checks, the error it gives when it cannot do the work), never left to
+time out. Cluster-only verbs (stepdown, peer remove/evacuate, cancel move) get 503/10010 as on a non-clustered
+server; snapshot and restore run the server's request checks, then refuse with its snapshot (500/10064) or
+restore (500/10062) failure; UNPIN can never find a priority group (streamd refuses them at consumer create);
+RESET is refused with the server's invalid-reset error (400/10204).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import NoReturn
+
+from streamd.api.context import Context, decode_request
+from streamd.streams import rules as config_rules
+from streamd.wire import errors, subjects
+from streamd.wire.models import ResetRequest, RestoreRequest, SnapshotRequest, UnpinRequest
+
+_GROUP_NAME = re.compile(r"[a-zA-Z0-9/_=-]{1,16}")
+
+
+async def cluster_only(_ctx: Context, _names: list[str], _data: bytes) -> NoReturn:
+    """The server checks for clustering before anything else (even the required API level)."""
+    raise errors.CLUSTER_REQUIRED()
+
+
+def is_empty_request(data: bytes) -> bool:
+    """nats-server's isEmptyRequest: nothing, `{}`, or any JSON object without members."""
+    if not data or data == b"{}":
+        return True
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(value, dict) and not value
+
+
+async def stream_snapshot(ctx: Context, names: list[str], data: bytes) -> NoReturn:
+    if is_empty_request(data):
+        raise errors.BAD_REQUEST()
+    ctx.manager.get(names[0])
+    req: SnapshotRequest = decode_request(data, SnapshotRequest, "JSApiStreamSnapshotRequest")
+    if not subjects.is_valid_subject(req.deliver_subject, wildcards=False):
+        raise errors.SNAPSHOT_DELIVER_SUBJECT_INVALID()
+    raise errors.STREAM_SNAPSHOT(err="streamd does not serve JetStream snapshots (use `streamd backup`)")
+
+
+async def stream_restore(ctx: Context, names: list[str], data: bytes) -> NoReturn:
+    if is_empty_request(data):
+        raise errors.BAD_REQUEST()
+    req: RestoreRequest = decode_request(data, RestoreRequest, "JSApiStreamRestoreRequest")
+    cfg = req.config.config()
+    cfg.name = cfg.name or names[0]
+    if cfg.name != names[0]:
+        raise errors.STREAM_NAME_MISMATCH()
+    if "/" in cfg.name or "\\" in cfg.name:
+        raise errors.STREAM_NAME_PATH_SEPARATORS()
+    config_rules.normalize(cfg)
+    if (stream := ctx.manager.streams.get(names[0])) is not None and not stream.deleted:
+        raise errors.STREAM_NAME_EXISTS_RESTORE()
+    raise errors.STREAM_RESTORE(err="streamd does not serve JetStream restores (use `streamd restore`)")
+
+
+async def consumer_unpin(ctx: Context, names: list[str], data: bytes) -> NoReturn:
+    if not data.strip():
+        raise errors.INVALID_JSON(err="unexpected end of JSON input")
+    req: UnpinRequest = decode_request(data, UnpinRequest, "JSApiConsumerUnpinRequest")
+    if not req.group:
+        raise errors.INVALID_JSON(err="consumer group not specified")
+    if not _GROUP_NAME.fullmatch(req.group):
+        raise errors.INVALID_GROUP_NAME()
+    _find_consumer(ctx, names)
+    raise errors.INVALID_PRIORITY_GROUP()  # streamd consumers have no priority groups
+
+
+async def consumer_reset(ctx: Context, names: list[str], data: bytes) -> NoReturn:
+    """The real server's consumer answers RESET itself, so for a missing one it stays silent; streamd answers
+    not found instead of leaving the client to time out."""
+    _find_consumer(ctx, names)
+    if data.strip():
+        decode_request(data, ResetRequest, "JSApiConsumerResetRequest")
+    raise errors.INVALID_RESET(err="streamd does not support consumer reset")
+
+
+def _find_consumer(ctx: Context, names: list[str]) -> None:
+    ctx.manager.get(names[0])
+    if ctx.consumers is None or names[1] not in ctx.consumers.by_stream.get(names[0], {}):
+        raise errors.CONSUMER_NOT_FOUND()
