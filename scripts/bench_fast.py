@@ -83,6 +83,9 @@ class Measurement:
     wall: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)  # process label -> CPU share
     worker_cpu: list[float] = field(default_factory=list)
+    worker_counts: list[int] = field(default_factory=list)  # how the work split between workers (fairness)
+    per_read: float = 0.0  # messages per recv() that returned data: how much each loop turn batches
+    control: int = 0  # flow-control requests, heartbeats, pull statuses seen
 
 
 class Log:
@@ -139,6 +142,9 @@ async def run_workers(jobs: list[Job], pids: dict[str, int], target: int, args: 
     m = Measurement(wall=wall, cpu={name: (cpu1[name] - cpu0[name]) / wall for name in pids},
                     worker_cpu=[t.cpu / wall for t in sorted(tallies, key=lambda t: t.index)])
     m.cpu["loadgen"] = sum(m.worker_cpu)
+    m.worker_counts = [t.count for t in sorted(tallies, key=lambda t: t.index)]
+    m.per_read = sum(t.count for t in tallies) / max(1, sum(t.reads for t in tallies))
+    m.control = sum(t.control for t in tallies)
     started, ended = min(t.start for t in tallies), max(t.end for t in tallies)
     if ended > started:
         m.rate = sum(t.count for t in tallies) / (ended - started)
@@ -333,8 +339,8 @@ async def measure_all(targets: dict[str, Target], args: argparse.Namespace,
             log.progress(f"{name}: {SCENARIOS[key][0]}")
             try:
                 out.setdefault(key, {})[name] = m = await scenario(key, targets[name], args, log)
-                log.progress(f"{name}: {SCENARIOS[key][0]}: {m.rate or 0:,.0f} msgs/s "
-                             + " ".join(f"{k}={v:.2f}" for k, v in m.cpu.items()))
+                log.progress(f"{name}: {SCENARIOS[key][0]}: {m.rate or 0:,.0f} msgs/s, CPU {cpu_text(m)}; "
+                             f"workers {m.worker_counts}, {m.per_read:.0f} msgs/read, {m.control} control msgs")
             except Exception as exc:
                 log.warn.append(f"{name} {SCENARIOS[key][0]}: {type(exc).__name__}: {exc}")
     return out
@@ -357,8 +363,9 @@ def table(results: dict[str, dict[str, Measurement]]) -> list[dict[str, Any]]:
             "ratio": sd_rate / js_rate if js_rate and sd_rate else None, "go_client": go_rate,
             "jetstream_vs_go": js_rate / go_rate if js_rate and go_rate else None,
             "cpu_jetstream": js.cpu if js else {}, "cpu_streamd": sd.cpu if sd else {},
-            "loadgen_workers_jetstream": js.worker_cpu if js else [],
-            "loadgen_workers_streamd": sd.worker_cpu if sd else [],
+            "detail": {name: {"wall": m.wall, "worker_cpu": m.worker_cpu, "worker_counts": m.worker_counts,
+                              "msgs_per_read": m.per_read, "control_msgs": m.control}
+                       for name, m in by_system.items()},
         })
     return rows
 

@@ -61,6 +61,8 @@ class Tally:
     errors: list[str] = field(default_factory=list)
     error_count: int = 0
     out_of_range: int = 0
+    reads: int = 0  # recv() calls that returned data: count / reads = messages per loop turn
+    control: int = 0  # flow-control requests answered, heartbeats, pull statuses
 
 
 class Ctx:
@@ -88,7 +90,10 @@ class Ctx:
     def receive(self) -> list[Msg]:
         """Flush what the last turn queued, then read. The one place a worker writes."""
         self.conn.flush()
-        return self.conn.recv()
+        msgs = self.conn.recv()
+        if msgs:
+            self.tally.reads += 1
+        return msgs
 
 
 def publish(ctx: Ctx) -> int:
@@ -148,6 +153,7 @@ def handle_deliveries(ctx: Ctx, msgs: list[Msg], acks: list[bytes]) -> int:
                 ctx.tally.out_of_range += 1
             acks.append(reply)
         elif header is not None and (code := status_code(header)) != 100:  # 100 = heartbeat: nothing to do
+            ctx.tally.control += 1
             if code not in (404, 408):
                 ctx.error(f"pull status {header[:120]!r}")
             pending = header_value(header, b"Nats-Pending-Messages")
@@ -236,6 +242,7 @@ def ordered(ctx: Ctx) -> int:
                     ctx.error(f"consumer create: {data[:300]!r}")
                     return got
             elif header is not None:
+                ctx.tally.control += 1
                 stalled = header_value(header, b"Nats-Consumer-Stalled")
                 if reply or stalled:  # a FlowControl Request, or a heartbeat saying flow control is stuck
                     conn.out += b"PUB %s 0\r\n\r\n" % (reply or stalled or b"")
@@ -258,7 +265,7 @@ def direct_get(ctx: Ctx) -> int:
         while not msgs:
             if ctx.stop.is_set():
                 return good
-            msgs = conn.recv()
+            msgs = ctx.receive()
         _subject, _reply, header, data = msgs[0]
         if header is None or header_value(header, b"Nats-Sequence") != b"%d" % seq or len(data) != job.size:
             ctx.error(f"get {seq}: {header!r} {len(data)} bytes")
