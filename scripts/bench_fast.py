@@ -86,6 +86,7 @@ class Measurement:
     worker_counts: list[int] = field(default_factory=list)  # how the work split between workers (fairness)
     per_read: float = 0.0  # messages per recv() that returned data: how much each loop turn batches
     control: int = 0  # flow-control requests, heartbeats, pull statuses seen
+    us_per_msg: float = 0.0  # the load generator's CPU microseconds per message (all workers)
 
 
 class Log:
@@ -145,6 +146,7 @@ async def run_workers(jobs: list[Job], pids: dict[str, int], target: int, args: 
     m.worker_counts = [t.count for t in sorted(tallies, key=lambda t: t.index)]
     m.per_read = sum(t.count for t in tallies) / max(1, sum(t.reads for t in tallies))
     m.control = sum(t.control for t in tallies)
+    m.us_per_msg = 1e6 * sum(t.cpu for t in tallies) / max(1, sum(t.count for t in tallies))
     started, ended = min(t.start for t in tallies), max(t.end for t in tallies)
     if ended > started:
         m.rate = sum(t.count for t in tallies) / (ended - started)
@@ -340,7 +342,8 @@ async def measure_all(targets: dict[str, Target], args: argparse.Namespace,
             try:
                 out.setdefault(key, {})[name] = m = await scenario(key, targets[name], args, log)
                 log.progress(f"{name}: {SCENARIOS[key][0]}: {m.rate or 0:,.0f} msgs/s, CPU {cpu_text(m)}; "
-                             f"workers {m.worker_counts}, {m.per_read:.0f} msgs/read, {m.control} control msgs")
+                             f"workers {m.worker_counts}, {m.per_read:.0f} msgs/read, {m.control} control msgs, "
+                             f"loadgen {m.us_per_msg:.1f} us CPU/msg")
             except Exception as exc:
                 log.warn.append(f"{name} {SCENARIOS[key][0]}: {type(exc).__name__}: {exc}")
     return out
@@ -364,7 +367,8 @@ def table(results: dict[str, dict[str, Measurement]]) -> list[dict[str, Any]]:
             "jetstream_vs_go": js_rate / go_rate if js_rate and go_rate else None,
             "cpu_jetstream": js.cpu if js else {}, "cpu_streamd": sd.cpu if sd else {},
             "detail": {name: {"wall": m.wall, "worker_cpu": m.worker_cpu, "worker_counts": m.worker_counts,
-                              "msgs_per_read": m.per_read, "control_msgs": m.control}
+                              "msgs_per_read": m.per_read, "control_msgs": m.control,
+                              "loadgen_us_cpu_per_msg": m.us_per_msg}
                        for name, m in by_system.items()},
         })
     return rows
