@@ -379,8 +379,8 @@ def num(value: float | None, spec: str) -> str:
 
 
 def print_table(rows: list[dict[str, Any]], header: dict[str, Any], log: Log) -> None:
-    print(f"# streamd sync: {header['streamd_sync']} | nats-server {header['nats_server']} (JetStream: default "
-          f"fsync; 'publish one at a time' against a second one with sync_interval: always)")
+    print(f"# streamd sync: {header['streamd_sync']} | nats-server {header['nats_server']} "
+          f"(JetStream sync: {header['jetstream_sync']})")
     print(f"# command: {header['command']}\n# counts: {header['counts']}")
     print("# ratio = streamd / jetstream; vs Go = jetstream with this client / jetstream with the Go client "
           "(issue 12); CPU = CPU seconds / wall (1.00 = one core)")
@@ -403,6 +403,7 @@ async def amain(args: argparse.Namespace) -> int:
                                      "sync_count": args.sync_count, "get_count": args.get_count,
                                      "pull_batch": args.pull_batch, "fetch_batch": args.fetch_batch,
                                      "max_ack_pending": args.max_ack_pending, "procs": args.procs})
+    header["jetstream_sync"] = "server default; 'publish one at a time': a second server, sync_interval: always"
     results = await with_targets(args, log, lambda targets: measure_all(targets, args, log))
     rows = table(results)
     if args.json:
