@@ -87,6 +87,8 @@ class Measurement:
     per_read: float = 0.0  # messages per recv() that returned data: how much each loop turn batches
     control: int = 0  # flow-control requests, heartbeats, pull statuses seen
     us_per_msg: float = 0.0  # the load generator's CPU microseconds per message (all workers)
+    max_gap: float = 0.0  # longest time any worker had nothing to read (seconds)
+    latency_us: dict[str, float] = field(default_factory=dict)  # one-at-a-time: p50, p99, max round trip
 
 
 class Log:
@@ -147,6 +149,10 @@ async def run_workers(jobs: list[Job], pids: dict[str, int], target: int, args: 
     m.per_read = sum(t.count for t in tallies) / max(1, sum(t.reads for t in tallies))
     m.control = sum(t.control for t in tallies)
     m.us_per_msg = 1e6 * sum(t.cpu for t in tallies) / max(1, sum(t.count for t in tallies))
+    m.max_gap = max(t.max_gap for t in tallies)
+    if lat := sorted(x for t in tallies for x in t.latencies):
+        m.latency_us = {q: 1e6 * lat[min(len(lat) - 1, int(p * len(lat)))]
+                        for q, p in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))}
     started, ended = min(t.start for t in tallies), max(t.end for t in tallies)
     if ended > started:
         m.rate = sum(t.count for t in tallies) / (ended - started)
@@ -343,7 +349,8 @@ async def measure_all(targets: dict[str, Target], args: argparse.Namespace,
                 out.setdefault(key, {})[name] = m = await scenario(key, targets[name], args, log)
                 log.progress(f"{name}: {SCENARIOS[key][0]}: {m.rate or 0:,.0f} msgs/s, CPU {cpu_text(m)}; "
                              f"workers {m.worker_counts}, {m.per_read:.0f} msgs/read, {m.control} control msgs, "
-                             f"loadgen {m.us_per_msg:.1f} us CPU/msg")
+                             f"loadgen {m.us_per_msg:.1f} us CPU/msg, longest read gap {1e3 * m.max_gap:.1f} ms"
+                             + "".join(f", {q} {v:.0f} us" for q, v in m.latency_us.items()))
             except Exception as exc:
                 log.warn.append(f"{name} {SCENARIOS[key][0]}: {type(exc).__name__}: {exc}")
     return out
@@ -368,7 +375,8 @@ def table(results: dict[str, dict[str, Measurement]]) -> list[dict[str, Any]]:
             "cpu_jetstream": js.cpu if js else {}, "cpu_streamd": sd.cpu if sd else {},
             "detail": {name: {"wall": m.wall, "worker_cpu": m.worker_cpu, "worker_counts": m.worker_counts,
                               "msgs_per_read": m.per_read, "control_msgs": m.control,
-                              "loadgen_us_cpu_per_msg": m.us_per_msg}
+                              "loadgen_us_cpu_per_msg": m.us_per_msg, "longest_read_gap_s": m.max_gap,
+                              "latency_us": m.latency_us}
                        for name, m in by_system.items()},
         })
     return rows

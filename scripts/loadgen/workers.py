@@ -63,6 +63,8 @@ class Tally:
     out_of_range: int = 0
     reads: int = 0  # recv() calls that returned data: count / reads = messages per loop turn
     control: int = 0  # flow-control requests answered, heartbeats, pull statuses
+    max_gap: float = 0.0  # longest time with nothing to read: a server's stall shows here
+    latencies: list[float] = field(default_factory=list)  # one-at-a-time scenarios: seconds per round trip
 
 
 class Ctx:
@@ -75,6 +77,7 @@ class Ctx:
         self.counts = bytearray(job.seq_space + 1)
         self.tally = Tally(job.index)
         self.last = 0.0  # perf_counter() after the last message handled
+        self.arrived = 0.0  # perf_counter() when the last read returned data
 
     def error(self, text: str) -> None:
         self.tally.error_count += 1
@@ -92,7 +95,10 @@ class Ctx:
         self.conn.flush()
         msgs = self.conn.recv()
         if msgs:
+            now = time.perf_counter()
             self.tally.reads += 1
+            self.tally.max_gap = max(self.tally.max_gap, now - self.arrived)
+            self.arrived = now
         return msgs
 
 
@@ -104,11 +110,13 @@ def publish(ctx: Ctx) -> int:
     frame = b"PUB %s %s %d\r\n%s\r\n" % (job.subject.encode(), ctx.inbox, job.size, payload)
     sent = answered = good = 0
     find_seq, space = SEQ_IN_PUBACK.search, len(counts)
+    one_at_a_time, latencies, sent_at = job.window == 1, ctx.tally.latencies, 0.0
     while answered < job.count:
         room = min(job.window - (sent - answered), job.count - sent)
         if room > 0:
             conn.out += frame * room
             sent += room
+            sent_at = time.perf_counter()
         msgs = ctx.receive()
         if not msgs:
             if ctx.stop.is_set():
@@ -127,6 +135,8 @@ def publish(ctx: Ctx) -> int:
             else:
                 ctx.tally.out_of_range += 1
         ctx.last = time.perf_counter()
+        if one_at_a_time:
+            latencies.append(ctx.last - sent_at)
         ctx.progress[job.index] = answered
     return good
 
@@ -261,6 +271,7 @@ def direct_get(ctx: Ctx) -> int:
     for seq in range(job.first, job.first + job.count):
         body = b'{"seq":%d}' % seq
         conn.out += prefix + b"%d\r\n%s\r\n" % (len(body), body)
+        sent_at = time.perf_counter()
         msgs = ctx.receive()
         while not msgs:
             if ctx.stop.is_set():
@@ -275,6 +286,7 @@ def direct_get(ctx: Ctx) -> int:
         if len(msgs) > 1:
             ctx.error(f"get {seq}: {len(msgs) - 1} extra answers")
         ctx.last = time.perf_counter()
+        ctx.tally.latencies.append(ctx.last - sent_at)
         ctx.progress[job.index] = good
     return good
 
@@ -305,7 +317,7 @@ def worker_main(job: Job, ready: Queue[tuple[int, str]], results: Queue[Tally], 
         if not go.wait(120):
             raise RuntimeError("no go from the driver within 120 s")
         cpu0, tally.start = time.process_time(), time.perf_counter()
-        ctx.last = tally.start
+        ctx.last = ctx.arrived = tally.start
         tally.count = SCENARIOS[job.scenario](ctx)
         tally.end, tally.cpu = ctx.last, time.process_time() - cpu0
         conn.close()  # sends the last turn's acks
