@@ -27,6 +27,7 @@ SEQ_IN_PUBACK = re.compile(rb'"seq":\s*(\d+)')
 ACK_PREFIX = b"$JS.ACK."
 NO_RECV_TIMEOUT = 0.05  # seconds a recv() may block before the loop looks at `stop` again
 MAX_ERRORS = 5  # kept per worker; the count of all of them is reported too
+STALL = 0.010  # a read gap this long (seconds) is counted as a stall
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Tally:
     reads: int = 0  # recv() calls that returned data: count / reads = messages per loop turn
     control: int = 0  # flow-control requests answered, heartbeats, pull statuses
     max_gap: float = 0.0  # longest time with nothing to read: a server's stall shows here
+    stalls: int = 0  # read gaps longer than STALL
     latencies: list[float] = field(default_factory=list)  # one-at-a-time scenarios: seconds per round trip
 
 
@@ -97,7 +99,9 @@ class Ctx:
         if msgs:
             now = time.perf_counter()
             self.tally.reads += 1
-            self.tally.max_gap = max(self.tally.max_gap, now - self.arrived)
+            if (gap := now - self.arrived) > STALL:
+                self.tally.stalls += 1
+                self.tally.max_gap = max(self.tally.max_gap, gap)
             self.arrived = now
         return msgs
 
