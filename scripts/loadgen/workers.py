@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -302,7 +303,9 @@ SCENARIOS: dict[str, Callable[[Ctx], int]] = {
 
 def worker_main(job: Job, ready: Queue[tuple[int, str]], results: Queue[Tally], go: Event, stop: Event,
                 progress: Any) -> None:
-    """A child process: connect and subscribe, say ready, wait for go, run the scenario, send back a Tally."""
+    """A child process: connect and subscribe, say ready, wait for go, run the scenario, send back a Tally.
+    Ctrl-C reaches the whole process group; the driver stops workers itself (stop event, then kill)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     tally = Tally(job.index)
     try:
         conn = Conn(job.url, f"loadgen-{job.scenario}-{job.index}")
