@@ -91,6 +91,7 @@ class Measurement:
     us_per_msg: float = 0.0  # the load generator's CPU microseconds per message (all workers)
     max_gap: float = 0.0  # longest time any worker had nothing to read (seconds)
     stalls: int = 0  # read gaps over 10 ms, all workers
+    sys_part: float = 0.0  # the kernel's share of the load generator's CPU
     latency_us: dict[str, float] = field(default_factory=dict)  # one-at-a-time: p50, p99, max round trip
 
 
@@ -152,6 +153,7 @@ async def run_workers(jobs: list[Job], pids: dict[str, int], target: int, args: 
     m.per_read = sum(t.count for t in tallies) / max(1, sum(t.reads for t in tallies))
     m.control = sum(t.control for t in tallies)
     m.us_per_msg = 1e6 * sum(t.cpu for t in tallies) / max(1, sum(t.count for t in tallies))
+    m.sys_part = sum(t.cpu_sys for t in tallies) / max(1e-9, sum(t.cpu for t in tallies))
     m.max_gap = max(t.max_gap for t in tallies)
     m.stalls = sum(t.stalls for t in tallies)
     if lat := sorted(x for t in tallies for x in t.latencies):
@@ -353,8 +355,8 @@ async def measure_all(targets: dict[str, Target], args: argparse.Namespace,
                 out.setdefault(key, {})[name] = m = await scenario(key, targets[name], args, log)
                 log.progress(f"{name}: {SCENARIOS[key][0]}: {m.rate or 0:,.0f} msgs/s, CPU {cpu_text(m)}; "
                              f"workers {m.worker_counts}, {m.per_read:.0f} msgs/read, {m.control} control msgs, "
-                             f"loadgen {m.us_per_msg:.1f} us CPU/msg, {m.stalls} read gaps > 10 ms, "
-                             f"longest {1e3 * m.max_gap:.1f} ms"
+                             f"loadgen {m.us_per_msg:.1f} us CPU/msg ({m.sys_part:.0%} sys), "
+                             f"{m.stalls} read gaps > 10 ms, longest {1e3 * m.max_gap:.1f} ms"
                              + "".join(f", {q} {v:.0f} us" for q, v in m.latency_us.items()))
             except Exception as exc:
                 log.warn.append(f"{name} {SCENARIOS[key][0]}: {type(exc).__name__}: {exc}")
@@ -381,7 +383,8 @@ def table(results: dict[str, dict[str, Measurement]]) -> list[dict[str, Any]]:
             "cpu_jetstream": js.cpu if js else {}, "cpu_streamd": sd.cpu if sd else {},
             "detail": {name: {"wall": m.wall, "worker_cpu": m.worker_cpu, "worker_counts": m.worker_counts,
                               "msgs_per_read": m.per_read, "control_msgs": m.control,
-                              "loadgen_us_cpu_per_msg": m.us_per_msg, "longest_read_gap_s": m.max_gap,
+                              "loadgen_us_cpu_per_msg": m.us_per_msg,
+                              "loadgen_sys_part": m.sys_part, "longest_read_gap_s": m.max_gap,
                               "read_gaps_over_10ms": m.stalls,
                               "latency_us": m.latency_us}
                        for name, m in by_system.items()},
