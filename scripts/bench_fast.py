@@ -3,7 +3,8 @@
 Usage (from the project root, with the project's venv):
 
     .venv/bin/python scripts/bench_fast.py [--count 100000] [--size 128] [--only pub,pubsync,consume,...]
-        [--procs consume=2,fetch=2] [--window 500] [--sync-count 2000] [--get-count 20000] [--json] [-v]
+        [--procs consume=2,fetch=2] [--window 500] [--sync-count 2000] [--get-count 20000] [--json]
+        [--save results.json] [-v]
 
 nats-py saturates before either server (issue 12), so this uses scripts/loadgen: the NATS client protocol over
 raw sockets, frames coalesced into one write per loop turn, reads parsed in bulk, each scenario in one or more
@@ -38,6 +39,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -425,8 +427,11 @@ async def amain(args: argparse.Namespace) -> int:
     header["jetstream_sync"] = "server default; 'publish one at a time': a second server, sync_interval: always"
     results = await with_targets(args, log, lambda targets: measure_all(targets, args, log))
     rows = table(results)
+    report = json.dumps({"header": header, "results": rows, "warnings": log.warn, "notes": log.notes}, indent=2)
+    if args.save:
+        Path(args.save).write_text(report + "\n")  # noqa: ASYNC240 - once, after the measurements
     if args.json:
-        print(json.dumps({"header": header, "results": rows, "warnings": log.warn, "notes": log.notes}, indent=2))
+        print(report)
     else:
         print_table(rows, header, log)
     return 1 if log.warn else 0
@@ -468,6 +473,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=30.0, help="seconds without progress before giving up [30]")
     p.add_argument("--settle", type=float, default=10.0, help="seconds for a durable's ack floor to reach N [10]")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--save", metavar="PATH", help="also write the JSON results to PATH")
     p.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
     args = p.parse_args()
     args.embedded, args.attach, args.js_sync_always = False, None, False  # what bench_publish's starters read
