@@ -1,4 +1,8 @@
-// nats.js (v2) against nats-server -js: the same scenarios as scripts/bench_fast.py, for comparison only.
+// nats.js (v2) against nats-server -js: the same scenarios as scripts/bench_fast.py, for comparison only
+// (issue 12 says nats.js is no fast client either; this measures by how much). ESM resolves "nats" next to the
+// script, so run it from a scratch directory outside the repository:
+//   mkdir /tmp/njs && cd /tmp/njs && npm install nats@2 && cp <repo>/scripts/loadgen/natsjs_bench.mjs .
+//   node natsjs_bench.mjs nats://127.0.0.1:4222 100000     # a running `nats-server -js`; uses stream NJS
 import { connect, AckPolicy } from "nats";
 const url = process.argv[2], N = Number(process.argv[3] ?? 100000), G = 20000;
 const nc = await connect({ servers: url });
