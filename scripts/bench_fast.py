@@ -147,27 +147,32 @@ async def run_workers(jobs: list[Job], pids: dict[str, int], target: int, args: 
             await asyncio.to_thread(p.join, 10)
             if p.is_alive():
                 p.kill()
-    wall = t1 - t0
-    m = Measurement(wall=wall, cpu={name: (cpu1[name] - cpu0[name]) / wall for name in pids},
-                    worker_cpu=[t.cpu / wall for t in sorted(tallies, key=lambda t: t.index)])
+    return summarise(tallies, t1 - t0, {name: cpu1[name] - cpu0[name] for name in pids}, where, log), tallies
+
+
+def summarise(tallies: list[Tally], wall: float, server_cpu: dict[str, float], where: str, log: Log) -> Measurement:
+    """Rate from the workers' own clocks (first go to last message handled); CPU shares over the driver's window."""
+    tallies = sorted(tallies, key=lambda t: t.index)
+    m = Measurement(wall=wall, cpu={name: cpu / wall for name, cpu in server_cpu.items()},
+                    worker_cpu=[t.cpu / wall for t in tallies], worker_counts=[t.count for t in tallies])
     m.cpu["loadgen"] = sum(m.worker_cpu)
-    m.worker_counts = [t.count for t in sorted(tallies, key=lambda t: t.index)]
-    m.per_read = sum(t.count for t in tallies) / max(1, sum(t.reads for t in tallies))
+    count, cpu = sum(t.count for t in tallies), sum(t.cpu for t in tallies)
+    m.per_read = count / max(1, sum(t.reads for t in tallies))
     m.control = sum(t.control for t in tallies)
-    m.us_per_msg = 1e6 * sum(t.cpu for t in tallies) / max(1, sum(t.count for t in tallies))
-    m.sys_part = sum(t.cpu_sys for t in tallies) / max(1e-9, sum(t.cpu for t in tallies))
+    m.us_per_msg = 1e6 * cpu / max(1, count)
+    m.sys_part = sum(t.cpu_sys for t in tallies) / max(1e-9, cpu)
     m.max_gap = max(t.max_gap for t in tallies)
     m.stalls = sum(t.stalls for t in tallies)
     if lat := sorted(x for t in tallies for x in t.latencies):
         m.latency_us = {q: 1e6 * lat[min(len(lat) - 1, int(p * len(lat)))]
                         for q, p in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))}
-    started, ended = min(t.start for t in tallies), max(t.end for t in tallies)
-    if ended > started:
-        m.rate = sum(t.count for t in tallies) / (ended - started)
+    ran = [t for t in tallies if t.start]  # a worker that failed before go has no clock
+    if ran and (elapsed := max(t.end for t in ran) - min(t.start for t in ran)) > 0:
+        m.rate = count / elapsed
     for t in tallies:
         if t.error_count:
             log.warn.append(f"{where}: worker {t.index}: {t.error_count} errors, first: {t.errors}")
-    return m, tallies
+    return m
 
 
 def check_once(tallies: list[Tally], first: int, last: int, where: str, log: Log) -> bool:
