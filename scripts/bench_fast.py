@@ -54,11 +54,11 @@ from nats.js.errors import NotFoundError
 STREAM, SUBJECT, SYNC_STREAM, SYNC_SUBJECT = "BENCH", "bench.x", "BENCHSYNC", "benchsync.x"
 SCENARIOS = {  # key: (row label, Go client's msgs/s against nats-server -js from issue 12, or None)
     "pub": ("publish async", 75_588),
-    "pubsync": ("publish one at a time", None),
     "consume": ("pull consume, acks", 106_567),
     "fetch": ("fetch, acks", 77_791),
     "ordered": ("ordered consumer", 172_583),
     "get": ("direct get one at a time", 4_763),
+    "pubsync": ("publish one at a time", None),  # last: the consumers read BENCH soon after it was written
 }
 DEFAULT_PROCS = {"pub": 1, "pubsync": 1, "consume": 2, "fetch": 2, "ordered": 1, "get": 1}
 SYSTEMS = ("jetstream", "streamd")
