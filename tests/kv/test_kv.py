@@ -441,7 +441,10 @@ async def test_per_key_ttl_on_create_and_purge(js: JetStreamContext) -> None:
     assert await kv.create("k", b"back") == 3  # the key is free again
 
     await kv.purge("k", msg_ttl=1)  # 4: the marker itself expires
-    assert [summary(e) for e in await kv.history("k")] == [("k", b"", 4, "PURGE")]
+    try:  # on a loaded machine more than the marker's 1 s may pass before this look: then it is gone already
+        assert [summary(e) for e in await kv.history("k")] == [("k", b"", 4, "PURGE")]
+    except NoKeysError:
+        assert (await js.stream_info("KV_mttl")).state.last_seq == 4  # the marker was stored, then expired
 
     async def marker_gone() -> bool:
         # A history() whose consumer counted the marker just before it expired waits for a message that is gone
