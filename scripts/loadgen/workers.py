@@ -155,19 +155,24 @@ def pull_request(ctx: Ctx, batch: int) -> bytes:
     return b"PUB %s %s %d\r\n%s\r\n" % (subject, ctx.inbox, len(body), body)
 
 
+def count_delivery(ctx: Ctx, reply: bytes) -> None:
+    """Count one delivery by the stream sequence in its ack subject (v1: token 5, v2 with domain: token 7)."""
+    tokens = reply.split(b".")
+    seq = int(tokens[5] if len(tokens) == 9 else tokens[7])
+    if seq < len(ctx.counts):
+        ctx.counts[seq] += 1
+    else:
+        ctx.tally.out_of_range += 1
+
+
 def handle_deliveries(ctx: Ctx, msgs: list[Msg], acks: list[bytes]) -> int:
     """Count each delivery's stream sequence and queue its reply subject for an ack. Returns how many requested
     messages will not come because a status (408 expired, 409, 404) closed their pull request: the closed
     request's Nats-Pending-Messages, or the whole batch when the server does not say."""
-    counts, space, closed = ctx.counts, len(ctx.counts), 0
+    closed = 0
     for _subject, reply, header, _data in msgs:
         if reply[:8] == ACK_PREFIX:
-            tokens = reply.split(b".")
-            seq = int(tokens[5] if len(tokens) == 9 else tokens[7])
-            if seq < space:
-                counts[seq] += 1
-            else:
-                ctx.tally.out_of_range += 1
+            count_delivery(ctx, reply)
             acks.append(reply)
         elif header is not None and (code := status_code(header)) != 100:  # 100 = heartbeat: nothing to do
             ctx.tally.control += 1
@@ -242,17 +247,12 @@ def ordered(ctx: Ctx) -> int:
               "num_replicas": 1, "replay_policy": "instant", "inactive_threshold": 5_000_000_000}
     body = json.dumps({"stream_name": job.stream, "config": config}).encode()
     conn.pub(f"$JS.API.CONSUMER.CREATE.{job.stream}".encode(), ctx.api_inbox, body)
-    counts, space, got = ctx.counts, len(ctx.counts), 0
+    got = 0
     while got < job.count and not ctx.stop.is_set():
         msgs = ctx.receive()
         for subject, reply, header, data in msgs:
             if reply[:8] == ACK_PREFIX:
-                tokens = reply.split(b".")
-                seq = int(tokens[5] if len(tokens) == 9 else tokens[7])
-                if seq < space:
-                    counts[seq] += 1
-                else:
-                    ctx.tally.out_of_range += 1
+                count_delivery(ctx, reply)
                 got += 1
             elif subject == ctx.api_inbox:
                 if b'"error"' in data:

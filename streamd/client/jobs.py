@@ -153,17 +153,26 @@ class Queue:
     max_attempts: int = 5
     duplicate_window: float = 120.0
 
-    # the names of the queue's streams, subject and consumer, all derived from `name`
-    stream: str = field(init=False)
-    subject: str = field(init=False)
-    consumer: str = field(init=False)
-    dlq_stream: str = field(init=False)
-    dlq_subject: str = field(init=False)
+    # the names of the queue's streams, subject and consumer: derived from `name`, never stored
+    @property
+    def stream(self) -> str:
+        return f"JOBS_{self.name}"
 
-    def __post_init__(self) -> None:
-        name = self.name
-        self.stream, self.subject, self.consumer = f"JOBS_{name}", f"jobs.{name}.run", f"JOBS_{name}_workers"
-        self.dlq_stream, self.dlq_subject = f"JOBS_{name}_DLQ", f"jobsdlq.{name}.dead"
+    @property
+    def subject(self) -> str:
+        return f"jobs.{self.name}.run"
+
+    @property
+    def consumer(self) -> str:
+        return f"JOBS_{self.name}_workers"
+
+    @property
+    def dlq_stream(self) -> str:
+        return f"JOBS_{self.name}_DLQ"
+
+    @property
+    def dlq_subject(self) -> str:
+        return f"jobsdlq.{self.name}.dead"
 
     @classmethod
     async def open(
