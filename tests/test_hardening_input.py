@@ -6,6 +6,7 @@ a 64 KiB max_payload so that replies near the limit are cheap to build.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -339,3 +340,28 @@ def test_go_ranges_follow_the_field_type() -> None:
     ):
         with pytest.raises(gojson.GoJsonError, match=re.escape(where)):
             gojson.decode(body, ConsumerCreateRequest, "X")
+
+
+async def test_a_huge_direct_get_batch_is_answered_in_slices(
+    streamd: RunningService, nc: nats.NATS, js: nats.js.JetStreamContext
+) -> None:
+    """A batch of a million is cut at MAX_BATCH_MSGS (it is framed on the event loop); EOB says how many remain."""
+    from streamd.api.messages import MAX_BATCH_MSGS
+
+    await js.add_stream(name="HUGE", subjects=["huge"], allow_direct=True)
+    total = MAX_BATCH_MSGS + 500
+    for start in range(0, total, 500):
+        await asyncio.gather(*(js.publish("huge", b"x") for _ in range(start, min(start + 500, total))))
+    inbox = nc.new_inbox()
+    got: list[nats.aio.msg.Msg] = []
+
+    async def collect(msg: nats.aio.msg.Msg) -> None:
+        got.append(msg)
+
+    sub = await nc.subscribe(inbox, cb=collect)
+    await nc.publish("$JS.API.DIRECT.GET.HUGE", json.dumps({"seq": 1, "batch": 1_000_000}).encode(), reply=inbox)
+    await wait_for(lambda: bool(got) and got[-1].headers is not None and got[-1].headers.get("Status") == "204")
+    await sub.unsubscribe()
+    assert len(got) == MAX_BATCH_MSGS + 1
+    assert got[-1].headers is not None and got[-1].headers["Nats-Num-Pending"] == "500"
+    assert (await nc.request("$JS.API.INFO", b"", timeout=5)).data  # the API kept answering

@@ -109,6 +109,9 @@ def direct_get(
 
 
 DEFAULT_BATCH_BYTES = 64 << 20  # a batch without max_bytes stops here, as the server stops at its max_pending
+# A batch is read and framed on the event loop (~30 us a message): more than this many in one answer would hold
+# every other client up (200,000 took 6.4 s). It ends early as max_bytes does: EOB's Nats-Num-Pending says the rest.
+MAX_BATCH_MSGS = 2_000
 
 
 def _direct_batch(ctx: Context, name: str, reply: bytes, req: MsgGetRequest) -> None:
@@ -127,7 +130,7 @@ def _direct_batch(ctx: Context, name: str, reply: bytes, req: MsgGetRequest) -> 
             seq = reads.first_seq_at_or_after(txn, stream, _time_ns(req.start_time))
         pending = reads.count_after(txn, stream, [filter_subject], max(seq, 1) - 1)
         last, sent_bytes = 0, 0
-        for _ in range(req.batch):
+        for _ in range(min(req.batch, MAX_BATCH_MSGS)):
             found = reads.next_by_subject(txn, stream, filter_subject, seq)
             if found is None:
                 if not out:
