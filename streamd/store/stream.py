@@ -29,6 +29,7 @@ from streamd.store.layout import (
     stored_size,
     unpack_pair,
 )
+from streamd.store.routing import Frame, Routing
 from streamd.wire import durations, errors, headers, subjects
 from streamd.wire.models import Discard, Retention, StreamConfig
 
@@ -66,6 +67,9 @@ class Stream:
         self.puback_prefix = b'{"stream":' + msgspec.json.encode(config.name) + dom + b',"seq":'
         # Interest retention asks this before storing; consumers (a later layer) replace it.
         self.has_interest = _no_interest
+        # subject_transform and republish compiled for `routing_config` (routing.routing_of keeps it current).
+        self.routing: Routing | None = None
+        self.routing_config: StreamConfig | None = None
 
     def num_deleted(self) -> int:
         c = self.committed
@@ -74,6 +78,17 @@ class Stream:
 
 def _no_interest(subject: bytes) -> bool:
     return False
+
+
+def routing_of(stream: Stream) -> Routing | None:
+    """The stream's subject_transform and republish compiled for its current config (again when the config object
+    changed); None when it has neither."""
+    cfg = stream.config
+    if stream.routing_config is not cfg:
+        routing = Routing(cfg)
+        stream.routing = routing if routing.active else None
+        stream.routing_config = cfg
+    return stream.routing
 
 
 @dataclass(slots=True)
@@ -89,6 +104,7 @@ class Batch:
     stored: list[tuple[Stream, int, bytes]] = field(default_factory=list)
     removed: list[tuple[Stream, int, bytes]] = field(default_factory=list)
     purged: list[Stream] = field(default_factory=list)
+    republish: list[Frame] = field(default_factory=list)  # sent once the commit succeeded
 
     def touch(self, stream: Stream) -> None:
         self.touched[stream.id] = stream
@@ -148,6 +164,9 @@ def store_message(b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, 
     The hot path: each helper below is called once per message, so splitting costs a call, never a second look.
     """
     cfg = stream.config
+    routing = stream.routing if stream.routing_config is cfg else routing_of(stream)
+    if routing is not None:
+        subject = routing.stored_subject(subject)
     _check_writable(stream, subject)
     hlen = len(hdrs) if hdrs else 0
     ttl, msg_id, rollup = 0, b"", None
@@ -166,6 +185,9 @@ def store_message(b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, 
         if not stream.counters.messages:
             stream.counters.first_seq = min(seq + 1, MAX_SEQ)
         return seq, False
+    if routing is not None and (target := routing.republish_to(subject)) is not None:
+        frame = routing.frame(b.txn, stream.dbs, stream.name_bytes, b.now_ns, target, seq, subject, hdrs, data)
+        b.republish.append(frame)
     _put_message(b, stream, seq, subject, hdrs, data, size)
     if msg_id:
         _put_msg_id(b, stream, seq, msg_id)

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Replies = list[tuple[bytes, bytes]]
+Frames = list[tuple[bytes, bytes, bytes]]  # (subject, headers, payload): republished messages
 Committed = Callable[[streams.Batch], None]
 _JSON = msgspec.json.Encoder()
 
@@ -109,7 +110,7 @@ class Writer:
         self,
         store: Store,
         registry: dict[str, streams.Stream],
-        send_replies: Callable[[Replies], Awaitable[None]],
+        send_replies: Callable[[Replies, Frames], Awaitable[None]],
         *,
         max_batch_msgs: int = 10_000,
         max_batch_bytes: int = 32 << 20,
@@ -206,8 +207,9 @@ class Writer:
         if self.extra_replies:
             replies.extend(self.extra_replies)
             self.extra_replies = []
-        if replies:
-            await self._send_replies(replies)
+        frames = [f for batch in batches for f in batch.republish] if batches else []
+        if replies or frames:
+            await self._send_replies(replies, frames)  # republished first, then the PubAcks: one write
 
     # ---- writer thread ------------------------------------------------------------------------------------
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import msgspec
 from msgspec import UNSET
 
-from streamd.wire import errors, subjects
-from streamd.wire.models import Discard, Retention, StreamConfig
+from streamd.wire import errors, subjects, transform
+from streamd.wire.models import Discard, Retention, StreamConfig, SubjectTransformConfig
 from streamd.wire.subject_tree import SubjectTree
 
 DEFAULT_DUPLICATE_WINDOW = 120 * 1_000_000_000
@@ -29,6 +30,8 @@ def normalize(cfg: StreamConfig) -> StreamConfig:
     _normalize_limits(c)
     _normalize_window(c)
     _normalize_subjects(c)
+    _check_subject_transform(c)
+    _check_republish(c)
     _check_flags(c)
     if c.metadata is not UNSET and sum(len(k) + len(v) for k, v in c.metadata.items()) > MAX_METADATA:
         raise _invalid("stream metadata exceeds maximum size of 128 KiB")
@@ -49,7 +52,10 @@ def _check_unsupported(c: StreamConfig) -> None:
     drops it (`sources: []`, `allow_atomic: false`, `persist_mode: "default"`, `placement: {}`)."""
     if c.sources == []:
         c.sources = UNSET
-    for feature in ("mirror", "sources", "republish", "subject_transform"):
+    for feature in ("republish", "subject_transform"):
+        if getattr(c, feature) is None:
+            setattr(c, feature, UNSET)
+    for feature in ("mirror", "sources"):
         value = getattr(c, feature)
         if value is None:
             setattr(c, feature, UNSET)
@@ -72,6 +78,44 @@ def required_level(c: StreamConfig) -> int:
     """The JetStream API level a stream's config needs (nats-server's `_nats.req.level`): 1 for per-message TTLs
     or subject delete markers (2.11); streamd serves nothing of a higher level."""
     return 1 if c.allow_msg_ttl or c.subject_delete_marker_ttl else 0
+
+
+def _check_subject_transform(c: StreamConfig) -> None:
+    """checkStreamCfg's subject_transform rules: a valid source subject (10155), a destination the server's
+    ValidateMapping takes (10156)."""
+    st = c.subject_transform
+    if st is UNSET or st is None:
+        return
+    if st.src and not subjects.is_valid_subject(st.src):
+        raise errors.STREAM_TRANSFORM_INVALID_SOURCE(err=f"invalid subject {st.src}")
+    try:
+        transform.validate_mapping(st.src, st.dest)
+    except transform.TransformError as exc:
+        raise errors.STREAM_TRANSFORM_INVALID_DESTINATION(err=str(exc)) from None
+
+
+def _check_republish(c: StreamConfig) -> None:
+    """checkStreamCfg's republish rules: an empty source means all; `>` to `>` with a transform of the stream's only
+    subject republishes the transformed subjects; the destination must not feed the stream (a cycle)."""
+    rp = c.republish
+    if rp is UNSET or rp is None:
+        return
+    rp = c.republish = msgspec.structs.replace(rp)  # the request's object stays as it was
+    if not rp.src:
+        rp.src = ">"
+    if rp.headers_only is False:
+        rp.headers_only = UNSET
+    st = c.subject_transform
+    if rp.src == ">" and rp.dest == ">" and isinstance(st, SubjectTransformConfig) and c.subjects == [st.src]:
+        rp.src = rp.dest = st.dest
+    if any(rp.dest == subj or subjects.collide(rp.dest, subj) for subj in c.subjects):
+        raise _invalid("stream configuration for republish destination forms a cycle")
+    try:
+        transform.compile(rp.src, rp.dest)
+    except transform.TransformError:
+        raise _invalid(
+            f"stream configuration for republish with transform from '{rp.src}' to '{rp.dest}' not valid"
+        ) from None
 
 
 def _normalize_description(c: StreamConfig) -> None:

@@ -172,9 +172,16 @@ class Connection(Client):
         """Publish with a header block given as bytes (stored headers go back out byte for byte)."""
         await self._write(_command(subject, reply, hdrs, payload))
 
-    async def publish_many(self, messages: list[tuple[bytes, bytes]]) -> None:
-        """Publish (subject, payload) pairs, without headers, as one write."""
-        await self._write(b"".join(b"PUB %s %d\r\n%s\r\n" % (s, len(p), p) for s, p in messages))
+    async def publish_many(
+        self, messages: list[tuple[bytes, bytes]], with_headers: list[tuple[bytes, bytes, bytes]] | None = None
+    ) -> None:
+        """Publish (subject, payload) pairs, without headers, as one write; `with_headers` (subject, header block,
+        payload) go first in the same write."""
+        cmds = b"".join(b"PUB %s %d\r\n%s\r\n" % (s, len(p), p) for s, p in messages)
+        if with_headers:
+            cmds = b"".join(_command(s, b"", h, p) for s, h, p in with_headers) + cmds
+            self.stats["out_msgs"] += len(with_headers)
+        await self._write(cmds)
         self.stats["out_msgs"] += len(messages)
 
     def send_soon(self, subject: bytes, payload: bytes, hdrs: bytes | None = None) -> None:

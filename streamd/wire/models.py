@@ -48,6 +48,21 @@ class ConsumerLimits(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=T
     max_ack_pending: Int = 0
 
 
+class SubjectTransformConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A subject transform (nats-server's SubjectTransformConfig): both fields always printed."""
+
+    src: str = ""
+    dest: str = ""
+
+
+class RePublish(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Republish after the commit (nats-server's RePublish): `src` and `headers_only` are omitempty."""
+
+    src: str | UnsetType = UNSET
+    dest: str = ""
+    headers_only: bool | UnsetType = UNSET
+
+
 class StreamConfig(msgspec.Struct, kw_only=True):
     """A stream's settings as stored and as echoed back; ``streams.normalize_config`` applies the defaults."""
 
@@ -79,12 +94,12 @@ class StreamConfig(msgspec.Struct, kw_only=True):
     no_ack: bool | UnsetType = UNSET
     first_seq: U64 | UnsetType = UNSET
     metadata: dict[str, str] | UnsetType = UNSET
+    subject_transform: SubjectTransformConfig | None | UnsetType = UNSET  # applied at ingest (store/routing.py)
+    republish: RePublish | None | UnsetType = UNSET  # sent after the commit (store/routing.py)
     # Features streamd does not serve: decoded so that a request turning one on is refused by name
     # (streams/rules.py), never accepted and dropped; off (false, "default", empty) they are left out, as Go does.
     mirror: Any | UnsetType = UNSET
     sources: Any | UnsetType = UNSET
-    republish: Any | UnsetType = UNSET
-    subject_transform: Any | UnsetType = UNSET
     placement: Any | UnsetType = UNSET
     allow_msg_counter: bool | UnsetType = UNSET
     allow_atomic: bool | UnsetType = UNSET

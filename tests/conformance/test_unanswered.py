@@ -221,8 +221,6 @@ UNSERVED_FLAGS = [
     {"persist_mode": "async"},
     {"mirror": {"name": "X"}},
     {"sources": [{"name": "X"}]},
-    {"republish": {"src": ">", "dest": "r.>"}},
-    {"subject_transform": {"src": "f.>", "dest": "g.>"}},
 ]
 
 

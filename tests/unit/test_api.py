@@ -16,7 +16,7 @@ from streamd.api.dispatch import RequestQueue, error_body, resolve
 from streamd.api.routes import ROUTES
 from streamd.server.api_intake import CONSUMER_VERBS
 from streamd.store.env import Store
-from streamd.store.writer import Replies, Writer
+from streamd.store.writer import Frames, Replies, Writer
 from streamd.streams.manager import StreamManager
 from streamd.transport.connection import Connection
 from streamd.wire import errors
@@ -28,7 +28,7 @@ class Page(msgspec.Struct):
     items: list[str]
 
 
-async def _no_replies(_replies: Replies) -> None:
+async def _no_replies(_replies: Replies, _frames: Frames) -> None:
     return None
 
 

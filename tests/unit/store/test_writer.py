@@ -13,7 +13,7 @@ import pytest
 
 from streamd.store import stream as streams
 from streamd.store.env import Store
-from streamd.store.writer import Replies, Writer
+from streamd.store.writer import Frames, Replies, Writer
 from streamd.wire import errors
 from tests.unit.store.support import make_stream, seqs
 
@@ -27,6 +27,7 @@ class Harness:
         self.store = store
         self.registry: dict[str, streams.Stream] = {}
         self.replies: Replies = []
+        self.frames: Frames = []
         self.writer = Writer(store, self.registry, self._send, **options)  # type: ignore[arg-type]
         self.committed: list[streams.Batch] = []
         self.writer.on_commit = self.committed.append
@@ -49,8 +50,9 @@ class Harness:
         await asyncio.sleep(0)  # let call() put it on the queue
         return fut
 
-    async def _send(self, replies: Replies) -> None:
+    async def _send(self, replies: Replies, frames: Frames) -> None:
         self.replies.extend(replies)
+        self.frames.extend(frames)
 
     def stream(self, name: str = "S", **cfg: object) -> streams.Stream:
         s = make_stream(self.store, name, **cfg)  # type: ignore[arg-type]
