@@ -49,7 +49,7 @@ class Routing:
         if self._republish is None:
             return None
         mapped = self._republish.apply(subject.decode(errors="surrogateescape"))
-        if mapped is None or not subjects.is_valid_subject(mapped, wildcards=False):
+        if mapped is None or (not self._republish.plain and not subjects.is_valid_subject(mapped, wildcards=False)):
             return None
         return mapped.encode(errors="surrogateescape")
 

@@ -3,6 +3,7 @@
     compile(src, dest) -> Transform | None     validate like the server (TransformError with its wording);
                                                None for an empty dest (the server's "no transform")
     Transform.apply(subject) -> str | None     the mapped subject, or None when `subject` does not match `src`
+    Transform.plain                            True when dest has no functions: valid subjects map to valid ones
     validate_mapping(src, dest)                the extra checks the server makes on a stream's subject_transform
                                                destination (ValidateMapping), then compile's
 
@@ -16,6 +17,7 @@ stores exactly the subjects nats-server would.
 
 from __future__ import annotations
 
+import operator
 import random
 import re
 from collections.abc import Callable
@@ -302,37 +304,58 @@ def _subject_info(subject: str) -> tuple[list[str], int, bool] | None:
 
 
 class Transform:
-    """A compiled transform; immutable and safe to share. `apply` costs one split, a match and one join."""
+    """A compiled transform; immutable and safe to share. `apply` costs one split, a few C-level checks and one
+    format: a destination of literals and wildcards (the usual case) runs no Python code per token."""
 
-    __slots__ = ("src", "dest", "_identity", "_src", "_fwc", "_steps", "_rest_from")
+    __slots__ = (
+        "src",
+        "dest",
+        "plain",
+        "_identity",
+        "_ntoks",
+        "_fwc",
+        "_literals",
+        "_steps",
+        "_rest_from",
+        "_fmt",
+        "_get",
+    )
 
-    def __init__(self, src: str, dest: str, steps: list[Step], rest_from: int | None, stoks: list[str]) -> None:
+    def __init__(
+        self, src: str, dest: str, steps: list[Step | int | str], rest_from: int | None, stoks: list[str]
+    ) -> None:
         self.src, self.dest = src, dest
         self._identity = src == ">" and dest == ">"
-        self._fwc = bool(stoks) and stoks[-1] == ">"
-        self._src = tuple(stoks[:-1] if self._fwc else stoks)
-        self._steps = steps
+        self._fwc = rest_from is not None
+        self._ntoks = len(stoks) - 1 if self._fwc else len(stoks)  # tokens before a `>`
+        self._literals = [(i, t) for i, t in enumerate(stoks[: self._ntoks]) if t != "*"]
         self._rest_from = rest_from  # dest ends in `>`: the source tokens from here on close the result
-
-    def matches(self, toks: list[str]) -> bool:
-        src = self._src
-        if len(toks) <= len(src) if self._fwc else len(toks) != len(src):
-            return False
-        for pattern, tok in zip(src, toks, strict=False):
-            if pattern != tok and pattern != "*":
-                return False
-        return True
+        self._fmt: str | None = None
+        self._get: Callable[[list[str]], tuple[str, ...]] = _no_tokens
+        if all(not callable(step) for step in steps):  # literals (str) and wildcards (source positions)
+            pieces = [step.replace("%", "%%") if isinstance(step, str) else "%s" for step in steps]
+            self._fmt = ".".join(pieces + (["%s"] if self._fwc else []))
+            self._get = _getter([step for step in steps if isinstance(step, int)])
+        self._steps = [_as_step(step) for step in steps]
+        # Only literals without white space, wildcards and `>`: a published (valid) subject maps to a valid one.
+        self.plain = self._fmt is not None and not any(c in dest for c in "\t\n\f\r ")
 
     def apply(self, subject: str) -> str | None:
         """The transformed subject; None when `subject` is not a literal subject matching `src`."""
         if self._identity:
             return subject
         toks = subject.split(".")
-        for t in toks:
-            if not t or t == "*" or t == ">":
-                return None
-        if not self.matches(toks):
+        n = len(toks)
+        if (n <= self._ntoks if self._fwc else n != self._ntoks) or "" in toks or "*" in toks or ">" in toks:
             return None
+        for i, t in self._literals:
+            if toks[i] != t:
+                return None
+        if self._fmt is not None:
+            values = self._get(toks)
+            if self._rest_from is not None:
+                values = (*values, ".".join(toks[self._rest_from :]))
+            return self._fmt % values
         parts = [step(toks) for step in self._steps]
         if self._rest_from is not None:
             parts.append(".".join(toks[self._rest_from :]))
@@ -340,6 +363,28 @@ class Transform:
 
     def __repr__(self) -> str:
         return f"Transform({self.src!r}, {self.dest!r})"
+
+
+def _no_tokens(toks: list[str]) -> tuple[str, ...]:
+    return ()
+
+
+def _getter(positions: list[int]) -> Callable[[list[str]], tuple[str, ...]]:
+    """The source tokens at `positions`, as a tuple (operator.itemgetter, which returns a bare item for one)."""
+    if not positions:
+        return _no_tokens
+    if len(positions) == 1:
+        i = positions[0]
+        return lambda toks: (toks[i],)
+    return operator.itemgetter(*positions)
+
+
+def _as_step(step: Step | int | str) -> Step:
+    if isinstance(step, str):
+        return _literal(step)
+    if isinstance(step, int):
+        return _wildcard(step)
+    return step
 
 
 def compile(src: str, dest: str) -> Transform | None:
@@ -354,12 +399,12 @@ def compile(src: str, dest: str) -> Transform | None:
     stoks, npwcs, fwc = sinfo
     dtoks = dinfo[0]
     positions = [i for i, t in enumerate(stoks) if t == "*"]  # wildcard n is source token positions[n - 1]
-    steps: list[Step] = []
+    steps: list[Step | int | str] = []  # a literal, a source position (wildcard) or a function's step
     for token in dtoks[:-1] if fwc else dtoks:
         parsed = _parse_token(token)
         kind, numbers = parsed[0], parsed[1]
         if kind == "literal":
-            steps.append(_literal(token))
+            steps.append(token)
         elif kind == "random" or (kind == "partition" and not (npwcs or fwc)):
             steps.append(_step((kind, [], parsed[2], ""), []))
         elif not (npwcs or fwc):
@@ -369,7 +414,8 @@ def compile(src: str, dest: str) -> Transform | None:
                 if n > npwcs:
                     raise TransformError(OUT_OF_RANGE, f"{token}: [{n}]")
             # The server's index map: numbers of 0 or below are absent from it and read as source token 0.
-            steps.append(_step(parsed, [positions[n - 1] if n >= 1 else 0 for n in numbers]))
+            sources = [positions[n - 1] if n >= 1 else 0 for n in numbers]
+            steps.append(sources[0] if kind == "wildcard" else _step(parsed, sources))
     return Transform(src, dest, steps, len(stoks) - 1 if fwc else None, stoks)
 
 

@@ -86,6 +86,16 @@ def stream_config(name: str) -> dict[str, Any]:
     }
 
 
+def routed_stream_config(name: str) -> dict[str, Any]:
+    """A stream config with a subject transform (every mapping function) and a headers-only republish."""
+    dest = "t.{{wildcard(1)}}.{{partition(3,1)}}.{{split(1,-)}}.{{SliceFromLeft(1,2)}}.{{right(1,1)}}.$1"
+    return {
+        **stream_config(name),
+        "subject_transform": {"src": "fz.*", "dest": dest},
+        "republish": {"src": ">", "dest": "rp.>", "headers_only": True},
+    }
+
+
 def consumer_request(stream: str, name: str) -> dict[str, Any]:
     return {
         "stream_name": stream,
@@ -111,8 +121,8 @@ def templates(verb: str, stream: str, consumer: str) -> list[Any]:
     """Valid request bodies for `verb`, one per request form ([None]: the verb takes an empty body)."""
     gets = [{"seq": 1}, {"last_by_subj": "fz.a"}, {"next_by_subj": "fz.>", "seq": 1}]
     table: dict[str, list[Any]] = {
-        "STREAM.CREATE": [stream_config(stream)],
-        "STREAM.UPDATE": [stream_config(stream)],
+        "STREAM.CREATE": [stream_config(stream), routed_stream_config(stream)],
+        "STREAM.UPDATE": [stream_config(stream), routed_stream_config(stream)],
         "STREAM.INFO": [{"subjects_filter": ">", "deleted_details": True, "offset": 0}],
         "STREAM.NAMES": [{"offset": 0, "subject": "fz.>"}],
         "STREAM.LIST": [{"offset": 0, "subject": "fz.>"}],

@@ -15,6 +15,7 @@ from streamd.store import stream as streams
 from streamd.store.env import Store
 from streamd.store.writer import Frames, Replies, Writer
 from streamd.wire import errors
+from streamd.wire.models import RePublish, SubjectTransformConfig
 from tests.unit.store.support import make_stream, seqs
 
 T = TypeVar("T")
@@ -202,3 +203,20 @@ async def test_wait_idle_drains_everything_queued_before_a_stop(tmp_path: Path) 
     with reopened.read() as txn:
         assert reopened.get_counters(txn, s.id).last_seq == 500
     reopened.close()
+
+
+async def test_republished_copies_go_out_with_the_commits_pubacks(harness: Harness) -> None:
+    rp = RePublish(src="s.*", dest="out.$1", headers_only=True)
+    s = harness.stream(subject_transform=SubjectTransformConfig(src="s.in", dest="s.a"), republish=rp)
+    harness.writer.publish(s, b"s.in", b"r1", b"NATS/1.0\r\nH: 1\r\n\r\n", b"abc")
+    harness.writer.publish(s, b"s.a", b"r2", b"NATS/1.0\r\nNats-Msg-Id: x\r\n\r\n", b"de")
+    harness.writer.publish(s, b"s.a", b"r3", b"NATS/1.0\r\nNats-Msg-Id: x\r\n\r\n", b"de")  # duplicate: not sent
+    harness.writer.publish(s, b"s.b.c", b"r4", None, b"")  # stored, not matching the republish source
+    harness.start()
+    await harness.writer.wait_idle()
+    assert [a["seq"] for a in harness.acks().values()] == [1, 2, 2, 3]
+    assert [(subject, data) for subject, _, data in harness.frames] == [(b"out.a", b""), (b"out.a", b"")]
+    first = harness.frames[0][1]
+    assert first.startswith(b"NATS/1.0\r\nH: 1\r\nNats-Stream: S\r\nNats-Subject: s.a\r\nNats-Sequence: 1\r\n")
+    assert first.endswith(b"Nats-Last-Sequence: 0\r\nNats-Msg-Size: 3\r\n\r\n")
+    assert b"Nats-Last-Sequence: 1\r\nNats-Msg-Size: 2\r\n" in harness.frames[1][1]
