@@ -25,8 +25,10 @@ class Routing:
 
     def __init__(self, cfg: StreamConfig) -> None:
         st, rp = cfg.subject_transform, cfg.republish
-        self._ingest = transform.compile(st.src, st.dest) if isinstance(st, SubjectTransformConfig) else None
-        self._republish = transform.compile(rp.src or ">", rp.dest) if isinstance(rp, RePublish) else None
+        self._ingest = (
+            transform.compile(st.src or "", st.dest or "") if isinstance(st, SubjectTransformConfig) else None
+        )
+        self._republish = transform.compile(rp.src or ">", rp.dest or "") if isinstance(rp, RePublish) else None
         self._headers_only = isinstance(rp, RePublish) and rp.headers_only is True
 
     @property

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import msgspec
 from msgspec import UNSET
 
 from streamd.wire import errors, subjects, transform
-from streamd.wire.models import Discard, Retention, StreamConfig, SubjectTransformConfig
+from streamd.wire.models import Discard, RePublish, Retention, StreamConfig, SubjectTransformConfig
 from streamd.wire.subject_tree import SubjectTree
 
 DEFAULT_DUPLICATE_WINDOW = 120 * 1_000_000_000
@@ -82,14 +81,16 @@ def required_level(c: StreamConfig) -> int:
 
 def _check_subject_transform(c: StreamConfig) -> None:
     """checkStreamCfg's subject_transform rules: a valid source subject (10155), a destination the server's
-    ValidateMapping takes (10156)."""
+    ValidateMapping takes (10156). A null src or dest reads as "", as in Go."""
     st = c.subject_transform
     if st is UNSET or st is None:
         return
-    if st.src and not subjects.is_valid_subject(st.src):
-        raise errors.STREAM_TRANSFORM_INVALID_SOURCE(err=f"invalid subject {st.src}")
+    src, dest = st.src or "", st.dest or ""
+    c.subject_transform = SubjectTransformConfig(src=src, dest=dest)  # the request's object stays as it was
+    if src and not subjects.is_valid_subject(src):
+        raise errors.STREAM_TRANSFORM_INVALID_SOURCE(err=f"invalid subject {src}")
     try:
-        transform.validate_mapping(st.src, st.dest)
+        transform.validate_mapping(src, dest)
     except transform.TransformError as exc:
         raise errors.STREAM_TRANSFORM_INVALID_DESTINATION(err=str(exc)) from None
 
@@ -100,21 +101,18 @@ def _check_republish(c: StreamConfig) -> None:
     rp = c.republish
     if rp is UNSET or rp is None:
         return
-    rp = c.republish = msgspec.structs.replace(rp)  # the request's object stays as it was
-    if not rp.src:
-        rp.src = ">"
-    if rp.headers_only is False:
-        rp.headers_only = UNSET
+    src, dest = rp.src or ">", rp.dest or ""
     st = c.subject_transform
-    if rp.src == ">" and rp.dest == ">" and isinstance(st, SubjectTransformConfig) and c.subjects == [st.src]:
-        rp.src = rp.dest = st.dest
-    if any(rp.dest == subj or subjects.collide(rp.dest, subj) for subj in c.subjects):
+    if src == ">" and dest == ">" and isinstance(st, SubjectTransformConfig) and c.subjects == [st.src]:
+        src = dest = st.dest or ""
+    c.republish = RePublish(src=src, dest=dest, headers_only=True if rp.headers_only else UNSET)
+    if any(dest == subj or subjects.collide(dest, subj) for subj in c.subjects):
         raise _invalid("stream configuration for republish destination forms a cycle")
     try:
-        transform.compile(rp.src, rp.dest)
+        transform.compile(src, dest)
     except transform.TransformError:
         raise _invalid(
-            f"stream configuration for republish with transform from '{rp.src}' to '{rp.dest}' not valid"
+            f"stream configuration for republish with transform from '{src}' to '{dest}' not valid"
         ) from None
 
 

@@ -51,16 +51,16 @@ class ConsumerLimits(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=T
 class SubjectTransformConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A subject transform (nats-server's SubjectTransformConfig): both fields always printed."""
 
-    src: str = ""
-    dest: str = ""
+    src: str | None = ""  # null reads as "" (Go), stored as ""
+    dest: str | None = ""
 
 
 class RePublish(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Republish after the commit (nats-server's RePublish): `src` and `headers_only` are omitempty."""
 
-    src: str | UnsetType = UNSET
-    dest: str = ""
-    headers_only: bool | UnsetType = UNSET
+    src: str | None | UnsetType = UNSET  # null reads as "" (Go); streams/rules.py stores ">" for both
+    dest: str | None = ""
+    headers_only: bool | None | UnsetType = UNSET
 
 
 class StreamConfig(msgspec.Struct, kw_only=True):
