@@ -145,3 +145,27 @@ def test_compile_takes_any_text_and_refuses_only_with_the_servers_errors(src: st
         return
     if tr is not None:
         tr.apply("a.b.c")
+
+
+DEST_TOKENS = ["x", "$1", "$2", "$0", "$-1", "$x", "{{wildcard(1)}}", "{{ Wildcard( 2 ) }}", "{{partition(3)}}"]
+DEST_TOKENS += ["{{partition(-2,1,2)}}", "{{split(1,-)}}", "{{split(1,)}}", "{{SliceFromLeft(2,0)}}", "{{left(1,-1)}}"]
+DEST_TOKENS += ["{{right(2,99)}}", "{{random(-3)}}", "{{splitFromRight(1,2)}}", "{{nope()}}", ">", "*", ""]
+subject_tokens = st.text(alphabet="ab-é%", min_size=1, max_size=6)
+
+
+@given(
+    st.lists(st.sampled_from(["a", "*", "*", ">", ""]), min_size=1, max_size=4),
+    st.lists(st.sampled_from(DEST_TOKENS), min_size=1, max_size=4),
+    st.lists(subject_tokens, min_size=1, max_size=5),
+)
+def test_any_mix_of_functions_compiles_or_is_refused_and_never_fails_when_applied(
+    src: list[str], dest: list[str], subject: list[str]
+) -> None:
+    try:
+        tr = transform.validate_mapping(".".join(src), ".".join(dest))
+    except TransformError:
+        return
+    assert tr is not None
+    out = tr.apply(".".join(subject))
+    if out is not None and tr.plain:
+        assert all(out.split("."))
