@@ -21,7 +21,7 @@ Frame = tuple[bytes, bytes, bytes]  # (subject, header block, payload) to publis
 class Routing:
     """The compiled subject_transform and republish of one stream config."""
 
-    __slots__ = ("_ingest", "_republish", "_headers_only")
+    __slots__ = ("_ingest", "_republish", "_headers_only", "_stamp")
 
     def __init__(self, cfg: StreamConfig) -> None:
         st, rp = cfg.subject_transform, cfg.republish
@@ -30,6 +30,7 @@ class Routing:
         )
         self._republish = transform.compile(rp.src or ">", rp.dest or "") if isinstance(rp, RePublish) else None
         self._headers_only = isinstance(rp, RePublish) and rp.headers_only is True
+        self._stamp = (0, b"")  # (ns, Nats-Time-Stamp): a batch's messages share one time
 
     @property
     def active(self) -> bool:
@@ -74,13 +75,18 @@ class Routing:
             name,
             subject,
             seq,
-            timefmt.format_ns(now_ns).encode(),
+            self._time_stamp(now_ns),
         )
         fields += b"Nats-Last-Sequence: %d\r\n" % _last_seq(txn, dbs, subject)
         if self._headers_only:
             fields += b"Nats-Msg-Size: %d\r\n" % len(data)
         base = hdrs[:-2] if hdrs else b"NATS/1.0\r\n"
         return target, base + fields + b"\r\n", b"" if self._headers_only else data
+
+    def _time_stamp(self, now_ns: int) -> bytes:
+        if self._stamp[0] != now_ns:
+            self._stamp = (now_ns, timefmt.format_ns(now_ns).encode())
+        return self._stamp[1]
 
 
 def _last_seq(txn: lmdb.Transaction, dbs: StreamDbs, subject: bytes) -> int:
