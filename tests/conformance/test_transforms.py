@@ -7,6 +7,7 @@ from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js.api import KeyValueConfig, RePublish, SubjectTransform
 
 from tests.conformance.util import api
 from tests.helpers import wait_for
@@ -221,3 +222,31 @@ async def test_republish_follows_a_config_update(nc: Client) -> None:
     assert (await js.get_msg("U", 5)).data == b"last"
     await nc.flush()
     assert len(got) == 2
+
+
+async def test_nats_py_configs_and_a_key_value_bucket_that_republishes(nc: Client) -> None:
+    js = nc.jetstream(timeout=5)
+    info = await js.add_stream(
+        name="PY",
+        subjects=["py.>"],
+        subject_transform=SubjectTransform(src="py.*", dest="moved.$1"),
+        republish=RePublish(src="moved.>", dest="seen.>", headers_only=False),
+    )
+    assert info.config.subject_transform == SubjectTransform(src="py.*", dest="moved.$1")
+    assert info.config.republish == RePublish(src="moved.>", dest="seen.>")
+    got, _ = await _collect(nc, "seen.>")
+    assert (await js.publish("py.k", b"v")).seq == 1
+    await wait_for(lambda: len(got) == 1)
+    assert (got[0].subject, got[0].data) == ("seen.k", b"v")
+
+    kv = await js.create_key_value(
+        config=KeyValueConfig(bucket="B", republish=RePublish(src="$KV.B.>", dest="kv.changes.>", headers_only=True))
+    )
+    changes, _ = await _collect(nc, "kv.changes.>")
+    await kv.put("k1", b"hello")
+    await kv.delete("k1")
+    await wait_for(lambda: len(changes) == 2)
+    assert [c.subject for c in changes] == ["kv.changes.k1", "kv.changes.k1"]
+    sizes = [(c.headers or {}).get("Nats-Msg-Size") for c in changes]
+    assert sizes == ["5", "0"] and (changes[1].headers or {}).get("KV-Operation") == "DEL"
+    assert [(c.headers or {}).get("Nats-Last-Sequence") for c in changes] == ["0", "1"]
