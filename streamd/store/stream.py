@@ -67,7 +67,7 @@ class Stream:
         self.puback_prefix = b'{"stream":' + msgspec.json.encode(config.name) + dom + b',"seq":'
         # Interest retention asks this before storing; consumers (a later layer) replace it.
         self.has_interest = _no_interest
-        # subject_transform and republish compiled for `routing_config` (routing.routing_of keeps it current).
+        # subject_transform and republish compiled for `routing_config` (routing_of keeps it current).
         self.routing: Routing | None = None
         self.routing_config: StreamConfig | None = None
 

@@ -21,13 +21,14 @@ import msgspec
 
 from streamd.store import stream as streams
 from streamd.store.env import Store
+from streamd.store.routing import Frame
 from streamd.wire import errors
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Replies = list[tuple[bytes, bytes]]
-Frames = list[tuple[bytes, bytes, bytes]]  # (subject, headers, payload): republished messages
+Frames = list[Frame]  # republished messages
 Committed = Callable[[streams.Batch], None]
 _JSON = msgspec.json.Encoder()
 

@@ -31,6 +31,8 @@ HDR_CONFIG = {
     "max_msgs_per_subject": 50,
     "storage": "file",
     "num_replicas": 1,
+    # Every stored message (odd header blocks included) is also republished on the service's connection.
+    "republish": {"src": "hdr.>", "dest": "rp.hdr.>"},
 }
 NAMES = [
     b"Nats-Msg-Id",
