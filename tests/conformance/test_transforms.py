@@ -250,3 +250,24 @@ async def test_nats_py_configs_and_a_key_value_bucket_that_republishes(nc: Clien
     sizes = [(c.headers or {}).get("Nats-Msg-Size") for c in changes]
     assert sizes == ["5", "0"] and (changes[1].headers or {}).get("KV-Operation") == "DEL"
     assert [(c.headers or {}).get("Nats-Last-Sequence") for c in changes] == ["0", "1"]
+
+
+async def test_a_stream_stores_what_another_republishes(nc: Client) -> None:
+    js = nc.jetstream(timeout=5)
+    await js.add_stream(name="A", subjects=["a.>"], republish=RePublish(src="a.>", dest="b.>"))
+    await js.add_stream(name="B", subjects=["b.>"])
+    await js.publish("a.x", b"payload", headers={"H": "v"})
+
+    async def b_has_it() -> bool:
+        return (await js.stream_info("B")).state.messages == 1
+
+    await wait_for(b_has_it)
+    copied = await js.get_msg("B", 1)
+    assert (copied.subject, copied.data) == ("b.x", b"payload")
+    assert copied.headers is not None
+    assert {k: copied.headers[k] for k in ("H", "Nats-Stream", "Nats-Subject", "Nats-Sequence")} == {
+        "H": "v",
+        "Nats-Stream": "A",
+        "Nats-Subject": "a.x",
+        "Nats-Sequence": "1",
+    }
