@@ -165,7 +165,9 @@ def test_any_mix_of_functions_compiles_or_is_refused_and_never_fails_when_applie
         tr = transform.validate_mapping(".".join(src), ".".join(dest))
     except TransformError:
         return
-    assert tr is not None
+    if tr is None:  # an empty destination: no transform
+        assert dest == [""]
+        return
     out = tr.apply(".".join(subject))
     if out is not None and tr.plain:
         assert all(out.split("."))
