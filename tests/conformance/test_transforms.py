@@ -9,6 +9,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import KeyValueConfig, RePublish, SubjectTransform
 
+from streamd.wire import transform
 from tests.conformance.util import api
 from tests.helpers import wait_for
 
@@ -271,3 +272,32 @@ async def test_a_stream_stores_what_another_republishes(nc: Client) -> None:
         "Nats-Subject": "a.x",
         "Nats-Sequence": "1",
     }
+
+
+# Destinations over a source of "m.*.*", each applied to every subject of SAMPLES by the real server: the stored
+# subjects must be what streamd's transform module computes (on the jetstream backend this checks the module itself).
+MAPPINGS = [
+    "o.$2.$1",
+    "o.{{wildcard(1)}}.{{partition(7,1,2)}}.{{partition(3)}}.{{partition(0,2)}}.{{partition(-1,1)}}",
+    "o.{{split(1,-)}}.{{split(2,x)}}",
+    "o.{{splitFromLeft(1,2)}}.{{splitFromRight(2,3)}}.{{splitFromLeft(1,0)}}",
+    "o.{{sliceFromLeft(1,2)}}.{{sliceFromRight(2,3)}}.{{sliceFromLeft(2,9)}}",
+    "o.{{left(1,2)}}.{{right(2,3)}}.{{left(1,0)}}.{{right(1,-2)}}",
+    "o.$0.$-1.{{ Wildcard( 2 ) }}",
+]
+SAMPLES = ["m.a.b", "m.abcdefg.xyzxyzx", "m.-a--b-.x-xx", "m.1234567.12", "m.é.ü-ö"]
+
+
+async def test_stored_subjects_are_what_the_transform_module_computes(nc: Client) -> None:
+    js = nc.jetstream(timeout=5)
+    cfg: dict[str, Any] = {"name": "M", "subjects": ["m.>"]}
+    assert "error" not in await api(nc, "$JS.API.STREAM.CREATE.M", cfg)
+    seq = 0
+    for dest in MAPPINGS:
+        cfg[ST] = {"src": "m.*.*", "dest": dest}
+        assert "error" not in await api(nc, "$JS.API.STREAM.UPDATE.M", cfg)
+        tr = transform.compile("m.*.*", dest)
+        assert tr is not None
+        for subject in SAMPLES:
+            seq = (await js.publish(subject, b"")).seq
+            assert ((await js.get_msg("M", seq)).subject, dest) == (tr.apply(subject), dest)
