@@ -1,7 +1,7 @@
 """A stream's subject transform (applied to each message's subject before it is stored) and republish (each stored
 message sent on to a mapped subject once its commit succeeded), compiled once per config.
 
-The write path keeps one per stream (`stream.routing_of`): None for a stream with neither, so such a stream pays
+The write path keeps one per stream (`routing_of` in stream.py): None for a stream with neither, so such a stream pays
 one identity check per message. The republished copy carries the original headers plus Nats-Stream, Nats-Subject,
 Nats-Sequence, Nats-Time-Stamp and Nats-Last-Sequence (the previous sequence stored on the same subject, 0 for
 none), and with headers_only no payload but Nats-Msg-Size, exactly as nats-server writes them.
