@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamd.wire import transform
@@ -96,9 +96,12 @@ def test_validate_mapping_checks_destination_tokens_first() -> None:
         transform.validate_mapping("f.*", "g h.$1")
 
 
+UNTIMED = settings(deadline=None)  # no timed assertions: a loaded machine must not fail a property
+
 token = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max_size=12)
 
 
+@UNTIMED
 @given(st.lists(token, min_size=1, max_size=6))
 def test_wildcards_in_any_order_place_the_matching_tokens(toks: list[str]) -> None:
     n = len(toks)
@@ -112,12 +115,14 @@ def test_wildcards_in_any_order_place_the_matching_tokens(toks: list[str]) -> No
     assert dollar.apply(subject) == mustache.apply(subject) == expected
 
 
+@UNTIMED
 @given(st.lists(token, min_size=1, max_size=6), st.lists(token, min_size=0, max_size=3))
 def test_a_full_wildcard_carries_the_rest(rest: list[str], prefix: list[str]) -> None:
     tr = transform.compile("a.>", ".".join([*prefix, ">"]))
     assert tr is not None and tr.apply("a." + ".".join(rest)) == ".".join([*prefix, *rest])
 
 
+@UNTIMED
 @given(token, st.integers(min_value=-3, max_value=15))
 def test_splitting_and_slicing_keep_every_character(tok: str, n: int) -> None:
     for fn in ("splitFromLeft", "splitFromRight", "sliceFromLeft", "sliceFromRight"):
@@ -128,6 +133,7 @@ def test_splitting_and_slicing_keep_every_character(tok: str, n: int) -> None:
         assert all(out.split("."))
 
 
+@UNTIMED
 @given(st.lists(token, min_size=2, max_size=4), st.integers(min_value=1, max_value=1000))
 def test_partitions_are_stable_and_in_range(toks: list[str], n: int) -> None:
     tr = transform.compile(".".join("*" * len(toks)), f"p.{{{{partition({n},1,2)}}}}")
@@ -137,6 +143,7 @@ def test_partitions_are_stable_and_in_range(toks: list[str], n: int) -> None:
     assert 0 <= int(out.split(".")[1]) < n
 
 
+@UNTIMED
 @given(st.text(max_size=40), st.text(max_size=40))
 def test_compile_takes_any_text_and_refuses_only_with_the_servers_errors(src: str, dest: str) -> None:
     try:
@@ -153,6 +160,7 @@ DEST_TOKENS += ["{{right(2,99)}}", "{{random(-3)}}", "{{splitFromRight(1,2)}}", 
 subject_tokens = st.text(alphabet="ab-é%", min_size=1, max_size=6)
 
 
+@UNTIMED
 @given(
     st.lists(st.sampled_from(["a", "*", "*", ">", ""]), min_size=1, max_size=4),
     st.lists(st.sampled_from(DEST_TOKENS), min_size=1, max_size=4),
