@@ -68,6 +68,7 @@ __all__ = [
     "num_delivered",
     "num_redelivered",
     "on_ack",
+    "on_acks",
     "on_deliver",
     "on_nak",
     "on_progress",
@@ -261,6 +262,24 @@ def on_ack(state: ConsumerState, settings: AckSettings, stream_seq: int) -> list
     return []
 
 
+def on_acks(state: ConsumerState, settings: AckSettings, stream_seqs: list[int]) -> list[int]:
+    """Apply a batch of `+ACK`s at once; the same state and acknowledged seqs as `on_ack` one after the other.
+
+    A socket read brings a hundred acks for one consumer: with explicit acks the floor is recomputed once for
+    the batch instead of once per ack (after its first move the floor is always lowest pending - 1, whatever
+    the order of removals, so one pass gives the same result). Other policies go one by one.
+    """
+    if settings.ack_policy is AckPolicy.EXPLICIT:
+        pending = state.pending
+        acked = list(dict.fromkeys(seq for seq in stream_seqs if seq in pending))
+        _remove(state, acked)
+        return acked
+    done: list[int] = []
+    for seq in stream_seqs:
+        done.extend(on_ack(state, settings, seq))
+    return done
+
+
 def on_nak(
     state: ConsumerState, settings: AckSettings, stream_seq: int, now_ns: int, delay_ns: int | None = None
 ) -> bool:
@@ -379,8 +398,7 @@ def _remove(state: ConsumerState, seqs: list[int]) -> bool:
     if removed and not state.pending:
         state.ack_floor = state.delivered
     elif moved:
-        only = seqs[0] if len(seqs) == 1 and seqs[0] == floor.stream_seq + 1 else 0
-        lowest_stream = _lowest_pending(state, only)
+        lowest_stream = _lowest_pending(state, floor.stream_seq, len(seqs))
         if state.redelivered:
             lowest_consumer = min(p.consumer_seq for p in state.pending.values())
         else:  # first deliveries get consumer seqs in stream order
@@ -389,18 +407,17 @@ def _remove(state: ConsumerState, seqs: list[int]) -> bool:
     return removed
 
 
-def _lowest_pending(state: ConsumerState, removed_lowest: int) -> int:
+def _lowest_pending(state: ConsumerState, floor_stream_seq: int, removed: int) -> int:
     """The lowest pending stream seq, cheaply in the common case of in-order acks.
 
-    When the one message just removed (`removed_lowest`) was `floor + 1`, nothing at or below it is pending,
-    so probing upwards finds the minimum after a few dict lookups. Otherwise: pending is keyed in
+    Nothing at or below the floor is pending, so after in-order acks (`removed` messages just left) probing
+    upwards from the floor finds the minimum after a few dict lookups. Otherwise: pending is keyed in
     first-delivery order, which is stream order (new deliveries only go up; a redelivery updates its entry in
     place), so its first key is the lowest (CPython skips deleted slots while iterating, which is why the probe
     comes first).
     """
     pending = state.pending
-    if removed_lowest:
-        for candidate in range(removed_lowest + 1, removed_lowest + 33):
-            if candidate in pending:
-                return candidate
+    for candidate in range(floor_stream_seq + 1, floor_stream_seq + removed + 33):
+        if candidate in pending:
+            return candidate
     return next(iter(pending))

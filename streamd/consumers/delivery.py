@@ -17,7 +17,7 @@ from streamd.wire.models import ConsumerConfig
 
 # The most messages one delivery step sends before it yields: a burst of redeliveries (100k coming due at once)
 # goes out in slices, so API requests and publishes are served in between.
-SLICE = 64
+SLICE = 256
 # Bytes queued on the leaf connection past which a delivery step waits for the socket to drain.
 BACKLOG = 4 << 20
 
