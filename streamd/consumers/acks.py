@@ -383,7 +383,9 @@ def _queued(state: ConsumerState, stream_seq: int, pending: Pending) -> bool:
 
 def _unqueue(state: ConsumerState, stream_seq: int, pending: Pending) -> None:
     queue = state.redeliver_queue
-    if queue and queue[0] == stream_seq:  # redeliveries go out in queue order: the head, no search
+    if not queue:  # the common case (once per delivery and per ack): no call to _queued
+        return
+    if queue[0] == stream_seq:  # redeliveries go out in queue order: the head, no search
         del queue[0]
     elif _queued(state, stream_seq, pending):
         queue.remove(stream_seq)
@@ -398,8 +400,10 @@ def _remove(state: ConsumerState, seqs: list[int]) -> bool:
         if pending is None:
             continue
         removed = True
-        state.redelivered.pop(seq, None)
-        _unqueue(state, seq, pending)
+        if state.redelivered:
+            state.redelivered.pop(seq, None)
+        if state.redeliver_queue:
+            _unqueue(state, seq, pending)
         if pending.consumer_seq == floor.consumer_seq + 1 or seq == floor.stream_seq + 1:
             moved = True
     if removed and not state.pending:
