@@ -72,10 +72,12 @@ class Consumer:
     _last_expire_ns: int = 0
     _sleep_until_ns: int = NEVER  # when the task's wait ends by itself (NEVER: no timer, or no task)
     _stepping: bool = False
+    _ack_prefix: str = ""  # ack_protocol.ack_prefix for this consumer, built once
 
     def __post_init__(self) -> None:
         self.wake = Wake(self._ensure_task)
         self.reader = Reader(self.state.delivered.stream_seq + 1)
+        self._ack_prefix = ack_protocol.ack_prefix(self.stream.name, self.name)
         self.configure(self.config, self.filters)
         now = time.time_ns()
         self.last_active_ns = now
@@ -217,6 +219,15 @@ class Consumer:
             self.wake.set()
         return done
 
+    def on_acks(self, seqs: list[int], now_ns: int) -> list[int]:
+        """Plain `+ACK`s of one socket read, applied as one batch; -> the stream seqs acknowledged."""
+        self.last_active_ns = self.last_ack_ns = now_ns
+        done = acks.on_acks(self.state, self.settings, seqs)
+        self.touch()
+        if self.waiting or self.is_push:
+            self.wake.set()
+        return done
+
     def _lower_hint(self, seq: int) -> None:
         """A message got a new deadline: the hint stays a lower bound without an O(pending) rescan (a hint
         that is too early only costs one expire pass that finds nothing)."""
@@ -337,7 +348,7 @@ class Consumer:
         `TooBig` and stays undelivered, as if it had not been looked at.
         """
         st = self.state
-        found = self._next_redelivery()
+        found = self._next_redelivery() if st.redeliver_queue else None
         is_new = found is None
         if found is None:
             if not acks.can_deliver_new(st, self.settings):
@@ -345,12 +356,13 @@ class Consumer:
             found = self.reader.next_new(self.host.store, self.stream, st.delivered.stream_seq)
             if found is None:
                 return None
-        count = acks.num_delivered(st, found.seq) + 1
-        pending = max(0, self.num_pending - 1) if is_new else self.num_pending
+            count = 1
+            pending = max(0, self.num_pending - 1)
+        else:
+            count = acks.num_delivered(st, found.seq) + 1
+            pending = self.num_pending
         subject = found.subject.decode()
-        ack = ack_protocol.ack_subject(
-            self.stream.name, self.name, count, found.seq, st.delivered.consumer_seq + 1, found.ts_ns, pending
-        )
+        ack = f"{self._ack_prefix}{count}.{found.seq}.{st.delivered.consumer_seq + 1}.{found.ts_ns}.{pending}"
         hdrs: bytes | None = found.hdrs or None
         data = found.data
         if self.config.headers_only is True:

@@ -58,12 +58,50 @@ class Intake:
             asyncio.get_running_loop().call_soon(self._apply_acks)
 
     def _apply_acks(self) -> None:
+        """Apply the acks of one socket read. Plain `+ACK`s are gathered per consumer and applied as one batch
+        (one state update, one persist mark, one wake-up); any other ack first applies what was gathered, so
+        every consumer sees its acks in the order they came."""
         batch, self._acks_in = self._acks_in, []
+        gathered: dict[Consumer, list[int]] = {}
+        names: dict[tuple[bytes, bytes], Consumer | None] = {}  # this batch's lookups: one decode per consumer
+        replies: list[bytes] = []
         for subject, reply, data in batch:
             try:
+                if not data or data == b"+ACK":
+                    p = subject.split(b".")
+                    if len(p) == 9 and p[1] == b"ACK" and b"".join(p[4:9]).isdigit():
+                        key = (p[2], p[3])
+                        c = names[key] if key in names else names.setdefault(key, self._consumer(*key))
+                        if c is not None:
+                            gathered.setdefault(c, []).append(int(p[5]))
+                            if reply:
+                                replies.append(reply)
+                        continue
+                if gathered:
+                    self._ack_gathered(gathered, replies)
                 self._apply_ack(subject, reply, data)
             except Exception:
                 logger.exception("ack on %r failed", subject[:200])
+        if gathered:
+            self._ack_gathered(gathered, replies)
+
+    def _consumer(self, stream: bytes, name: bytes) -> Consumer | None:
+        group = self._by_stream.get(stream.decode(errors="replace"))
+        c = group.get(name.decode(errors="replace")) if group else None
+        return None if c is None or c.deleted else c
+
+    def _ack_gathered(self, gathered: dict[Consumer, list[int]], replies: list[bytes]) -> None:
+        now = time.time_ns()
+        for c, seqs in gathered.items():
+            if c.deleted:
+                continue
+            done = c.on_acks(seqs, now)
+            if done and c.stream.config.retention != Policy.LIMITS:
+                self._retention.on_acked(c, done)
+        for reply in replies:
+            self._persistence.confirm(reply)
+        gathered.clear()
+        replies.clear()
 
     def _apply_ack(self, subject: bytes, reply: bytes, data: bytes) -> None:
         """One ack (never raises on foreign input)."""

@@ -60,7 +60,8 @@ class Persistence:
     def mark_dirty(self, c: Consumer) -> None:
         """State changed; it is persisted within LAZY_FLUSH (an ack with a reply flushes at once)."""
         self._dirty.add(c)
-        self._flush_soon(LAZY_FLUSH * max(1, len(c.state.pending) // BIG_STATE))
+        if self._lazy is None and not self._flush.is_set():  # called per delivery: the common case is one check
+            self._flush_soon(LAZY_FLUSH * max(1, len(c.state.pending) // BIG_STATE))
 
     def forget(self, c: Consumer) -> None:
         """The consumer is gone: do not write its state again."""

@@ -57,6 +57,7 @@ async def deliver(c: PushSource, now: int) -> None:
     if group and isinstance(group, str) and queues is not None and group not in queues:
         queues.append(group)
     fc_on = cfg.flow_control is True
+    original = cfg.replay_policy == ReplayPolicy.ORIGINAL  # once, not per message (an enum lookup)
     sent = 0
     while True:
         if fc_on and c.fc.outstanding > c.fc.window:
@@ -65,7 +66,7 @@ async def deliver(c: PushSource, now: int) -> None:
         if item is None:
             return
         found, size, delivery = item[0], item[1], item[2]
-        if c.config.replay_policy == ReplayPolicy.ORIGINAL and delivery.num_delivered == 1:
+        if original and delivery.num_delivered == 1:
             await _pace(c, found.ts_ns)
         c.send(to, item, queues)
         c.last_sent_ns = time.time_ns()

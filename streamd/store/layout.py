@@ -32,6 +32,7 @@ from streamd.wire.models import StreamConfig
 
 SEQ = struct.Struct(">Q")
 _MSG_HEAD = struct.Struct(">QIH")  # stored ns, header length, subject length
+MSG_HEAD = _MSG_HEAD  # for readers that split a record themselves (reads.Found, once per delivery)
 _TWO_U64 = struct.Struct(">QQ")
 _COUNTERS = struct.Struct(">QQQQQQQ")  # first_seq last_seq messages bytes first_ns last_ns num_subjects
 Buf = bytes | memoryview  # what LMDB hands back

@@ -12,7 +12,16 @@ import msgspec
 
 from streamd.wire import durations
 
-__all__ = ["Ack", "AckInfo", "AckKind", "ack_subject", "parse_ack", "parse_ack_subject", "parse_delivered_ack_subject"]
+__all__ = [
+    "Ack",
+    "AckInfo",
+    "AckKind",
+    "ack_prefix",
+    "ack_subject",
+    "parse_ack",
+    "parse_ack_subject",
+    "parse_delivered_ack_subject",
+]
 
 
 # ---- ack payloads -----------------------------------------------------------------------------------------------
@@ -95,7 +104,12 @@ _MAX_UINT64: Final = 2**64 - 1
 
 def ack_subject(stream: str, consumer: str, delivered: int, sseq: int, cseq: int, ts_ns: int, pending: int) -> str:
     """The v1 ack reply subject nats-server 2.15 sends (9 tokens; clients index tokens 5 and 6 directly)."""
-    return f"$JS.ACK.{stream}.{consumer}.{delivered}.{sseq}.{cseq}.{ts_ns}.{pending}"
+    return f"{ack_prefix(stream, consumer)}{delivered}.{sseq}.{cseq}.{ts_ns}.{pending}"
+
+
+def ack_prefix(stream: str, consumer: str) -> str:
+    """The part of `ack_subject` that is the same for every delivery of a consumer (delivery builds it once)."""
+    return f"$JS.ACK.{stream}.{consumer}."
 
 
 def parse_ack_subject(subject: str) -> AckInfo | None:

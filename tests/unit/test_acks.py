@@ -481,6 +481,17 @@ class ConsumerMachine(RuleBasedStateMachine):
             assert acked == []
         self.finished.update(acked)
 
+    @rule(data=st.data())
+    def ack_batch(self, data: st.DataObject) -> None:
+        """A batch of acks (one socket read) ends in the state one ack after the other would leave."""
+        seqs = [self._pick(data) for _ in range(data.draw(st.integers(0, 6)))]
+        one_by_one = acks.decode_state(acks.encode_state(self.state))
+        expected = [done for seq in seqs for done in acks.on_ack(one_by_one, self.cfg, seq)]
+        acked = acks.on_acks(self.state, self.cfg, seqs)
+        assert acked == expected
+        assert self.state == one_by_one
+        self.finished.update(acked)
+
     @rule(data=st.data(), delay=st.none() | st.integers(-5, 40))
     def nak(self, data: st.DataObject, delay: int | None) -> None:
         seq = self._pick(data)
