@@ -5,9 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nats.errors import ProtocolError
+from nats.protocol.parser import Parser
 
 from streamd.transport.parser import BulkParser, RawHandler
+from tests.fuzz.strategies import derandomized, examples
 
 Seen = tuple[str, int, bytes, bytes, bytes, bytes | None]
 HDRS = b"NATS/1.0\r\nNats-Msg-Id: a\r\n\r\n"
@@ -57,6 +61,9 @@ class Client:
     async def _process_info(self, _info: Any) -> None:
         self.seen.append(("info", 0, b"", b"", b"", None))
 
+    async def _process_pong(self) -> None:
+        self.seen.append(("pong", 0, b"", b"", b"", None))
+
 
 @pytest.mark.parametrize("cut", [1, 2, 3, 7, 16, 41, 1000])
 async def test_every_frame_once_and_in_order_however_the_reads_are_cut(cut: int) -> None:
@@ -75,3 +82,42 @@ async def test_every_frame_once_and_in_order_however_the_reads_are_cut(cut: int)
 async def test_a_malformed_message_line_is_a_protocol_error(line: bytes) -> None:
     with pytest.raises(ProtocolError):
         await BulkParser(Client()).parse(line)
+
+
+TOKENS = st.text(alphabet="abcXYZ019_-$*>", min_size=1, max_size=12)
+FRAMES = st.one_of(
+    st.tuples(
+        st.sampled_from([1, 2, 17]),  # sid 1 is raw, the others are nats-py's
+        st.lists(TOKENS, min_size=1, max_size=4).map(".".join),
+        st.one_of(st.just(""), TOKENS),
+        st.one_of(st.none(), st.binary(max_size=40).map(lambda b: b"NATS/1.0\r\nX: " + b.hex().encode() + b"\r\n\r\n")),
+        st.binary(max_size=300),  # payloads may hold CRLF, "MSG", anything
+    ),
+    st.sampled_from([b"PING\r\n", b"PONG\r\n", b"+OK\r\n", b'INFO {"max_payload": 1024}\r\n']),
+)
+
+
+def _encode(frame: Any) -> bytes:
+    if isinstance(frame, bytes):
+        return frame
+    sid, subject, reply, hdrs, payload = frame
+    head = f"{subject} {sid}" + (f" {reply}" if reply else "")
+    if hdrs is None:
+        return b"MSG %s %d\r\n%s\r\n" % (head.encode(), len(payload), payload)
+    return b"HMSG %s %d %d\r\n%s%s\r\n" % (head.encode(), len(hdrs), len(hdrs) + len(payload), hdrs, payload)
+
+
+@settings(max_examples=examples(300), deadline=None, derandomize=derandomized())
+@given(st.lists(FRAMES, max_size=30), st.lists(st.integers(1, 400), min_size=1, max_size=20))
+async def test_same_messages_as_nats_py_parser(frames: list[Any], cuts: list[int]) -> None:
+    wire = b"".join(_encode(f) for f in frames)
+    reference, bulk = Client(), Client()  # nats-py's own parser is the reference
+    await Parser(reference).parse(wire)
+    parser = BulkParser(bulk)
+    pos, i = 0, 0
+    while pos < len(wire):
+        step = cuts[i % len(cuts)]
+        await parser.parse(wire[pos : pos + step])
+        pos, i = pos + step, i + 1
+    assert bulk.seen == reference.seen
+    assert not parser.buf
