@@ -196,11 +196,29 @@ class Connection(Client):
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(asyncio.get_running_loop().create_future())
 
+    def write_pending(self) -> bool:
+        """Write nats-py's pending commands now, in one call, rather than on its flusher task's next turn: what a
+        read or a commit produced (DIRECT.GET answers, PubAcks) leaves a loop turn sooner. False when not
+        connected: nats-py keeps them for its flusher (and sends them after a reconnect), as before."""
+        transport = self._transport
+        if not self._pending or transport is None or not self.is_connected:
+            return False
+        try:
+            transport.writelines(self._pending)
+        except (OSError, RuntimeError):  # a transport going away: the flusher meets the error and reconnects
+            return False
+        self._pending, self._pending_data_size = [], 0
+        return True
+
     async def _write(self, cmd: bytes) -> None:
         if self.is_closed:
             return
         await self._send_command(cmd)
-        if self._flush_queue is not None and self._flush_queue.empty():
+        transport = self._transport
+        if self.write_pending() and transport is not None:
+            with contextlib.suppress(OSError):  # (the read loop notices a lost connection and reconnects)
+                await transport.drain()  # type: ignore[no-untyped-call]  # a slow server holds the writer back
+        elif self._flush_queue is not None and self._flush_queue.empty():
             await self._flush_pending()
 
 

@@ -29,6 +29,8 @@ class RawClient(Protocol):
 
     async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> Any: ...
 
+    def write_pending(self) -> bool: ...
+
 
 def _frame(view: bytes, pos: int, eol: int) -> tuple[bytes, int, bytes, int, int]:
     """A control line at view[pos:eol], `MSG subject sid [reply] size` or `HMSG subject sid [reply] hsize size`
@@ -62,6 +64,11 @@ class BulkParser(Parser):
         self._need = 0
 
     async def parse(self, data: bytes = b"") -> None:
+        """Parse one read; then write the answers it produced at once, in one call (see Connection.write_pending)."""
+        await self._parse(data)
+        self._client.write_pending()
+
+    async def _parse(self, data: bytes) -> None:
         if self.state != AWAITING_CONTROL_LINE:  # nats-py's parser is inside a frame it started: it finishes it
             await super().parse(data)
             if self.state != AWAITING_CONTROL_LINE or not self.buf:

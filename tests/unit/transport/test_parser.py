@@ -55,6 +55,9 @@ class Client:
         else:
             self.seen.append(("nats-py", sid, subject, reply, data, headers))
 
+    def write_pending(self) -> bool:
+        return False
+
     async def _process_ping(self) -> None:
         self.seen.append(("ping", 0, b"", b"", b"", None))
 
