@@ -45,8 +45,11 @@ async def start_streamd_process(*args: str, env: dict[str, str] | None = None) -
     )
 
 
-async def read_until(proc: asyncio.subprocess.Process, needle: str, timeout: float = 20.0) -> list[str]:
-    """Read stderr lines until one contains `needle`; returns the lines read."""
+async def read_until(
+    proc: asyncio.subprocess.Process, needle: str | tuple[str, ...], timeout: float = 20.0
+) -> list[str]:
+    """Read stderr lines until one contains `needle` (or one of them); returns the lines read."""
+    needles = (needle,) if isinstance(needle, str) else needle
     assert proc.stderr is not None
     lines: list[str] = []
     async with asyncio.timeout(timeout):
@@ -55,7 +58,7 @@ async def read_until(proc: asyncio.subprocess.Process, needle: str, timeout: flo
             if not raw:
                 raise AssertionError("streamd exited early:\n" + "".join(lines))
             lines.append(raw.decode(errors="replace"))
-            if needle in lines[-1]:
+            if any(n in lines[-1] for n in needles):
                 return lines
 
 

@@ -23,24 +23,24 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import nats.errors
 from nats.aio.client import Client
 from nats.protocol.parser import PERMISSIONS_ERR
 
+from streamd.transport.parser import BulkParser, RawHandler
 from streamd.wire.headers import NO_RESPONDERS
 
 logger = logging.getLogger(__name__)
 _PROTOCOL_BREAKERS = (" ", "\t", "\r", "\n")
 RECONNECT_END_TIMEOUT = 2.0  # close() waits this long for the reconnect loop to end, cancelling it again and again
-RawHandler = Callable[[bytes, bytes, bytes, bytes | None], None]
 
 
 class Connection(Client):
     def __init__(self) -> None:
         super().__init__()
+        self._ps = BulkParser(self)
         self._raw_handlers: dict[int, RawHandler] = {}
         self._retired: set[int] = set()
         self.raw_handler_errors = 0
@@ -150,23 +150,29 @@ class Connection(Client):
         ):
             pass  # nothing left to stop: callers run after a committed change and must not fail on this
 
-    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
-        handler = self._raw_handlers.get(sid)
-        if handler is None:
-            if sid in self._retired:
-                if reply:  # routed to us before the server saw the UNSUB: answer as the server would now
-                    await self._write(_command(reply, b"", NO_RESPONDERS, b""))
-                return
-            await super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]
-            return
+    def raw_handler(self, sid: int) -> RawHandler | None:
+        return self._raw_handlers.get(sid)
+
+    def run_raw(self, handler: RawHandler, subject: bytes, reply: bytes, data: bytes, hdrs: bytes | None) -> None:
+        """Hand a message to its raw subscription's handler (synchronously, from the parser)."""
         self.stats["in_msgs"] += 1
         self.stats["in_bytes"] += len(data)
         try:
-            handler(subject, reply, data, headers)
+            handler(subject, reply, data, hdrs)
         except Exception:
-            # A raw handler runs inside nats-py's parser: letting this escape would drop the connection.
+            # A raw handler runs inside the parser: letting this escape would drop the connection.
             self.raw_handler_errors += 1
             logger.exception("message on %r could not be handled", bytes(subject[:200]))
+
+    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        handler = self._raw_handlers.get(sid)
+        if handler is not None:
+            self.run_raw(handler, subject, reply, data, headers)
+        elif sid in self._retired:
+            if reply:  # routed to us before the server saw the UNSUB: answer as the server would now
+                await self._write(_command(reply, b"", NO_RESPONDERS, b""))
+        else:
+            await super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]
 
     async def publish_raw(self, subject: bytes, payload: bytes, hdrs: bytes | None = None, reply: bytes = b"") -> None:
         """Publish with a header block given as bytes (stored headers go back out byte for byte)."""
@@ -197,11 +203,29 @@ class Connection(Client):
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(asyncio.get_running_loop().create_future())
 
+    def write_pending(self) -> bool:
+        """Write nats-py's pending commands now, in one call, rather than on its flusher task's next turn: what a
+        read or a commit produced (DIRECT.GET answers, PubAcks) leaves a loop turn sooner. False when not
+        connected: nats-py keeps them for its flusher (and sends them after a reconnect), as before."""
+        transport = self._transport
+        if not self._pending or transport is None or not self.is_connected:
+            return False
+        try:
+            transport.writelines(self._pending)
+        except (OSError, RuntimeError):  # a transport going away: the flusher meets the error and reconnects
+            return False
+        self._pending, self._pending_data_size = [], 0
+        return True
+
     async def _write(self, cmd: bytes) -> None:
         if self.is_closed:
             return
         await self._send_command(cmd)
-        if self._flush_queue is not None and self._flush_queue.empty():
+        transport = self._transport
+        if self.write_pending() and transport is not None:
+            with contextlib.suppress(OSError):  # (the read loop notices a lost connection and reconnects)
+                await transport.drain()  # type: ignore[no-untyped-call]  # a slow server holds the writer back
+        elif self._flush_queue is not None and self._flush_queue.empty():
             await self._flush_pending()
 
 
