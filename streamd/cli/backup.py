@@ -1,8 +1,12 @@
-"""`streamd backup STREAM FILE` and `streamd restore FILE`: copy a stream, its messages and its consumers to a file
-and back, through the JetStream wire API only — so a backup of a streamd stream restores into `nats-server -js`
-and the other way round.
+"""`streamd backup STREAM FILE` and `streamd restore FILE`: save a stream to a file and bring it back.
 
-The file format ("streamd-backup", version 1) is gzip-compressed JSON lines, UTF-8, one JSON object per line:
+Two modes. Snapshot (the default when the server serves streamd's snapshots: STREAM.SNAPSHOT / STREAM.RESTORE, see
+snapshot_file.py) keeps sequences, times and consumer state, and restores into streamd only; `restore --stream NEW
+--subject NEW.>` puts it beside the original. Message copy (`--copy`, or automatically when the server refuses
+snapshots or sends its own format, as nats-server does) goes through the ordinary JetStream wire API only — so a
+backup of a streamd stream restores into `nats-server -js` and the other way round; it is described below.
+
+The message-copy file format ("streamd-backup", version 1) is gzip-compressed JSON lines, UTF-8, one JSON object per line:
 
 1. A header::
 
