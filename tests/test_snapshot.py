@@ -170,7 +170,7 @@ def _corrupt(data: bytes) -> bytes:
         ("truncated", lambda d: d[: len(d) // 2]),
         ("flipped byte", _corrupt),
         ("not a snapshot", lambda d: b"\x28\xb5\x2f\xfd" + d),
-        ("wrong version", lambda d: d[:6] + b"\x00\x09" + d[8:]),
+        ("wrong framing", lambda d: d[:6] + b"\x00\x09" + d[8:]),
         ("trailing data", lambda d: d + b"more"),
     ],
 )

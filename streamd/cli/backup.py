@@ -6,7 +6,8 @@ snapshot_file.py) keeps sequences, times and consumer state, and restores into s
 snapshots or sends its own format, as nats-server does) goes through the ordinary JetStream wire API only — so a
 backup of a streamd stream restores into `nats-server -js` and the other way round; it is described below.
 
-The message-copy file format ("streamd-backup", version 1) is gzip-compressed JSON lines, UTF-8, one JSON object per line:
+The message-copy file format ("streamd-backup", version 1) is gzip-compressed JSON lines, UTF-8, one JSON object per
+line:
 
 1. A header::
 
@@ -195,7 +196,7 @@ async def _snapshot_backup(s: Session, stream: str, file: Path) -> bool:
     except protocol.SnapshotFailed as exc:
         await snap.close()
         raise CliError(str(exc)) from None
-    if not first.startswith(snapshot_file.SNAPSHOT_MAGIC):
+    if not protocol.is_streamd_snapshot(first):
         await snap.close()  # a JetStream server's own format: streamd cannot restore it, so copy messages instead
         return False
     state = snap.answer.get("state") or {}

@@ -23,7 +23,6 @@ from streamd.wire import timefmt
 FORMAT = "streamd-snapshot"
 VERSION = 1
 MAGIC = b'{"format": "streamd-snapshot"'
-SNAPSHOT_MAGIC = b"SDSNAP"  # the first bytes of streamd's snapshot payload (a JetStream server's differ)
 MAX_HEADER = 16 << 20
 READ_SIZE = 128 * 1024
 

@@ -12,6 +12,15 @@ from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeout
 
 CHUNK_SIZE = 128 * 1024
+# streamd's snapshot payload: Snappy framing's identifier, one uncompressed chunk's head and checksum, its magic.
+# A JetStream server's starts with S2's identifier instead.
+_FRAMING_ID = b"\xff\x06\x00\x00sNaPpY"
+_MAGIC = b"SDSNAP"
+
+
+def is_streamd_snapshot(first_chunk: bytes) -> bool:
+    """Does a snapshot's first chunk (at least 1 KiB, as servers send them) start streamd's format?"""
+    return first_chunk.startswith(_FRAMING_ID) and first_chunk[18:24] == _MAGIC
 
 
 class SnapshotFailed(Exception):

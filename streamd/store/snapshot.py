@@ -1,7 +1,9 @@
 """Whole-stream export and import: streamd's own snapshot format, read in slices and written in batches.
 
-A snapshot's payload is opaque to JetStream clients, so streamd uses its own: the magic ``SDSNAP`` + a u16 format
-version, then a zlib stream (level 1: cheap, and message data usually shrinks) of frames, each a u32 length and a
+A snapshot's payload is opaque to JetStream clients, so streamd uses its own, wrapped in Snappy's framing format
+(uncompressed chunks of at most 64 KiB, each with its masked CRC-32C): the `nats` CLI runs what it receives through
+an S2/Snappy reader to count progress, and that reader takes Snappy framing. Inside: the magic ``SDSNAP`` + a u16
+format version, then a zlib stream (level 1: cheap, and message data usually shrinks) of frames, each a u32 length and a
 msgpack record: one ``Head`` (config, created time, first/last seq and time), ``Msgs`` batches (seq, stored ns,
 subject, headers, data; gaps between seqs are deleted messages), ``ConsumerEntry`` records (the consumers
 layer's own stored record and state, opaque here), and one ``End`` with the counts and a BLAKE2b digest of every
@@ -19,6 +21,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 
+import crc32c
 import lmdb
 import msgspec
 
@@ -33,6 +36,10 @@ MAGIC = b"SDSNAP"
 VERSION = 1
 PREAMBLE = MAGIC + struct.pack(">H", VERSION)
 _LEN = struct.Struct(">I")
+SNAPPY_ID = b"\xff\x06\x00\x00sNaPpY"  # Snappy framing's stream identifier chunk
+_CHUNK_HEAD = struct.Struct("<I")  # chunk type (low byte) and length (upper 3 bytes, little-endian)
+_SNAPPY_RAW = 0x01  # an uncompressed-data chunk: masked CRC-32C (u32 LE) + data
+MAX_SNAPPY_DATA = 65536
 MAX_FRAME = 80 << 20  # one message of the largest max_payload (64 MiB) plus its framing, with room
 SLICE_BYTES = 1 << 20  # what one export read (one short read transaction) gathers at most
 SLICE_MSGS = 10_000
@@ -80,6 +87,60 @@ class SnapshotError(errors.ApiError):
         super().__init__(500, 10062, f"restore failed: {why}")
 
 
+# ---- Snappy framing ------------------------------------------------------------------------------------------
+
+
+def _masked_crc(data: bytes) -> int:
+    crc = crc32c.crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def snappy_frames(data: bytes) -> bytes:
+    """`data` as Snappy uncompressed-data chunks (the content is already compressed: no second compression)."""
+    out = []
+    for i in range(0, len(data), MAX_SNAPPY_DATA):
+        part = data[i : i + MAX_SNAPPY_DATA]
+        out.append(_CHUNK_HEAD.pack(_SNAPPY_RAW | (len(part) + 4) << 8) + _CHUNK_HEAD.pack(_masked_crc(part)) + part)
+    return b"".join(out)
+
+
+class _Unframer:
+    """Snappy framing off, checksums checked: the identifier first, then uncompressed-data chunks only."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._started = False
+
+    def feed(self, data: bytes) -> bytes:
+        self._buf += data
+        if not self._started:
+            if len(self._buf) < len(SNAPPY_ID):
+                return b""
+            if not self._buf.startswith(SNAPPY_ID):
+                raise SnapshotError("not a streamd snapshot (a JetStream server's snapshot cannot be restored here)")
+            del self._buf[: len(SNAPPY_ID)]
+            self._started = True
+        out = []
+        while len(self._buf) >= _CHUNK_HEAD.size:
+            head = _CHUNK_HEAD.unpack_from(self._buf)[0]
+            kind, size = head & 0xFF, head >> 8
+            if kind != _SNAPPY_RAW or not 4 <= size <= MAX_SNAPPY_DATA + 4:
+                raise SnapshotError("snapshot framing is corrupt")
+            if len(self._buf) < _CHUNK_HEAD.size + size:
+                break
+            crc = _CHUNK_HEAD.unpack_from(self._buf, _CHUNK_HEAD.size)[0]
+            part = bytes(self._buf[_CHUNK_HEAD.size + 4 : _CHUNK_HEAD.size + size])
+            if _masked_crc(part) != crc:
+                raise SnapshotError("snapshot chunk checksum does not match")
+            out.append(part)
+            del self._buf[: _CHUNK_HEAD.size + size]
+        return b"".join(out)
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+
 # ---- export -------------------------------------------------------------------------------------------------
 
 
@@ -93,18 +154,18 @@ class Exporter:
         self.consumers = 0
 
     def start(self, head: Head) -> bytes:
-        return PREAMBLE + self._frame(head)
+        return SNAPPY_ID + snappy_frames(PREAMBLE + self._frame(head))
 
     def add(self, rec: Msgs | ConsumerEntry) -> bytes:
         if isinstance(rec, Msgs):
             self.messages += len(rec.items)
         else:
             self.consumers += 1
-        return self._frame(rec)
+        return snappy_frames(self._frame(rec))
 
     def end(self) -> bytes:
         frame = _frame_bytes(End(self.messages, self.consumers, self._digest.digest()))
-        return self._z.compress(frame) + self._z.flush()
+        return snappy_frames(self._z.compress(frame) + self._z.flush())
 
     def _frame(self, rec: Record) -> bytes:
         frame = _frame_bytes(rec)
@@ -159,9 +220,12 @@ class Decoder:
         self._tail = b""  # compressed input not yet decompressed
         self._buf = bytearray()  # decompressed bytes not yet framed
         self._digest = hashlib.blake2b(digest_size=32)
+        self._unframer = _Unframer()
+        self._full = False
         self.ended = False
 
     def feed(self, data: bytes) -> None:
+        data = self._unframer.feed(data)
         if self.ended and data:
             raise SnapshotError("data after the end of the snapshot")
         if not self._started:
@@ -181,7 +245,7 @@ class Decoder:
 
     @property
     def has_more(self) -> bool:
-        return bool(self._tail) and not self._z.eof
+        return (bool(self._tail) or self._full) and not self._z.eof
 
     def step(self) -> list[Record]:
         """Decompress up to DECODE_STEP bytes and return the whole records they complete."""
@@ -190,6 +254,7 @@ class Decoder:
         except zlib.error as exc:
             raise SnapshotError(f"snapshot data is corrupt ({exc})") from None
         self._tail = self._z.unconsumed_tail
+        self._full = len(out) == DECODE_STEP  # zlib may hold more output even with no input left
         if self._z.unused_data:
             raise SnapshotError("data after the end of the snapshot")
         self._buf += out
@@ -219,7 +284,7 @@ class Decoder:
             yield rec
 
     def check_complete(self) -> None:
-        if not self.ended or not self._z.eof or self._buf:
+        if not self.ended or not self._z.eof or self._buf or self._tail or self._unframer.pending:
             raise SnapshotError("snapshot is truncated")
 
 

@@ -38,6 +38,16 @@ def _decode(data: bytes, cut: int) -> list[snap.Record]:
     return records
 
 
+def test_a_wrong_format_version_is_named() -> None:
+    d = snap.Decoder()
+    try:
+        d.feed(snap.SNAPPY_ID + snap.snappy_frames(snap.MAGIC + b"\x00\x09" + b"rest"))
+    except snap.SnapshotError as exc:
+        assert "format version 9 is not supported" in exc.description
+    else:
+        raise AssertionError("version 9 accepted")
+
+
 def test_a_valid_snapshot_decodes_whole_in_any_chunking() -> None:
     for cut in (0, 1, 7, 8, 9, len(VALID) // 2, len(VALID)):
         kinds = [type(r).__name__ for r in _decode(VALID, cut)]
@@ -58,7 +68,8 @@ def test_mangled_snapshots_are_refused_with_the_restore_error(data: st.DataObjec
         i = data.draw(st.integers(0, len(raw)))
         raw[i:i] = data.draw(st.binary(min_size=1, max_size=64))
     else:
-        raw = bytearray(snap.PREAMBLE + data.draw(st.binary(max_size=2000)))
+        inner = data.draw(st.sampled_from([b"", snap.PREAMBLE])) + data.draw(st.binary(max_size=2000))
+        raw = bytearray(snap.SNAPPY_ID + snap.snappy_frames(inner))
     cut = data.draw(st.integers(0, len(raw)))
     try:
         _decode(bytes(raw), cut)
