@@ -55,7 +55,7 @@ EOF_OK = b"NATS/1.0 204\r\n\r\n"
 NO_INTEREST = b"NATS/1.0 408 No Interest\r\n\r\n"
 NO_FLOW = b"NATS/1.0 408 No Flow Response\r\n\r\n"
 
-_restoring: set[str] = set()  # names with a restore in flight (one at a time per name)
+_restoring: set[tuple[int, str]] = set()  # (service, name) of the restores in flight: one at a time per name
 
 
 class SnapshotResponse(msgspec.Struct, kw_only=True):
@@ -235,13 +235,13 @@ async def stream_restore(ctx: Context, names: list[str], data: bytes) -> Restore
     cfg = config_rules.normalize(cfg)
     if (stream := ctx.manager.streams.get(names[0])) is not None and not stream.deleted:
         raise errors.STREAM_NAME_EXISTS_RESTORE()
-    if cfg.name in _restoring:
+    if (id(ctx.manager), cfg.name) in _restoring:
         raise errors.STREAM_NAME_EXISTS_RESTORE()
     ctx.manager.check_overlap(cfg)
     check_reply_fits(ctx, cfg, "stream")
     job = _Restore(ctx, cfg, f"$JS.SNAPSHOT.RESTORE.{cfg.name}.{_token()}")
     await job.subscribe()
-    _restoring.add(cfg.name)
+    _restoring.add((id(ctx.manager), cfg.name))
     _spawn(ctx, job.run(), f"streamd-restore-{cfg.name}")
     return RestoreResponse(deliver_subject=job.subject)
 
@@ -281,7 +281,7 @@ class _Restore:
         except Exception:
             logger.exception("restore of stream '%s' failed", self.cfg.name)
         finally:
-            _restoring.discard(self.cfg.name)
+            _restoring.discard((id(self.ctx.manager), self.cfg.name))
             if self.sub is not None:
                 await self.ctx.conn.unsubscribe_raw(self.sub)
             if not done and self.importer.stream_id:
@@ -329,8 +329,8 @@ class _Restore:
         self.decoder.feed(data)
         while self.decoder.has_more:
             records = await asyncio.to_thread(self.decoder.step)
-            if records:
-                await self.ctx.manager.writer.call(lambda b, r=records: self.importer.apply(b, r))  # type: ignore[misc]
+            for group in snap.in_groups(records):
+                await self.ctx.manager.writer.call(lambda b, g=group: self.importer.apply(b, g))  # type: ignore[misc]
 
     async def _finish(self) -> streams.Stream:
         self.decoder.check_complete()

@@ -43,7 +43,8 @@ MAX_SNAPPY_DATA = 65536
 MAX_FRAME = 80 << 20  # one message of the largest max_payload (64 MiB) plus its framing, with room
 SLICE_BYTES = 1 << 20  # what one export read (one short read transaction) gathers at most
 SLICE_MSGS = 10_000
-DECODE_STEP = 4 << 20  # decompressed bytes handled per import step: memory stays bounded whatever the ratio
+DECODE_STEP = 1 << 20  # decompressed bytes handled per import step: memory stays bounded whatever the ratio
+APPLY_MSGS = 2_000  # messages per import transaction: the writer is never held long from other streams' publishes
 _MAX_NS = (1 << 63) - 1
 
 MsgItem = tuple[int, int, bytes, bytes, bytes]  # seq, stored ns, subject, headers (b"" for none), data
@@ -286,6 +287,27 @@ class Decoder:
     def check_complete(self) -> None:
         if not self.ended or not self._z.eof or self._buf or self._tail or self._unframer.pending:
             raise SnapshotError("snapshot is truncated")
+
+
+def in_groups(records: list[Record], size: int = APPLY_MSGS) -> Iterator[list[Record]]:
+    """`records` in order, cut so that no group holds more than `size` messages (a Msgs record is split)."""
+    group: list[Record] = []
+    count = 0
+    for rec in records:
+        if not isinstance(rec, Msgs):
+            group.append(rec)
+            continue
+        items = rec.items
+        while items:
+            room = size - count
+            group.append(Msgs(items[:room]))
+            count += len(items[:room])
+            items = items[room:]
+            if count >= size:
+                yield group
+                group, count = [], 0
+    if group:
+        yield group
 
 
 class Importer:

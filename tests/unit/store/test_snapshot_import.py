@@ -84,3 +84,13 @@ def test_import_is_invisible_until_finished_and_exports_the_same(store: Store) -
         assert txn.get(imp.dbs.prefix + b"id3", db=store.tables.dedup) is not None  # Nats-Msg-Id index rebuilt
     with pytest.raises(snap.SnapshotError, match="already in use"):  # the name was taken meanwhile
         write(store, lambda b: imp.finish(b, CFG, NOW, []))
+
+
+def test_records_are_applied_in_bounded_groups() -> None:
+    head = snap.Head(snap.VERSION, CFG, NOW, 1, 10, NOW)
+    items: list[snap.MsgItem] = [(s, s, b"r.a", b"", b"") for s in range(1, 11)]
+    groups = list(snap.in_groups([head, snap.Msgs(items[:7]), snap.Msgs(items[7:])], size=3))
+    sizes = [[len(r.items) if isinstance(r, snap.Msgs) else 0 for r in g] for g in groups]
+    assert sizes == [[0, 3], [3], [1, 2], [1]]
+    flat = [i for g in groups for r in g if isinstance(r, snap.Msgs) for i in r.items]
+    assert flat == items
