@@ -331,6 +331,7 @@ class _Restore:
             records = await asyncio.to_thread(self.decoder.step)
             for group in snap.in_groups(records):
                 await self.ctx.manager.writer.call(lambda b, g=group: self.importer.apply(b, g))  # type: ignore[misc]
+                self.importer.committed()
 
     async def _finish(self) -> streams.Stream:
         self.decoder.check_complete()

@@ -44,6 +44,7 @@ MAX_FRAME = 80 << 20  # one message of the largest max_payload (64 MiB) plus its
 SLICE_BYTES = 1 << 20  # what one export read (one short read transaction) gathers at most
 SLICE_MSGS = 10_000
 DECODE_STEP = 1 << 20  # decompressed bytes handled per import step: memory stays bounded whatever the ratio
+KNOWN_SUBJECTS = 100_000
 APPLY_MSGS = 2_000  # messages per import transaction: the writer is never held long from other streams' publishes
 _MAX_NS = (1 << 63) - 1
 
@@ -311,7 +312,10 @@ def in_groups(records: list[Record], size: int = APPLY_MSGS) -> Iterator[list[Re
 
 
 class Importer:
-    """Applies checked records to a hidden stream id, on the writer thread; ``finish`` makes the stream real."""
+    """Applies checked records to a hidden stream id, on the writer thread; ``finish`` makes the stream real.
+
+    The writer may run a call twice (after growing the map, or alone after a failed batch): ``apply`` starts
+    from the state as of the last ``committed()``, so a repeated call counts nothing twice."""
 
     def __init__(self, config: StreamConfig) -> None:
         self.config = config  # the config the stream is restored with (the request's, as nats-server does)
@@ -323,6 +327,25 @@ class Importer:
         self.dbs: StreamDbs | None = None
         self._last = 0
         self._ttl = config.allow_msg_ttl is True
+        self._known: set[bytes] = set()  # subjects checked and already in the index (a cache, bounded)
+        self._saved = self._state()
+        self._applying = False
+
+    def _state(self) -> tuple[Head | None, Counters, int, int, int]:
+        return self.head, msgspec.structs.replace(self.counters), len(self.consumers), self.messages, self._last
+
+    def committed(self) -> None:
+        """The last ``apply`` is committed: later calls start from here."""
+        self._saved = self._state()
+        self._applying = False
+
+    def _rollback_if_repeated(self) -> None:
+        if self._applying:  # the previous apply was not committed: undo what it did in memory
+            self.head, counters, n, self.messages, self._last = self._saved
+            self.counters = msgspec.structs.replace(counters)
+            del self.consumers[n:]
+            self._known.clear()
+        self._applying = True
 
     def reserve(self, b: Batch) -> int:
         """Take a stream id whose rows are marked for collection until ``finish`` (or a restart) says otherwise."""
@@ -331,6 +354,7 @@ class Importer:
         return self.stream_id
 
     def apply(self, b: Batch, records: list[Record]) -> None:
+        self._rollback_if_repeated()
         for rec in records:
             if isinstance(rec, Head):
                 self._head(rec)
@@ -361,13 +385,18 @@ class Importer:
     def _msgs(self, b: Batch, items: list[MsgItem]) -> None:
         assert self.head is not None and self.dbs is not None
         txn, dbs, c = b.txn, self.dbs, self.counters
+        known = self._known
         for seq, ts, subject, hdrs, data in items:
-            _check_item(seq, ts, subject, self._last, self.head.last_seq)
+            _check_item(seq, ts, self._last, self.head.last_seq)
             self._last = seq
             txn.put(dbs.mkey(seq), pack_message(subject, hdrs, data, ts), db=dbs.msgs)
             skey = dbs.skey(subject)
-            if not txn.get(skey, db=dbs.subjects):
-                c.num_subjects += 1
+            if subject not in known:
+                _check_subject(seq, subject)
+                if not txn.get(skey, db=dbs.subjects):
+                    c.num_subjects += 1
+                if len(known) < KNOWN_SUBJECTS:
+                    known.add(subject)
             txn.put(skey, SEQ.pack(seq), db=dbs.subjects, dupdata=True)
             if c.messages == 0:
                 c.first_seq, c.first_ns = seq, ts
@@ -410,11 +439,14 @@ class Importer:
         b.store.unmark_gone(b.txn, self.stream_id)
 
 
-def _check_item(seq: int, ts: int, subject: bytes, after: int, last: int) -> None:
+def _check_item(seq: int, ts: int, after: int, last: int) -> None:
     if not after < seq <= last:
         raise SnapshotError(f"message sequence {seq} is out of order or outside the snapshot's range")
     if not 0 <= ts <= _MAX_NS:
         raise SnapshotError(f"message {seq} has an invalid time")
+
+
+def _check_subject(seq: int, subject: bytes) -> None:
     if not subject or len(subject) > MAX_SUBJECT:
         raise SnapshotError(f"message {seq} has an invalid subject")
     try:

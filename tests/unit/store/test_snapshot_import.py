@@ -18,6 +18,7 @@ def _importer(store: Store, head: snap.Head) -> snap.Importer:
     imp = snap.Importer(CFG)
     write(store, imp.reserve)
     write(store, lambda b: imp.apply(b, [head]))
+    imp.committed()
     return imp
 
 
@@ -72,6 +73,7 @@ def test_import_is_invisible_until_finished_and_exports_the_same(store: Store) -
     imp = snap.Importer(CFG)
     sid = write(store, imp.reserve)
     write(store, lambda b: imp.apply(b, records))
+    imp.committed()
     assert sid in store.dropped()
     with store.read() as txn:
         assert store.get_stream_record(txn, "R") is None
@@ -94,3 +96,17 @@ def test_records_are_applied_in_bounded_groups() -> None:
     assert sizes == [[0, 3], [3], [1, 2], [1]]
     flat = [i for g in groups for r in g if isinstance(r, snap.Msgs) for i in r.items]
     assert flat == items
+
+
+def test_a_repeated_apply_counts_nothing_twice(store: Store) -> None:
+    """The writer re-runs a call after growing the map (or alone after a failed batch): same result."""
+    imp = _importer(store, snap.Head(snap.VERSION, CFG, NOW, 1, 10, NOW))
+    msgs = snap.Msgs([(s, s, b"r.%d" % (s % 2), b"", b"x") for s in range(1, 6)])
+    txn = store.begin_write()
+    from streamd.store import stream as streams
+
+    imp.apply(streams.Batch(store, txn, NOW), [msgs])
+    txn.abort()  # as on MapFullError: nothing of it is stored
+    write(store, lambda b: imp.apply(b, [msgs]))
+    imp.committed()
+    assert (imp.messages, imp.counters.messages, imp.counters.num_subjects) == (5, 5, 2)
