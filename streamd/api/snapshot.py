@@ -344,11 +344,14 @@ class _Restore:
             if problem:
                 raise snap.SnapshotError(f"consumer '{entry.name}': {problem}")
             entries.append((entry.name, entry.record, entry.state or b""))
-        stream = await self.ctx.manager.add_restored(self.importer, self.cfg, head.created_ns, entries)
+        return await self.ctx.manager.add_restored(
+            self.importer, self.cfg, head.created_ns, entries, self._load_consumers
+        )
+
+    def _load_consumers(self, stream: streams.Stream) -> None:
         if self.ctx.consumers is not None:
             for c in self.ctx.consumers.load_stream(stream):
                 c.wake.set()
-        return stream
 
     def _created(self, stream: streams.Stream) -> bytes:
         info = self.ctx.manager.info(stream)

@@ -139,10 +139,16 @@ class StreamManager:
         return stream, True
 
     async def add_restored(
-        self, importer: Importer, cfg: StreamConfig, created_ns: int, consumers: list[tuple[str, bytes, bytes]]
+        self,
+        importer: Importer,
+        cfg: StreamConfig,
+        created_ns: int,
+        consumers: list[tuple[str, bytes, bytes]],
+        on_created: Callable[[streams.Stream], None] | None = None,
     ) -> streams.Stream:
         """Make an imported stream exist (its messages already written under the importer's hidden id): name and
-        subjects are checked again under the change lock, then one transaction writes its records."""
+        subjects are checked again under the change lock, then one transaction writes its records. `on_created`
+        runs before the stream's subjects are served (its consumers must see the first new message)."""
         async with self._changing:
             if cfg.name in self.streams:
                 raise errors.STREAM_NAME_EXISTS_RESTORE()
@@ -156,6 +162,8 @@ class StreamManager:
 
             stream = await self.writer.call(finish)
             self.streams[cfg.name] = stream
+            if on_created is not None:
+                on_created(stream)
             await self._reindex(cfg.name, [], cfg.subjects)
         logger.info(
             "stream '%s' restored: %d messages, last seq %d",
