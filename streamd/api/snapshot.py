@@ -21,7 +21,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import msgspec
@@ -108,7 +108,7 @@ async def stream_snapshot(ctx: Context, names: list[str], data: bytes) -> Snapsh
 
 async def _pieces(
     ctx: Context, stream: streams.Stream, head: snap.Head, consumers: list[tuple[str, bytes, bytes]]
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The snapshot's bytes, a slice at a time: each slice is one short read transaction in a worker thread."""
     exporter = snap.Exporter()
     yield exporter.start(head)
@@ -154,7 +154,8 @@ async def _send_snapshot(
         status = await _stream_chunks(ctx, stream, deliver, chunk_size, window, ack_base, head, consumers)
     except Exception as exc:
         logger.exception("snapshot of stream '%s' failed", stream.name)
-        status = f"NATS/1.0 500 {str(exc)[:200]}\r\n\r\n".encode()
+        why = " ".join(str(exc).split())[:200] or type(exc).__name__  # one header line, whatever the text
+        status = f"NATS/1.0 500 {why}\r\n\r\n".encode()
     finally:
         await ctx.conn.unsubscribe_raw(sub)
     with contextlib.suppress(Exception):
@@ -183,17 +184,19 @@ async def _stream_chunks(
         await asyncio.sleep(0.05)
     buf = bytearray()
     index = 1
-    async for piece in _pieces(ctx, stream, head, consumers):
-        buf += piece
-        while len(buf) >= chunk_size:
-            status = await _wait_slot(ctx, deliver, window)
-            if status:
-                return status
-            chunk = bytes(buf[:chunk_size])
-            del buf[:chunk_size]
-            await ctx.conn.publish_raw(deliver.encode(), chunk, None, f"{ack_base}.{len(chunk)}.{index}".encode())
-            window.slots -= 1
-            index += 1
+    async with contextlib.aclosing(_pieces(ctx, stream, head, consumers)) as pieces:
+        async for piece in pieces:
+            buf += piece
+            while len(buf) >= chunk_size:
+                status = await _wait_slot(ctx, deliver, window)
+                if status:
+                    return status
+                chunk = bytes(buf[:chunk_size])
+                del buf[:chunk_size]
+                reply = f"{ack_base}.{len(chunk)}.{index}".encode()
+                await ctx.conn.publish_raw(deliver.encode(), chunk, None, reply)
+                window.slots -= 1
+                index += 1
     if buf:
         status = await _wait_slot(ctx, deliver, window)
         if status:
