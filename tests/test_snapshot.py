@@ -157,6 +157,10 @@ async def test_restore_refuses_a_name_in_use_and_overlapping_subjects(nc: Client
     first = await _ask(nc, "$JS.API.STREAM.RESTORE.T", {"config": {"name": "T", "subjects": ["t"]}})
     second = await _ask(nc, "$JS.API.STREAM.RESTORE.T", {"config": {"name": "T", "subjects": ["t"]}})
     assert first["deliver_subject"] and second["error"]["err_code"] == 10130  # one restore of a name at a time
+    # a deliver subject streamd could not publish to (one protocol line takes 4 KiB) is refused, not fatal
+    answer = await _ask(nc, "$JS.API.STREAM.SNAPSHOT.S", {"deliver_subject": "d." + "x" * 5000})
+    assert answer["error"]["err_code"] == 10015
+    assert (await _ask(nc, "$JS.API.STREAM.INFO.S", b""))["config"]["name"] == "S"
 
 
 def _corrupt(data: bytes) -> bytes:

@@ -51,6 +51,9 @@ ACK_TIMEOUT = 5.0  # nats-server's snapshotAckTimeout
 INTEREST_WAIT = 2.0  # how long the server waits for the deliver subject's subscriber to show up
 RESTORE_IDLE = 5.0  # nats-server's restore activityInterval
 MAX_QUEUED = 64 << 20  # restore chunks waiting to be written; a client that floods past this is cut off
+# Chunks and their answers go out on one protocol line each (subject + reply), which the server takes up to 4 KiB
+# (a longer one closes streamd's connection): a deliver or reply subject longer than this is refused.
+MAX_SUBJECT_LEN = 2048
 EOF_OK = b"NATS/1.0 204\r\n\r\n"
 NO_INTEREST = b"NATS/1.0 408 No Interest\r\n\r\n"
 NO_FLOW = b"NATS/1.0 408 No Flow Response\r\n\r\n"
@@ -98,6 +101,8 @@ async def stream_snapshot(ctx: Context, names: list[str], data: bytes) -> Snapsh
     req: SnapshotRequest = decode_request(data, SnapshotRequest, "JSApiStreamSnapshotRequest")
     if not subjects.is_valid_subject(req.deliver_subject, wildcards=False):
         raise errors.SNAPSHOT_DELIVER_SUBJECT_INVALID()
+    if len(req.deliver_subject.encode()) > MAX_SUBJECT_LEN:
+        raise errors.SNAPSHOT_DELIVER_SUBJECT_INVALID()  # streamd could not send to it
     c = stream.committed
     head = snap.Head(snap.VERSION, stream.config, stream.created_ns, c.first_seq, c.last_seq, c.last_ns)
     consumers = [] if req.no_consumers or ctx.consumers is None else ctx.consumers.exported(stream.name)
@@ -268,6 +273,8 @@ class _Restore:
         self.sub = await self.ctx.conn.subscribe_raw(self.subject, self._on_chunk)
 
     def _on_chunk(self, _subject: bytes, reply: bytes, data: bytes, _hdrs: bytes | None) -> None:
+        if len(reply) > MAX_SUBJECT_LEN:
+            reply = b""  # cannot be answered
         if not reply:
             self.problem = self.problem or "restore requires a reply subject for each chunk"
         elif self.queued + len(data) > MAX_QUEUED:
