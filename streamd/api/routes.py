@@ -7,7 +7,7 @@ it ever reaches the dispatcher.
 
 from __future__ import annotations
 
-from streamd.api import consumers, messages, streams, unserved
+from streamd.api import consumers, messages, snapshot, streams, unserved
 from streamd.api.account import account_info
 from streamd.api.context import PAGED, Route
 from streamd.wire import timefmt
@@ -35,9 +35,9 @@ ROUTES: dict[str, Route] = {
         2,
         {"paused": False, "pause_until": timefmt.ZERO_TIME},
     ),
+    "STREAM.SNAPSHOT": Route("stream_snapshot_response", snapshot.stream_snapshot, 1),
+    "STREAM.RESTORE": Route("stream_restore_response", snapshot.stream_restore, 1, {"deliver_subject": ""}),
     # Answered, not served (unserved.py): the error a single nats-server gives, never a timeout.
-    "STREAM.SNAPSHOT": Route("stream_snapshot_response", unserved.stream_snapshot, 1),
-    "STREAM.RESTORE": Route("stream_restore_response", unserved.stream_restore, 1, {"deliver_subject": ""}),
     "CONSUMER.UNPIN": Route("consumer_unpin_response", unserved.consumer_unpin, 2),
     "CONSUMER.RESET": Route("consumer_reset_response", unserved.consumer_reset, 2, {"reset_seq": 0}),
     **{

@@ -1,8 +1,7 @@
 """Verbs a single nats-server answers that streamd does not serve: answered with the error the real server gives
 in the same situation (or, past its own checks, the error it gives when it cannot do the work), never left to
 time out. Cluster-only verbs (stepdown, peer remove/evacuate, cancel move) get 503/10010 as on a non-clustered
-server; snapshot and restore run the server's request checks, then refuse with its snapshot (500/10064) or
-restore (500/10062) failure; UNPIN can never find a priority group (streamd refuses them at consumer create);
+server; UNPIN can never find a priority group (streamd refuses them at consumer create);
 RESET is refused with the server's invalid-reset error (400/10204).
 """
 
@@ -13,9 +12,8 @@ import re
 from typing import NoReturn
 
 from streamd.api.context import Context, decode_request
-from streamd.streams import rules as config_rules
-from streamd.wire import errors, subjects
-from streamd.wire.models import ResetRequest, RestoreRequest, SnapshotRequest, UnpinRequest
+from streamd.wire import errors
+from streamd.wire.models import ResetRequest, UnpinRequest
 
 _GROUP_NAME = re.compile(r"[a-zA-Z0-9/_=-]{1,16}")
 
@@ -34,32 +32,6 @@ def is_empty_request(data: bytes) -> bool:
     except (ValueError, RecursionError):
         return False
     return isinstance(value, dict) and not value
-
-
-async def stream_snapshot(ctx: Context, names: list[str], data: bytes) -> NoReturn:
-    if is_empty_request(data):
-        raise errors.BAD_REQUEST()
-    ctx.manager.get(names[0])
-    req: SnapshotRequest = decode_request(data, SnapshotRequest, "JSApiStreamSnapshotRequest")
-    if not subjects.is_valid_subject(req.deliver_subject, wildcards=False):
-        raise errors.SNAPSHOT_DELIVER_SUBJECT_INVALID()
-    raise errors.STREAM_SNAPSHOT(err="streamd does not serve JetStream snapshots (use `streamd backup`)")
-
-
-async def stream_restore(ctx: Context, names: list[str], data: bytes) -> NoReturn:
-    if is_empty_request(data):
-        raise errors.BAD_REQUEST()
-    req: RestoreRequest = decode_request(data, RestoreRequest, "JSApiStreamRestoreRequest")
-    cfg = req.config.config()
-    cfg.name = cfg.name or names[0]
-    if cfg.name != names[0]:
-        raise errors.STREAM_NAME_MISMATCH()
-    if "/" in cfg.name or "\\" in cfg.name:
-        raise errors.STREAM_NAME_PATH_SEPARATORS()
-    config_rules.normalize(cfg)
-    if (stream := ctx.manager.streams.get(names[0])) is not None and not stream.deleted:
-        raise errors.STREAM_NAME_EXISTS_RESTORE()
-    raise errors.STREAM_RESTORE(err="streamd does not serve JetStream restores (use `streamd restore`)")
 
 
 async def consumer_unpin(ctx: Context, names: list[str], data: bytes) -> NoReturn:

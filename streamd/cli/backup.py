@@ -1,8 +1,13 @@
-"""`streamd backup STREAM FILE` and `streamd restore FILE`: copy a stream, its messages and its consumers to a file
-and back, through the JetStream wire API only — so a backup of a streamd stream restores into `nats-server -js`
-and the other way round.
+"""`streamd backup STREAM FILE` and `streamd restore FILE`: save a stream to a file and bring it back.
 
-The file format ("streamd-backup", version 1) is gzip-compressed JSON lines, UTF-8, one JSON object per line:
+Two modes. Snapshot (the default when the server serves streamd's snapshots: STREAM.SNAPSHOT / STREAM.RESTORE, see
+snapshot_file.py) keeps sequences, times and consumer state, and restores into streamd only; `restore --stream NEW
+--subject NEW.>` puts it beside the original. Message copy (`--copy`, or automatically when the server refuses
+snapshots or sends its own format, as nats-server does) goes through the ordinary JetStream wire API only — so a
+backup of a streamd stream restores into `nats-server -js` and the other way round; it is described below.
+
+The message-copy file format ("streamd-backup", version 1) is gzip-compressed JSON lines, UTF-8, one JSON object per
+line:
 
 1. A header::
 
@@ -66,8 +71,10 @@ from typing import Annotated, Any
 import nats
 import typer
 
+from streamd.cli import snapshot_file
 from streamd.cli.consumers import all_consumers
 from streamd.cli.session import CliError, Session, admin_command, api_error
+from streamd.client import snapshot as protocol
 from streamd.wire import timefmt
 from streamd.wire.subjects import is_valid_subject, matches
 
@@ -116,8 +123,8 @@ class _Progress:
 
     EVERY_S = 2.0
 
-    def __init__(self, s: Session, length: int, label: str) -> None:
-        self.length, self.label, self.done = length, label, 0
+    def __init__(self, s: Session, length: int, label: str, unit: str = "messages") -> None:
+        self.length, self.label, self.done, self.unit = length, label, 0, unit
         self.quiet = s.json or length <= 0
         self.bar: Any = None
         if not self.quiet and _isatty(sys.stderr):
@@ -139,7 +146,7 @@ class _Progress:
             self.bar.update(n)
         elif not self.quiet and time.monotonic() >= self.next_line:
             self.next_line = time.monotonic() + self.EVERY_S
-            typer.echo(f"{self.label}: {self.done:,} of {self.length:,} messages", err=True)
+            typer.echo(f"{self.label}: {self.done:,} of {self.length:,} {self.unit}", err=True)
 
 
 async def _messages(s: Session, name: str, first: int, last: int) -> AsyncIterator[dict[str, Any]]:
@@ -161,9 +168,68 @@ async def _messages(s: Session, name: str, first: int, last: int) -> AsyncIterat
 async def backup(
     s: Session,
     stream: Annotated[str, typer.Argument(help="Stream to save.", show_default=False)],
-    file: Annotated[Path, typer.Argument(help="File to write (gzip'd JSON lines; replaced if it exists).")],
+    file: Annotated[Path, typer.Argument(help="File to write (replaced if it exists).")],
+    copy: Annotated[
+        bool, typer.Option("--copy", help="Copy messages one by one (portable to any JetStream server).")
+    ] = False,
 ) -> None:
-    """Save a stream's configuration, messages and durable consumers to a file (see `streamd restore`)."""
+    """Save a stream to a file: a snapshot (sequences, times and consumer state kept; restores into streamd) when
+    the server serves streamd's snapshots, else a portable message copy (see `streamd restore`)."""
+    if not copy and await _snapshot_backup(s, stream, file):
+        return
+    await _copy_backup(s, stream, file)
+
+
+async def _snapshot_backup(s: Session, stream: str, file: Path) -> bool:
+    """Snapshot mode; False (nothing written) when the server does not serve snapshots in streamd's format."""
+    try:
+        snap = await protocol.start_snapshot(s.nc, stream, api_prefix=s.prefix)
+    except protocol.SnapshotFailed as exc:
+        if exc.err_code == 10064:  # an older streamd: no snapshots
+            return False
+        raise CliError(str(exc)) from None
+    first = b""
+    try:
+        async for chunk in snap.chunks():
+            first = chunk
+            break
+    except protocol.SnapshotFailed as exc:
+        await snap.close()
+        raise CliError(str(exc)) from None
+    if not protocol.is_streamd_snapshot(first):
+        await snap.close()  # a JetStream server's own format: streamd cannot restore it, so copy messages instead
+        return False
+    state = snap.answer.get("state") or {}
+    try:
+        with _Progress(s, int(state.get("bytes", 0)), "Saving", "bytes (about)") as bar:
+            size = await snapshot_file.save(snap, file, snap.answer.get("config") or {}, state, first, bar.update)
+    except protocol.SnapshotFailed as exc:
+        raise CliError(f"{exc} — no backup written to {file}") from None
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        raise CliError(f"interrupted — no backup written to {file}") from None
+    first_seq, last_seq = int(state.get("first_seq", 0)), int(state.get("last_seq", 0))
+    count = int(state.get("messages", 0))
+    summary = {
+        "stream": stream,
+        "file": str(file),
+        "mode": "snapshot",
+        "messages": count,
+        "first_seq": first_seq,
+        "last_seq": last_seq,
+        "bytes": size,
+        "consumers": int(state.get("consumer_count", 0)),
+    }
+    s.emit(
+        summary,
+        lambda: typer.echo(
+            f"Saved stream {stream} to {file} as a snapshot: {count} messages (sequences {first_seq}..{last_seq}), "
+            f"{summary['consumers']} consumers with their state, {size:,} bytes"
+        ),
+    )
+    return True
+
+
+async def _copy_backup(s: Session, stream: str, file: Path) -> None:
     info = await s.api(f"STREAM.INFO.{stream}")
     state = info.get("state", {})
     consumers = [c["config"] for c in await all_consumers(s, stream) if c.get("config", {}).get("durable_name")]
@@ -203,6 +269,7 @@ async def backup(
     summary = {
         "stream": stream,
         "file": str(file),
+        "mode": "copy",
         "messages": count,
         "first_seq": first,
         "last_seq": last,
@@ -211,7 +278,8 @@ async def backup(
     s.emit(
         summary,
         lambda: typer.echo(
-            f"Saved stream {stream} to {file}: {count} messages (sequences {first}..{last}), {len(consumers)} consumers"
+            f"Saved stream {stream} to {file} as a message copy: {count} messages (sequences {first}..{last}), "
+            f"{len(consumers)} consumers"
         ),
     )
 
@@ -476,8 +544,70 @@ async def restore(
     s: Session,
     file: Annotated[Path, typer.Argument(help="File written by `streamd backup`.", show_default=False)],
     stream: Annotated[str | None, typer.Option("--stream", help="Create the stream under this name instead.")] = None,
+    subject: Annotated[
+        list[str] | None,
+        typer.Option("--subject", help="Replace the stream's subjects (repeat for more); snapshot backups only."),
+    ] = None,
 ) -> None:
-    """Create a stream from a backup file: its configuration, messages (renumbered from 1) and durable consumers."""
+    """Create a stream from a backup file: a snapshot keeps sequences, times and consumer state; a message copy
+    is published anew (renumbered from 1) with its durable consumers."""
+    if snapshot_file.is_snapshot_file(file):
+        await _snapshot_restore(s, file, stream, subject or [])
+        return
+    if subject:
+        raise CliError(
+            f"{file} is a message copy: its messages can only go back on their own subjects, so --subject needs a "
+            "snapshot backup (`streamd backup` without --copy, from streamd)"
+        )
+    await _copy_restore(s, file, stream)
+
+
+async def _snapshot_restore(s: Session, file: Path, stream: str | None, subjects: list[str]) -> None:
+    header, size = snapshot_file.read_header(file)
+    config = _without_server_metadata(header["stream"])
+    name = stream or str(config.get("name"))
+    config["name"] = name
+    if subjects:
+        for subject in subjects:
+            if not is_valid_subject(subject):
+                raise CliError(f"--subject {subject!r} is not a valid subject")
+        config["subjects"] = subjects
+    await _require_absent(s, name)
+    try:
+        with _Progress(s, size, "Restoring", "bytes") as bar:
+            info = await protocol.restore(
+                s.nc, name, config, snapshot_file.payload(file), api_prefix=s.prefix, progress=bar.update
+            )
+    except protocol.SnapshotFailed as exc:
+        hint = ""
+        if exc.err_code == 10065:
+            hint = " — restore beside the original with --stream NEW --subject NEW.>"
+        elif exc.err_code in (10062, 0):
+            hint = " (a snapshot backup restores only into streamd; `streamd backup --copy` makes a portable one)"
+        raise CliError(f"{exc}{hint}") from None
+    except OSError as exc:
+        raise CliError(f"cannot read {file}: {exc.strerror or exc}") from None
+    state = info.get("state") or {}
+    summary = {
+        "stream": name,
+        "mode": "snapshot",
+        "messages": int(state.get("messages", 0)),
+        "first_seq": int(state.get("first_seq", 0)),
+        "last_seq": int(state.get("last_seq", 0)),
+        "consumers": int(state.get("consumer_count", 0)),
+    }
+
+    def text() -> None:
+        typer.echo(
+            f"Restored stream {name} from snapshot {file}: {summary['messages']} messages, sequences "
+            f"{summary['first_seq']}..{summary['last_seq']} and times as they were, {summary['consumers']} "
+            "consumers with their state"
+        )
+
+    s.emit(summary, text)
+
+
+async def _copy_restore(s: Session, file: Path, stream: str | None) -> None:
     header, total = _check(file, stream)
     config = _without_server_metadata(header["stream"])
     name = stream or str(config.get("name"))
@@ -500,6 +630,7 @@ async def restore(
         await s.api(f"STREAM.UPDATE.{name}", {**config, "sealed": True})
     summary = {
         "stream": name,
+        "mode": "copy",
         "messages": pub.stored,
         "duplicates": pub.duplicates,
         "first_seq": pub.first_seq,
@@ -511,7 +642,8 @@ async def restore(
     def text() -> None:
         dups = f" ({pub.duplicates} dropped as duplicates)" if pub.duplicates else ""
         typer.echo(
-            f"Restored stream {name} from {file}: {pub.stored} of {total} messages{dups}, {len(consumers)} consumers"
+            f"Restored stream {name} from {file} (message copy): {pub.stored} of {total} messages{dups}, "
+            f"{len(consumers)} consumers"
         )
         if pub.stored:
             state = header.get("state") or {}

@@ -65,31 +65,40 @@ class ConsumerManager:
 
     def recover(self) -> None:
         """Load every consumer and count what it has pending (the only scan at start: O(its backlog))."""
-        dec = msgspec.msgpack.Decoder(ConsumerRecord)
         for stream in list(self.streams.streams.values()):
-            self.registry.hook(stream)
-            for name, raw, state_raw in self.store.load_consumers(stream.id):
-                try:
-                    rec = dec.decode(raw)
-                    state = acks.decode_state(state_raw) if state_raw else acks.ConsumerState()
-                except msgspec.DecodeError:
-                    logger.exception("consumer '%s > %s' has a corrupt record; skipped", stream.name, name)
-                    continue
-                problem = consumer_rules.stored_problem(rec.config)
-                if problem:
-                    logger.error(
-                        "consumer '%s > %s' is not served: its stored config is refused (%s)",
-                        stream.name,
-                        name,
-                        problem,
-                    )
-                    continue
-                filters = consumer_rules.filters(rec.config)
-                c = Consumer(self, stream, name, rec.config, filters, rec.created_ns, state)
-                c.lps.extend(s for s in rec.last_per_subject if s > state.delivered.stream_seq)
-                c.num_pending = positions.pending(self.store, stream, filters, c.delivered_seq, c.lps)
-                self.by_stream.setdefault(stream.name, {})[name] = c
-                self.registry.track(c)
+            self.load_stream(stream)
+
+    def load_stream(self, stream: streams.Stream) -> list[Consumer]:
+        """Load a stream's stored consumers (at recovery, or after a restore made the stream exist)."""
+        dec = msgspec.msgpack.Decoder(ConsumerRecord)
+        self.registry.hook(stream)
+        loaded: list[Consumer] = []
+        for name, raw, state_raw in self.store.load_consumers(stream.id):
+            try:
+                rec = dec.decode(raw)
+                state = acks.decode_state(state_raw) if state_raw else acks.ConsumerState()
+            except msgspec.DecodeError:
+                logger.exception("consumer '%s > %s' has a corrupt record; skipped", stream.name, name)
+                continue
+            problem = consumer_rules.stored_problem(rec.config)
+            if problem:
+                logger.error(
+                    "consumer '%s > %s' is not served: its stored config is refused (%s)", stream.name, name, problem
+                )
+                continue
+            filters = consumer_rules.filters(rec.config)
+            c = Consumer(self, stream, name, rec.config, filters, rec.created_ns, state)
+            c.lps.extend(s for s in rec.last_per_subject if s > state.delivered.stream_seq)
+            c.num_pending = positions.pending(self.store, stream, filters, c.delivered_seq, c.lps)
+            self.by_stream.setdefault(stream.name, {})[name] = c
+            self.registry.track(c)
+            loaded.append(c)
+        return loaded
+
+    def exported(self, stream_name: str) -> list[tuple[str, bytes, bytes]]:
+        """Every consumer of a stream as (name, stored record, stored state), as of now (for a snapshot)."""
+        group = self.by_stream.get(stream_name, {})
+        return [(c.name, encode_record(c, c.config), acks.encode_state(c.state)) for c in group.values()]
 
     def start(self, tg: asyncio.TaskGroup) -> None:
         """Start serving: every task (consumers', flushing, sweeping) runs in `tg`."""
@@ -275,6 +284,17 @@ class ConsumerManager:
 
     def advise_max_deliveries(self, c: Consumer, event: acks.MaxDeliveriesEvent) -> None:
         self.persistence.advise(*advisories.max_deliveries(c.stream.name, c.name, event))
+
+
+def check_imported(record: bytes, state: bytes | None) -> str:
+    """Why a consumer record and state from a snapshot cannot be restored ("" when they can)."""
+    try:
+        rec = msgspec.msgpack.decode(record, type=ConsumerRecord)
+        if state is not None:
+            acks.decode_state(state)
+    except (msgspec.DecodeError, ValueError) as exc:
+        return f"consumer record is corrupt ({exc})"
+    return consumer_rules.stored_problem(rec.config)
 
 
 def _same(a: ConsumerConfig, b: ConsumerConfig) -> bool:

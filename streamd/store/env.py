@@ -165,6 +165,16 @@ class Store:
                 txn.delete(key, db=self.meta)
         txn.put(_GONE + SID.pack(stream_id), b"", db=self.meta)
 
+    def reserve_stream_id(self, txn: lmdb.Transaction) -> int:
+        """A new stream id whose rows count as a deleted stream's (collected) until ``unmark_gone``: an import
+        writes under it in many transactions and only its last one makes the stream exist."""
+        sid = self.next_stream_id(txn)
+        txn.put(_GONE + SID.pack(sid), b"", db=self.meta)
+        return sid
+
+    def unmark_gone(self, txn: lmdb.Transaction, stream_id: int) -> None:
+        txn.delete(_GONE + SID.pack(stream_id), db=self.meta)
+
     def collect(self, txn: lmdb.Transaction, stream_id: int, budget: int = 0) -> bool:
         """Delete up to `budget` (DELETE_CHUNK) rows of a dropped stream; True when none are left (its mark is
         then removed)."""

@@ -13,6 +13,7 @@ from streamd.store import reads, retention
 from streamd.store import stream as streams
 from streamd.store.env import Store
 from streamd.store.layout import Counters, StreamRecord
+from streamd.store.snapshot import Importer
 from streamd.store.writer import Writer
 from streamd.streams import rules as config_rules
 from streamd.wire import errors, subjects, timefmt
@@ -136,6 +137,47 @@ class StreamManager:
             await self.on_subjects(stream, [], list(cfg.subjects))
         await self._advise(cfg.name, "create")
         return stream, True
+
+    async def add_restored(
+        self,
+        importer: Importer,
+        cfg: StreamConfig,
+        created_ns: int,
+        consumers: list[tuple[str, bytes, bytes]],
+        on_created: Callable[[streams.Stream], None] | None = None,
+    ) -> streams.Stream:
+        """Make an imported stream exist (its messages already written under the importer's hidden id): name and
+        subjects are checked again under the change lock, then one transaction writes its records. `on_created`
+        runs before the stream's subjects are served (its consumers must see the first new message)."""
+        async with self._changing:
+            if cfg.name in self.streams:
+                raise errors.STREAM_NAME_EXISTS_RESTORE()
+            self._check_overlap(cfg)
+            domain = self.domain
+
+            def finish(b: streams.Batch) -> streams.Stream:
+                importer.finish(b, cfg, created_ns, consumers)
+                dbs = b.store.open_stream_dbs(importer.stream_id)
+                return streams.Stream(importer.stream_id, cfg, created_ns, importer.counters, dbs, domain)
+
+            stream = await self.writer.call(finish)
+            self.streams[cfg.name] = stream
+            if on_created is not None:
+                on_created(stream)
+            await self._reindex(cfg.name, [], cfg.subjects)
+        logger.info(
+            "stream '%s' restored: %d messages, last seq %d",
+            cfg.name,
+            stream.counters.messages,
+            stream.counters.last_seq,
+        )
+        if self.on_subjects:
+            await self.on_subjects(stream, [], list(cfg.subjects))
+        await self._advise(cfg.name, "create")
+        return stream
+
+    def check_overlap(self, cfg: StreamConfig) -> None:
+        self._check_overlap(cfg)
 
     async def update(self, requested: StreamConfig) -> streams.Stream:
         async with self._changing:

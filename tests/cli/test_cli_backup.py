@@ -76,8 +76,8 @@ async def test_backup_streamd_restore_jetstream_and_back(
 
     # backup: the documented file format
     file = tmp_path / "orders.backup.gz"
-    saved = await ok_json(src, "backup", "ORDERS", str(file))
-    assert saved["messages"] == COUNT - 1 and sorted(saved["consumers"]) == ["A", "ALL"]
+    saved = await ok_json(src, "backup", "ORDERS", str(file), "--copy")
+    assert saved["mode"] == "copy" and saved["messages"] == COUNT - 1 and sorted(saved["consumers"]) == ["A", "ALL"]
     lines = _lines(file)
     header, records, trailer = lines[0], lines[1:-1], lines[-1]
     assert header["format"] == "streamd-backup" and header["version"] == 1
@@ -87,12 +87,16 @@ async def test_backup_streamd_restore_jetstream_and_back(
     assert [r["seq"] for r in records] == [i for i in range(1, COUNT + 1) if i != 5]
     assert base64.b64decode(records[9]["data"]) == b"\x00\xff binary "  # seq 11 (5 is gone)
     assert "hdrs" not in records[0] and b"Trace-Id: 3" in base64.b64decode(records[2]["hdrs"])
-    text = await cli(src, "backup", "ORDERS", str(tmp_path / "again.gz"))
-    assert text.exit_code == 0 and "Saved stream ORDERS" in text.stdout and "1200 messages" in text.stdout
+    text = await cli(src, "backup", "ORDERS", str(tmp_path / "again.gz"), "--copy")
+    assert (
+        text.exit_code == 0
+        and "Saved stream ORDERS" in text.stdout
+        and "as a message copy: 1200 messages" in text.stdout
+    )
 
     # restore into nats-server -js
     out = await ok(js, "restore", str(file))
-    assert f"Restored stream ORDERS from {file}: {COUNT - 1} of {COUNT - 1} messages, 2 consumers" in out
+    assert f"Restored stream ORDERS from {file} (message copy): {COUNT - 1} of {COUNT - 1} messages, 2 consumers" in out
     assert "Sequences and times were assigned anew: 1..1200 (were 1..1201)" in out
     assert await _messages(js, "ORDERS") == expected
     assert await _consumers(js, "ORDERS") == consumers
@@ -102,9 +106,9 @@ async def test_backup_streamd_restore_jetstream_and_back(
     line = one_line_error(await cli(js, "restore", str(file)))
     assert "stream ORDERS already exists" in line and "--stream" in line
 
-    # and back: nats-server -js → streamd, renamed
+    # and back: nats-server -js → streamd, renamed (its snapshots are its own format: backup copies messages)
     back = tmp_path / "from-js.gz"
-    await ok(js, "backup", "ORDERS", str(back))
+    assert "as a message copy" in await ok(js, "backup", "ORDERS", str(back))
     await ok(src, "stream", "delete", "ORDERS", "--force")
     restored = await ok_json(src, "restore", str(back), "--stream", "COPY")
     assert restored["stream"] == "COPY" and restored["messages"] == COUNT - 1
@@ -132,7 +136,7 @@ async def test_bad_files_and_interrupted_backup(
     for n in range(3):
         await ok(url, "publish", f"s.{n}", f"m{n}")
     good = tmp_path / "s.gz"
-    await ok(url, "backup", "S", str(good))
+    await ok(url, "backup", "S", str(good), "--copy")
     truncated = tmp_path / "truncated.gz"
     with gzip.open(truncated, "wt") as f:
         f.writelines(json.dumps(r) + "\n" for r in _lines(good)[:-1])
@@ -154,7 +158,7 @@ async def test_bad_files_and_interrupted_backup(
     monkeypatch.setattr(cli_backup, "WINDOW", 2)
     target = tmp_path / "out" / "s.gz"
     target.parent.mkdir()
-    line = one_line_error(await cli(url, "backup", "S", str(target)))
+    line = one_line_error(await cli(url, "backup", "S", str(target), "--copy"))
     assert line == f"streamd: interrupted after 2 messages — no backup written to {target}"
     assert list(target.parent.iterdir()) == []
 
@@ -244,9 +248,53 @@ async def test_progress_is_shown_as_lines_when_piped(
     await ok(url, "stream", "add", "P", "--subject", "p")
     await ok(url, "publish", "p", "m{n}", "--count", "3")
     monkeypatch.setattr(cli_backup._Progress, "EVERY_S", 0.0)
-    result = await cli(url, "backup", "P", str(tmp_path / "p.gz"))
+    result = await cli(url, "backup", "P", str(tmp_path / "p.gz"), "--copy")
     assert result.exit_code == 0, result.stderr
     assert "Saving: 3 of 3 messages" in result.stderr, result.stderr
+    result = await cli(url, "backup", "P", str(tmp_path / "p.snap"))
+    assert result.exit_code == 0 and "Saving: " in result.stderr and " bytes" in result.stderr, result.stderr
     await ok(url, "stream", "delete", "P", "--force")
     result = await cli(url, "restore", str(tmp_path / "p.gz"))
     assert result.exit_code == 0 and "Restoring: 3 of 3 messages" in result.stderr, result.stderr
+    await ok(url, "stream", "delete", "P", "--force")
+    result = await cli(url, "restore", str(tmp_path / "p.snap"))
+    assert result.exit_code == 0 and "Restoring: " in result.stderr and " bytes" in result.stderr, result.stderr
+
+
+async def test_snapshot_backup_keeps_sequences_times_and_consumer_state(
+    streamd: object, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """The default mode against streamd: restore keeps everything, also beside the original (--stream --subject)."""
+    url = nats_server.url
+    await ok(url, "stream", "add", "O", "--subject", "o.>")
+    await ok(url, "publish", "o.x", "m{n}", "--count", "20")
+    await ok(url, "stream", "delete-message", "O", "4")
+    await ok(url, "consumer", "add", "O", "C", "--pull")
+    nc = await nats.connect(url)
+    try:
+        sub = await nc.jetstream().pull_subscribe("o.>", durable="C", stream="O")
+        for m in await sub.fetch(5, timeout=5):
+            await m.ack_sync()
+    finally:
+        await nc.close()
+    file = tmp_path / "o.backup"
+    saved = await ok_json(url, "backup", "O", str(file))
+    assert saved["mode"] == "snapshot" and saved["messages"] == 19 and saved["consumers"] == 1
+    assert "as a snapshot: 19 messages (sequences 1..20), 1 consumers" in await ok(url, "backup", "O", str(file))
+
+    line = one_line_error(await cli(url, "restore", str(file), "--stream", "O2"))
+    assert "(400/10065)" in line and "--subject" in line  # the subjects are the original's: they overlap
+    out = await ok(url, "restore", str(file), "--stream", "O2", "--subject", "o2.>")
+    assert "Restored stream O2 from snapshot" in out and "sequences 1..20 and times as they were" in out
+    orig, copy = await ok_json(url, "stream", "info", "O"), await ok_json(url, "stream", "info", "O2")
+    assert copy["config"]["subjects"] == ["o2.>"]
+    for key in ("messages", "first_seq", "last_seq", "first_ts", "last_ts", "num_deleted"):
+        assert copy["state"][key] == orig["state"][key], key
+    consumer = await ok_json(url, "consumer", "info", "O2", "C")
+    assert consumer["ack_floor"]["stream_seq"] == 6 and consumer["num_pending"] == 14
+    line = one_line_error(await cli(url, "restore", str(file), "--stream", "O2", "--subject", "o3.>"))
+    assert "stream O2 already exists" in line
+    copy_file = tmp_path / "o.gz"
+    await ok(url, "backup", "O", str(copy_file), "--copy")
+    line = one_line_error(await cli(url, "restore", str(copy_file), "--stream", "O3", "--subject", "o3.>"))
+    assert "--subject needs a snapshot backup" in line

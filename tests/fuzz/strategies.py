@@ -138,8 +138,11 @@ def templates(verb: str, stream: str, consumer: str) -> list[Any]:
         "CONSUMER.MSG.NEXT": [{"batch": 2, "expires": 200_000_000, "no_wait": True, "max_bytes": 0}],
         "CONSUMER.RESET": [{"seq": 1}],
         "CONSUMER.UNPIN": [{"group": "g"}],
-        "STREAM.SNAPSHOT": [{"deliver_subject": "snap.x", "chunk_size": 1024}],
-        "STREAM.RESTORE": [{"config": stream_config(stream), "state": {}}],
+        "STREAM.SNAPSHOT": [
+            {"deliver_subject": "snap.x", "chunk_size": 1024},
+            {"deliver_subject": "snap.y", "no_consumers": True, "chunk_size": 1 << 40, "window_size": 1, "jsck": True},
+        ],
+        "STREAM.RESTORE": [{"config": stream_config(stream), "state": {}}, {"config": {"name": stream}}],
     }
     return table.get(verb, [None])
 
