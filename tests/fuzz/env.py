@@ -24,6 +24,11 @@ from tests.natsd import NatsServer
 
 REPLY_BOUND = 2.0  # seconds within which every request nats-server would answer must be answered
 EXAMPLE_BOUND = 60.0  # one example, liveness checks included (a wedged service fails here, not at pytest's timeout)
+# Verbs that cannot change the assets: after one of these (or a request nobody serves) they need no putting back.
+READ_ONLY_VERBS = frozenset(
+    {"INFO", "STREAM.INFO", "STREAM.NAMES", "STREAM.LIST", "STREAM.MSG.GET", "DIRECT.GET", "CONSUMER.INFO"}
+    | {"CONSUMER.NAMES", "CONSUMER.LIST", "STREAM.LEADER.STEPDOWN", "CONSUMER.LEADER.STEPDOWN", "STREAM.PEER.REMOVE"}
+)
 
 
 class ErrorLog(logging.Handler):
@@ -51,6 +56,7 @@ class FuzzEnv:
     js: JetStreamContext
     raw: RawClient
     log: ErrorLog
+    dirty: bool = True  # an earlier request may have changed the assets
 
     @classmethod
     async def start(cls, nats_server: NatsServer, start_service: StartService) -> FuzzEnv:
@@ -70,8 +76,15 @@ class FuzzEnv:
         with contextlib.suppress(Exception):
             await self.nc.close()
 
+    def touched(self, verb: str, served: bool) -> None:
+        """Note what a request may have changed, so that the next example only resets assets when needed."""
+        self.dirty = self.dirty or (served and verb not in READ_ONLY_VERBS)
+
     async def reset_assets(self) -> None:
         """Put back what earlier examples may have deleted or changed (refusals are fine: it may still be there)."""
+        if not self.dirty:
+            return
+        self.dirty = False
         js = self.js
         with contextlib.suppress(Exception):
             await js.add_stream(name=STREAM, subjects=["fz.>"], allow_direct=True)

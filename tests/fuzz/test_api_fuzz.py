@@ -70,6 +70,7 @@ def check_answer(req: Request, reply: Reply) -> None:
 
 async def one_request(env: FuzzEnv, req: Request) -> None:
     await env.reset_assets()
+    env.touched(req.verb, req.tokens_ok)
     must = must_answer(req)
     number, reply = await env.request(req.subject, req.body, req.reply_tail, req.headers, REPLY_BOUND if must else 0)
     if must:

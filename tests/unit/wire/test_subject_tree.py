@@ -86,11 +86,11 @@ def test_collides_ignores_one_value(pats: list[str], query: str) -> None:
 
 
 def test_many_literal_subjects_are_checked_in_linear_time() -> None:
-    """100k distinct literals: one pass; a quadratic check would not finish within the test run."""
-    pats = [f"orders.{i}.created" for i in range(100_000)]
+    """20k distinct literals: one pass; a quadratic check (200M pair tests) would not finish within the test run."""
+    pats = [f"orders.{i}.created" for i in range(20_000)]
     assert first_overlap(pats) is None
     found = first_overlap([*pats, "orders.*.created"])
     assert found is not None and found[1] == "orders.*.created"
     tree = _tree(pats)
     assert list(tree.match("orders.77.created")) == [77]
-    assert tree.collides("orders.99999.>")
+    assert tree.collides("orders.19999.>")
