@@ -188,13 +188,11 @@ def store_message(b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, 
     if routing is not None and (target := routing.republish_to(subject)) is not None:
         frame = routing.frame(b.txn, stream.dbs, stream.name_bytes, b.now_ns, target, seq, subject, hdrs, data)
         b.republish.append(frame)
-    new_subject = _put_message(b, stream, seq, subject, hdrs, data, size)
+    _put_message(b, stream, seq, subject, hdrs, data, size)
     if msg_id:
         _put_msg_id(b, stream, seq, msg_id)
     if ttl > 0:
         b.txn.put(stream.dbs.prefix + pack_pair(b.now_ns + ttl, seq), b"", db=stream.dbs.ttl)
-    if new_subject:
-        stream.counters.num_subjects += 1
     if rollup is not None:
         _apply_rollup(b, stream, subject, seq, rollup)
     _enforce_limits(b, stream, subject)
@@ -228,12 +226,13 @@ def _next_seq(b: Batch, stream: Stream, msg_id: bytes) -> int:
 
 def _put_message(
     b: Batch, stream: Stream, seq: int, subject: bytes, hdrs: bytes | None, data: bytes, size: int
-) -> bool:
-    """Store the message and index it by subject; -> True when it is the subject's first (a `get` before the put
+) -> None:
+    """Store the message and index it by subject, counting the subject when it is new (a `get` before the put
     costs 1.9 us, a cursor's count after it 4.5 us: this runs once per published message)."""
     c, dbs = stream.counters, stream.dbs
     skey = dbs.skey(subject)
-    new_subject = b.txn.get(skey, db=dbs.subjects) is None
+    if b.txn.get(skey, db=dbs.subjects) is None:
+        c.num_subjects += 1
     b.txn.put(dbs.mkey(seq), pack_message(subject, hdrs, data, b.now_ns), db=dbs.msgs)
     b.txn.put(skey, SEQ.pack(seq), db=dbs.subjects, dupdata=True)
     b.stored.append((stream, seq, subject))
@@ -242,7 +241,6 @@ def _put_message(
         c.first_ns = b.now_ns
     c.messages += 1
     c.total_bytes += size
-    return new_subject
 
 
 def _put_msg_id(b: Batch, stream: Stream, seq: int, msg_id: bytes) -> None:
