@@ -48,6 +48,37 @@ class ConsumerLimits(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=T
     max_ack_pending: Int = 0
 
 
+class ExternalStream(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Where a mirror's or source's origin is reached: its API prefix and the prefix its deliveries come under."""
+
+    api: str = ""
+    deliver: str = ""
+
+
+class StreamSource(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A mirror's or a source's origin stream (nats-server's StreamSource). `subject_transforms` and `consumer`
+    (durable sourcing) are decoded so that a request naming them is refused by name, never dropped."""
+
+    name: str = ""
+    opt_start_seq: U64 | UnsetType = UNSET
+    opt_start_time: str | None | UnsetType = UNSET
+    filter_subject: str | UnsetType = UNSET
+    subject_transforms: list[Any] | None | UnsetType = UNSET
+    external: ExternalStream | None | UnsetType = UNSET
+    consumer: Any | UnsetType = UNSET
+
+
+class StreamSourceInfo(msgspec.Struct, kw_only=True):
+    """A mirror's or source's state in STREAM.INFO: `lag` messages behind, `active` ns since last heard (-1 never)."""
+
+    name: str
+    external: ExternalStream | UnsetType = UNSET
+    lag: int = 0
+    active: int = -1
+    error: dict[str, Any] | UnsetType = UNSET
+    filter_subject: str | UnsetType = UNSET
+
+
 class StreamConfig(msgspec.Struct, kw_only=True):
     """A stream's settings as stored and as echoed back; ``streams.normalize_config`` applies the defaults."""
 
@@ -79,10 +110,10 @@ class StreamConfig(msgspec.Struct, kw_only=True):
     no_ack: bool | UnsetType = UNSET
     first_seq: U64 | UnsetType = UNSET
     metadata: dict[str, str] | UnsetType = UNSET
+    mirror: StreamSource | None | UnsetType = UNSET
+    sources: list[StreamSource] | None | UnsetType = UNSET
     # Features streamd does not serve: decoded so that a request turning one on is refused by name
     # (streams/rules.py), never accepted and dropped; off (false, "default", empty) they are left out, as Go does.
-    mirror: Any | UnsetType = UNSET
-    sources: Any | UnsetType = UNSET
     republish: Any | UnsetType = UNSET
     subject_transform: Any | UnsetType = UNSET
     placement: Any | UnsetType = UNSET
@@ -121,6 +152,8 @@ class StreamInfo(msgspec.Struct, kw_only=True):
     config: StreamConfig
     created: str
     state: StreamState
+    mirror: StreamSourceInfo | UnsetType = UNSET
+    sources: list[StreamSourceInfo] | UnsetType = UNSET
     ts: str
 
 

@@ -1,0 +1,98 @@
+"""Mirrors and sources of streams on the same server, through nats-py's JetStream API only; each test runs
+against nats-server -js (proving the expectation) and against streamd."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+
+import nats.js.errors
+import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import StreamConfig, StreamSource
+
+from tests.differential import backend, js, nc, server_url  # noqa: F401
+from tests.helpers import wait_for
+
+
+async def _info(nc: Client, name: str) -> dict:
+    reply = await nc.request(f"$JS.API.STREAM.INFO.{name}", b"", timeout=5)
+    return json.loads(reply.data)
+
+
+async def test_mirror_keeps_sequences_gaps_times_and_headers(nc: Client, js: JetStreamContext) -> None:
+    await js.add_stream(name="O", subjects=["o.>"])
+    for i in range(10):
+        await js.publish(f"o.{i % 3}", f"m{i}".encode(), headers={"K": str(i)})
+    await js.delete_msg("O", 4)
+    await js.delete_msg("O", 5)
+    await js.add_stream(StreamConfig(name="M", mirror=StreamSource(name="O")))
+    await js.publish("o.x", b"late")
+
+    async def copied() -> bool:
+        return (await js.stream_info("M")).state.last_seq == 11
+
+    await wait_for(copied)
+    state = (await js.stream_info("M")).state
+    origin = (await js.stream_info("O")).state
+    assert (state.messages, state.first_seq, state.num_deleted) == (9, 1, 2)
+    for seq in (1, 6, 11):
+        mine, theirs = await js.get_msg("M", seq), await js.get_msg("O", seq)
+        assert (mine.subject, mine.data, mine.headers) == (theirs.subject, theirs.data, theirs.headers)
+    raw_m = await nc.request("$JS.API.STREAM.MSG.GET.M", b'{"seq":6}')
+    raw_o = await nc.request("$JS.API.STREAM.MSG.GET.O", b'{"seq":6}')
+    assert json.loads(raw_m.data)["message"]["time"] == json.loads(raw_o.data)["message"]["time"]
+    with pytest.raises(nats.js.errors.NotFoundError):
+        await js.get_msg("M", 4)
+    info = await _info(nc, "M")
+    assert info["mirror"]["name"] == "O" and info["mirror"]["lag"] == 0
+    assert 0 <= info["mirror"]["active"] < 10_000_000_000
+    assert info["config"].get("subjects", []) == []
+    assert origin.last_seq == state.last_seq
+
+
+async def test_publish_to_mirror_is_refused(nc: Client, js: JetStreamContext) -> None:
+    await js.add_stream(name="O2", subjects=["p.>"])
+    await js.add_stream(StreamConfig(name="M2", mirror=StreamSource(name="O2")))
+    with pytest.raises(nats.js.errors.NoStreamResponseError):
+        await js.publish("M2", b"x", timeout=1)  # a mirror has no subjects: nothing answers
+
+
+async def test_sources_from_two_streams_with_filter(nc: Client, js: JetStreamContext) -> None:
+    await js.add_stream(name="A", subjects=["a.>"])
+    await js.add_stream(name="B", subjects=["b.>"])
+    for i in range(4):
+        await js.publish(f"a.{i % 2}", f"a{i}".encode())
+        await js.publish(f"b.{i}", f"b{i}".encode(), headers={"Nats-Msg-Id": f"id{i}"})
+    await js.add_stream(
+        StreamConfig(
+            name="S",
+            subjects=["s.local"],
+            sources=[StreamSource(name="A", filter_subject="a.1"), StreamSource(name="B")],
+        )
+    )
+    await js.publish("s.local", b"own")
+
+    await wait_for(_count(js, "S", 7))
+    seen = {}
+    for seq in range(1, 8):
+        m = await js.get_msg("S", seq)
+        seen[m.data] = m
+    assert sorted(seen) == [b"a1", b"a3", b"b0", b"b1", b"b2", b"b3", b"own"]
+    assert seen[b"a3"].headers["Nats-Stream-Source"] == "A 4 a.1 > a.1"
+    assert seen[b"b2"].headers["Nats-Stream-Source"] == "B 3 > > b.2"
+    info = await _info(nc, "S")
+    assert [(s["name"], s["lag"], s.get("filter_subject")) for s in info["sources"]] == [
+        ("A", 0, "a.1"),
+        ("B", 0, None),
+    ]
+    await js.publish("b.9", b"more")
+    await wait_for(_count(js, "S", 8))
+
+
+def _count(js: JetStreamContext, name: str, n: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return (await js.stream_info(name)).state.messages == n
+
+    return check
