@@ -71,6 +71,7 @@ class Link:
         self.error: errors.ApiError | None = None
         self.task: asyncio.Task[None] | None = None
         self._sub: Any = None
+        self.ident = ""
 
     # ---- state for STREAM.INFO ------------------------------------------------------------------------------
 
@@ -160,6 +161,9 @@ class Link:
             self.error = errors.ApiError(code, err_code, str(err.get("description", "")))
             return False
         self.error = None
+        # An origin of API level 5 names the stream's identity (a recreated stream gets a new one); it goes into
+        # the source header as nats-server writes it.
+        self.ident = (reply.headers or {}).get("Nats-Stream-Identity", "")
         self.heard_ns = time.monotonic_ns()
         logger.info(
             "stream '%s' %s '%s' from sequence %d",
@@ -256,7 +260,7 @@ class Link:
                 ack.stream_seq, ack.timestamp_ns, bytes(subject), bytes(hdrs) if hdrs else None, bytes(data)
             )
         else:
-            h = copying.sourced_headers(hdrs, self.iname, ack.stream_seq, bytes(subject))
+            h = copying.sourced_headers(hdrs, self.iname, ack.stream_seq, bytes(subject), self.ident)
             item = copied.Copied(ack.stream_seq, ack.timestamp_ns, bytes(subject), h, bytes(data))
         self.queue.append(item)
         self.queued_bytes += len(item.data) + len(item.hdrs or b"")

@@ -237,7 +237,7 @@ def parse_source_header(value: bytes) -> tuple[str, int] | None:
 _DROPPED_PREFIXES = (b"nats-expected-", b"nats-batch-")
 
 
-def sourced_headers(hdrs: bytes | None, iname: str, origin_seq: int, subject: bytes) -> bytes:
+def sourced_headers(hdrs: bytes | None, iname: str, origin_seq: int, subject: bytes, ident: str = "") -> bytes:
     """A sourced message's header block: the origin's headers minus an earlier `Nats-Stream-Source` and the
     Nats-Expected-* / Nats-Batch-* ones (not to be checked again here), plus our own source header."""
     lines: list[bytes] = [b"NATS/1.0"]
@@ -249,7 +249,8 @@ def sourced_headers(hdrs: bytes | None, iname: str, origin_seq: int, subject: by
             if key == STREAM_SOURCE.lower() or key.startswith(_DROPPED_PREFIXES):
                 continue
             lines.append(line)
-    lines.append(STREAM_SOURCE + b": " + source_header_value(iname, origin_seq) + b" " + subject)
+    value = source_header_value(iname, origin_seq) + b" " + subject + (b" " + ident.encode() if ident else b"")
+    lines.append(STREAM_SOURCE + b": " + value)
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 

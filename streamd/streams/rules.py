@@ -24,12 +24,12 @@ def normalize(cfg: StreamConfig) -> StreamConfig:
     """Apply the server's defaults and reject what it rejects; returns a new config, never mutates the input."""
     c = StreamConfig(**{f: getattr(cfg, f) for f in cfg.__struct_fields__})
     check_name(c.name)
+    copying.check_config(c)  # before the unserved flags: a mirror with counters gets the mirror's own error
     _check_unsupported(c)
     _normalize_description(c)
     _normalize_replicas(c)
     _normalize_limits(c)
     _normalize_window(c)
-    copying.check_config(c)
     _normalize_subjects(c)
     _check_flags(c)
     if c.metadata is not UNSET and sum(len(k) + len(v) for k, v in c.metadata.items()) > MAX_METADATA:
