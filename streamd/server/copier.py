@@ -7,7 +7,7 @@ message before it is committed: the origin never runs further ahead than its flo
 hold in memory stays bounded.
 
 A lost delivery (the consumer sequence jumps, a heartbeat names a later one), a silent origin (no heartbeat for
-10 s), a full queue or a failed create all end the same way: the consumer is dropped and a new one is created
+3 s), a full queue or a failed create all end the same way: the consumer is dropped and a new one is created
 from the last committed sequence, so resumption is exact whichever side restarted.
 
 Decisions are pure functions in streams/copying.py; the store side is store/copied.py.
@@ -137,7 +137,7 @@ class Link:
             "max_deliver": 1,
             "idle_heartbeat": copying.HEARTBEAT_NS,
             "flow_control": True,
-            "inactive_threshold": copying.STALLED_NS,
+            "inactive_threshold": copying.INACTIVE_NS,
             "metadata": {"_nats.mirror.stream" if self.mirror else "_nats.source.stream": self.stream_name},
         }
         if start_seq:

@@ -20,9 +20,12 @@ API_PREFIX = "$JS.API"
 STREAM_SOURCE = b"Nats-Stream-Source"
 FWC = ">"
 
-# How a copier's consumer is set up on the origin (nats-server's sourceHealthHB / sourceHealthCheckInterval).
+# How a copier's consumer is set up on the origin (nats-server's sourceHealthHB / sourceHealthCheckInterval):
+# heartbeats every second, the consumer removed by the origin 10 s after its inbox went away. The copier gives up
+# on a consumer after 3 missed heartbeats (as the clients' ordered consumers do) rather than the server's 10 s.
 HEARTBEAT_NS = 1_000_000_000
-STALLED_NS = 10_000_000_000
+INACTIVE_NS = 10_000_000_000
+STALLED_NS = 3 * HEARTBEAT_NS
 RETRY_NS = 2_000_000_000  # sourceConsumerRetryThreshold: no faster than one consumer create per 2 s
 
 Lookup = Callable[[str], StreamConfig | None]
