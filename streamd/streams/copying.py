@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import enum
 import hashlib
+import json
 from collections.abc import Callable
 
 import msgspec
@@ -28,6 +29,7 @@ INACTIVE_NS = 10_000_000_000
 STALLED_NS = 3 * HEARTBEAT_NS
 RETRY_NS = 2_000_000_000  # sourceConsumerRetryThreshold: no faster than one consumer create per 2 s
 
+MAX_PREFIX = 1024
 Lookup = Callable[[str], StreamConfig | None]
 
 
@@ -93,6 +95,7 @@ def _check_mirror(c: StreamConfig) -> None:
     else:
         _check_external(m)
     _check_start(m)
+    _check_filter(m, "the mirror ")
 
 
 def _check_sources(c: StreamConfig) -> None:
@@ -112,6 +115,7 @@ def _check_sources(c: StreamConfig) -> None:
         if src.external is not UNSET:
             _check_external(src)
         _check_start(src)
+        _check_filter(src, "the source: ")
 
 
 def _refuse_unserved(src: StreamSource) -> None:
@@ -122,9 +126,23 @@ def _refuse_unserved(src: StreamSource) -> None:
         raise _invalid("streamd does not support durable consumers for mirrors and sources")
 
 
+def _check_filter(src: StreamSource, what: str) -> None:
+    """An invalid filter fails the create (nats-server: addStream's error, 10049)."""
+    filt = src.filter_subject
+    if isinstance(filt, str) and not subjects.is_valid_subject(filt):
+        raise errors.STREAM_CREATE(err=f"subject filter '{filt}' for {what}invalid subject")
+    if isinstance(filt, str) and len(filt.encode()) > MAX_PREFIX:
+        raise _invalid(f"subject filter is longer than {MAX_PREFIX} bytes, streamd cannot use it")
+    if len(src.name.encode()) > subjects.MAX_NAME_LEN:
+        raise _invalid(f"origin stream name is longer than {subjects.MAX_NAME_LEN} bytes, streamd cannot use it")
+
+
 def _check_external(src: StreamSource) -> None:
     ext = src.external
     assert ext is not UNSET and ext is not None
+    if len(ext.api.encode()) > MAX_PREFIX or len(ext.deliver.encode()) > MAX_PREFIX:
+        # Subjects built on these go on SUB/PUB lines, which the server caps at 4 KiB.
+        raise _invalid(f"stream external prefixes longer than {MAX_PREFIX} bytes are not supported by streamd")
     if ext.deliver and not subjects.is_valid_subject(ext.deliver, wildcards=False):
         raise errors.EXTERNAL_DELIVER_SUBJECT_INVALID(prefix=ext.deliver)
     if ext.api:
@@ -140,7 +158,8 @@ def _check_start(src: StreamSource) -> None:
         try:
             timefmt.parse(src.opt_start_time)
         except ValueError:
-            raise errors.INVALID_JSON(err=f"parsing time {src.opt_start_time!r}") from None
+            text = json.dumps(src.opt_start_time)  # Go: parsing time "<text>" as "<layout>": ...
+            raise errors.INVALID_JSON(err=f'parsing time {text} as "2006-01-02T15:04:05Z07:00"') from None
 
 
 def check_with_streams(c: StreamConfig, lookup: Lookup) -> None:

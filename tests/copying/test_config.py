@@ -15,6 +15,17 @@ async def _create(nc: Client, cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 REFUSED = [
+    (
+        {"mirror": {"name": "O", "filter_subject": "a..b"}},
+        10049,
+        "subject filter 'a..b' for the mirror invalid subject",
+    ),
+    (
+        {"sources": [{"name": "O", "filter_subject": "a..b"}]},
+        10049,
+        "subject filter 'a..b' for the source: invalid subject",
+    ),
+    ({"mirror": {"name": "O", "unknown": 1}}, 10025, 'invalid JSON: json: unknown field "unknown"'),
     ({"mirror": {"name": "O"}, "subjects": ["x"]}, 10034, "stream mirrors can not contain subjects"),
     ({"mirror": {"name": "O"}, "sources": [{"name": "P"}]}, 10031, "stream mirrors can not also contain other sources"),
     ({"mirror": {"name": "O"}, "first_seq": 5}, 10143, "stream mirrors can not have first sequence configured"),
