@@ -248,14 +248,6 @@ def source_header_value(iname: str, origin_seq: int) -> bytes:
     return f"{stream} {origin_seq} {filt} {dest}".encode()
 
 
-def parse_source_header(value: bytes) -> tuple[str, int] | None:
-    """-> (index name, origin seq) of a `Nats-Stream-Source` value (streamAndSeq), None for other forms."""
-    fields = value.decode(errors="replace").split(" ")
-    if len(fields) < 4 or not fields[1].isdigit():
-        return None
-    return f"{fields[0]} {fields[2]} {fields[3]}", int(fields[1])
-
-
 _DROPPED_PREFIXES = (b"nats-expected-", b"nats-batch-")
 
 

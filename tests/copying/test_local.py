@@ -51,11 +51,19 @@ async def test_mirror_keeps_sequences_gaps_times_and_headers(nc: Client, js: Jet
     assert origin.last_seq == state.last_seq
 
 
-async def test_publish_to_mirror_is_refused(nc: Client, js: JetStreamContext) -> None:
+async def test_publish_to_mirror_is_refused_until_it_is_promoted(nc: Client, js: JetStreamContext) -> None:
     await js.add_stream(name="O2", subjects=["p.>"])
+    await js.publish("p.1", b"one")
     await js.add_stream(StreamConfig(name="M2", mirror=StreamSource(name="O2")))
     with pytest.raises(nats.js.errors.NoStreamResponseError):
         await js.publish("M2", b"x", timeout=1)  # a mirror has no subjects: nothing answers
+    await wait_for(_count(js, "M2", 1))
+    # Promotion: an update without the mirror turns it into a normal stream that takes its own subjects.
+    promoted = await js.update_stream(StreamConfig(name="M2", subjects=["q.>"]))
+    assert promoted.config.mirror is None
+    assert (await js.publish("q.1", b"own")).seq == 2
+    await js.publish("p.2", b"not copied any more")
+    assert (await js.stream_info("M2")).state.messages == 2
 
 
 async def test_sources_from_two_streams_with_filter(nc: Client, js: JetStreamContext) -> None:
@@ -83,9 +91,9 @@ async def test_sources_from_two_streams_with_filter(nc: Client, js: JetStreamCon
     assert seen[b"a3"].headers["Nats-Stream-Source"].startswith("A 4 a.1 > a.1")
     assert seen[b"b2"].headers["Nats-Stream-Source"].startswith("B 3 > > b.2")
     info = await _info(nc, "S")
-    assert [(s["name"], s["lag"], s.get("filter_subject")) for s in info["sources"]] == [
+    assert sorted((s["name"], s["lag"], s.get("filter_subject") or "") for s in info["sources"]) == [
         ("A", 0, "a.1"),
-        ("B", 0, None),
+        ("B", 0, ""),
     ]
     await js.publish("b.9", b"more")
     await wait_for(_count(js, "S", 8))
