@@ -34,7 +34,7 @@ from streamd.streams import copying
 from streamd.streams.copying import Tracker, Verdict
 from streamd.transport.connection import Connection
 from streamd.wire import errors, headers
-from streamd.wire.ack_protocol import parse_ack_subject
+from streamd.wire.ack_protocol import parse_ack_subject, parse_delivered_ack_subject
 from streamd.wire.models import ExternalStream, StreamSource, StreamSourceInfo
 
 logger = logging.getLogger(__name__)
@@ -242,7 +242,10 @@ class Link:
         if hdrs and hdrs.startswith(_STATUS_100):
             self._on_control(reply, hdrs)
             return
-        ack = parse_ack_subject(reply.decode(errors="replace")) if reply else None
+        if not reply:
+            return
+        # streamd's and nats-server's v1 ack subject on the quick path; the general parser for the rest (v2)
+        ack = parse_delivered_ack_subject(reply) or parse_ack_subject(reply.decode(errors="replace"))
         if ack is None:
             return
         t = self.tracker

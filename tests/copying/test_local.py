@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import nats.js.errors
 import pytest
@@ -15,7 +16,7 @@ from nats.js.api import StreamConfig, StreamSource
 from tests.helpers import wait_for
 
 
-async def _info(nc: Client, name: str) -> dict:
+async def _info(nc: Client, name: str) -> dict[str, Any]:
     reply = await nc.request(f"$JS.API.STREAM.INFO.{name}", b"", timeout=5)
     return json.loads(reply.data)
 
@@ -104,3 +105,13 @@ def _count(js: JetStreamContext, name: str, n: int) -> Callable[[], Awaitable[bo
         return (await js.stream_info(name)).state.messages == n
 
     return check
+
+
+async def test_a_missing_origin_shows_as_the_mirrors_error(nc: Client, js: JetStreamContext) -> None:
+    await js.add_stream(StreamConfig(name="LOST", mirror=StreamSource(name="NOPE")))
+
+    async def error_shown() -> dict[str, Any] | None:
+        return (await _info(nc, "LOST"))["mirror"].get("error")
+
+    err = await wait_for(error_shown)
+    assert (err["code"], err["err_code"]) == (404, 10059)
