@@ -115,3 +115,23 @@ async def test_a_missing_origin_shows_as_the_mirrors_error(nc: Client, js: JetSt
 
     err = await wait_for(error_shown)
     assert (err["code"], err["err_code"]) == (404, 10059)
+
+
+async def test_configured_start_sequence_and_time(nc: Client, js: JetStreamContext) -> None:
+    await js.add_stream(name="T", subjects=["t.>"])
+    for i in range(6):
+        await js.publish("t.x", b"%d" % i)
+    raw = await nc.request("$JS.API.STREAM.MSG.GET.T", b'{"seq":4}')
+    start_time = json.loads(raw.data)["message"]["time"]
+    await js.add_stream(StreamConfig(name="TM", mirror=StreamSource(name="T", opt_start_seq=3)))
+    await js.add_stream(StreamConfig(name="TS", sources=[StreamSource(name="T", opt_start_seq=5)]))
+    cfg = {"name": "TT", "sources": [{"name": "T", "opt_start_time": start_time}]}
+    made = json.loads((await nc.request("$JS.API.STREAM.CREATE.TT", json.dumps(cfg).encode())).data)
+    assert made["config"]["sources"][0]["opt_start_time"] == start_time
+    await wait_for(_count(js, "TM", 4))
+    await wait_for(_count(js, "TS", 2))
+    await wait_for(_count(js, "TT", 3))
+    state = (await js.stream_info("TM")).state
+    assert (state.first_seq, state.last_seq) == (3, 6)
+    assert (await js.get_msg("TS", 1)).data == b"4"
+    assert (await js.get_msg("TT", 1)).data == b"3"
