@@ -135,3 +135,21 @@ async def test_configured_start_sequence_and_time(nc: Client, js: JetStreamConte
     assert (state.first_seq, state.last_seq) == (3, 6)
     assert (await js.get_msg("TS", 1)).data == b"4"
     assert (await js.get_msg("TT", 1)).data == b"3"
+
+
+async def test_mirror_direct_answers_the_origins_direct_gets(nc: Client, js: JetStreamContext) -> None:
+    await js.add_stream(name="D", subjects=["d.>"], allow_direct=True)
+    for i in range(3):
+        await js.publish(f"d.{i}", b"%d" % i)
+    await js.add_stream(StreamConfig(name="DM", mirror=StreamSource(name="D")))
+    assert (await js.stream_info("DM")).config.mirror_direct is True  # taken from the origin's allow_direct
+    await wait_for(_count(js, "DM", 3))
+    await js.delete_stream("D")  # only the mirror is left to answer the origin's DIRECT.GET
+
+    async def answered_by_mirror() -> bool:
+        msg = await js.get_msg("D", 2, direct=True)
+        return msg.data == b"1"
+
+    await wait_for(answered_by_mirror)
+    reply = await nc.request("$JS.API.DIRECT.GET.D.d.2", b"", timeout=2)
+    assert reply.data == b"2" and reply.headers and reply.headers["Nats-Stream"] == "DM"
