@@ -219,7 +219,9 @@ class Link:
             await self.host.writer.call(lambda b: copied.store_mirrored(b, stream, batch))
         else:
             iname = self.iname
-            await self.host.writer.call(lambda b: copied.store_sourced(b, stream, iname, batch))
+            refusal = await self.host.writer.call(lambda b: copied.store_sourced(b, stream, iname, batch))
+            if refusal is not None:  # stored up to the refused one: start again from it (in 2 s)
+                raise refusal
 
     async def _answer_flow_control(self, reply: bytes) -> None:
         t = self.tracker

@@ -67,23 +67,24 @@ def store_mirrored(b: streams.Batch, stream: streams.Stream, msgs: list[Copied])
     return stored
 
 
-def store_sourced(b: streams.Batch, stream: streams.Stream, iname: str, msgs: list[Copied]) -> int:
+def store_sourced(b: streams.Batch, stream: streams.Stream, iname: str, msgs: list[Copied]) -> errors.ApiError | None:
     """Append sourced messages (headers built by streams.copying.sourced_headers) and record the last origin
-    sequence taken. A refusal by this stream's own rules (limits with discard new, duplicates) skips that message,
-    as nats-server does. -> the last origin sequence recorded."""
-    last = 0
+    sequence stored, in this transaction. A message this stream refuses (limits with discard new, a sealed
+    stream) stops the batch there, as nats-server retries from it rather than skipping it: -> that refusal, and
+    the copier recreates its consumer from the recorded sequence."""
+    last, refusal = 0, None
     for m in msgs:
         try:
-            streams.store_message(b, stream, m.subject, m.hdrs, m.data)
+            streams.store_message(b, stream, m.subject, m.hdrs, m.data)  # a duplicate Nats-Msg-Id counts as stored
         except errors.StoreFull:
             raise
-        except errors.ApiError:
-            if stream.deleted:
-                raise
+        except errors.ApiError as exc:
+            refusal = exc
+            break
         last = m.origin_seq
     if last:
         b.txn.put(_source_key(stream.id, iname), SEQ.pack(last), db=b.store.meta)
-    return last
+    return refusal
 
 
 def source_progress(txn: lmdb.Transaction, store_meta: lmdb._Database, stream_id: int, iname: str) -> int:

@@ -153,3 +153,16 @@ async def test_mirror_direct_answers_the_origins_direct_gets(nc: Client, js: Jet
     await wait_for(answered_by_mirror)
     reply = await nc.request("$JS.API.DIRECT.GET.D.d.2", b"", timeout=2)
     assert reply.data == b"2" and reply.headers and reply.headers["Nats-Stream"] == "DM"
+
+
+async def test_a_source_refused_by_discard_new_waits_instead_of_skipping(nc: Client, js: JetStreamContext) -> None:
+    await js.add_stream(name="F", subjects=["f.>"])
+    for i in range(5):
+        await js.publish("f.x", b"%d" % i)
+    cfg = StreamConfig(name="FS", subjects=["fs"], sources=[StreamSource(name="F")], max_msgs=3, discard="new")
+    await js.add_stream(cfg)
+    await wait_for(_count(js, "FS", 3))
+    cfg.max_msgs = 10
+    await js.update_stream(cfg)
+    await wait_for(_count(js, "FS", 5), timeout=30)
+    assert [(await js.get_msg("FS", seq)).data for seq in range(1, 6)] == [b"0", b"1", b"2", b"3", b"4"]
