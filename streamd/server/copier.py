@@ -93,21 +93,29 @@ class Link:
     # ---- the loop -------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        retry_at = 0.0
+        retry_at, fails, logged = 0.0, 0, ""
         while True:
             await asyncio.sleep(max(0.0, retry_at - time.monotonic()))
-            retry_at = time.monotonic() + copying.RETRY_NS / 1e9
+            started = time.monotonic()
             try:
                 if await self._connect():
+                    fails = 0
                     await self._pump()
+                else:
+                    fails += 1
             except asyncio.CancelledError:
                 await self._drop_consumer()
                 raise
             except errors.ApiError as exc:
                 self.error = exc
-                logger.warning("stream '%s' copying from '%s': %s", self.stream_name, self.src.name, exc.description)
+                fails += 1
             except Exception:
                 logger.exception("stream '%s' copying from '%s' failed", self.stream_name, self.src.name)
+                fails += 1
+            if self.error is not None and self.error.description != logged:  # once per distinct error, not per try
+                logged = self.error.description
+                logger.warning("stream '%s' copying from '%s': %s", self.stream_name, self.src.name, logged)
+            retry_at = started + copying.retry_delay_ns(fails) / 1e9
             await self._drop_consumer()
 
     async def _resume_point(self) -> int:

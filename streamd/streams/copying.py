@@ -28,6 +28,14 @@ HEARTBEAT_NS = 1_000_000_000
 INACTIVE_NS = 10_000_000_000
 STALLED_NS = 3 * HEARTBEAT_NS
 RETRY_NS = 2_000_000_000  # sourceConsumerRetryThreshold: no faster than one consumer create per 2 s
+RETRY_MAX_NS = 30_000_000_000
+
+
+def retry_delay_ns(fails: int) -> int:
+    """How long before the next consumer create: 2 s, plus 2 s per failed create in a row, at most 30 s (nats-server
+    backs off likewise, from 10 s per failure up to 2 min)."""
+    return min(RETRY_NS * (1 + fails), RETRY_MAX_NS)
+
 
 MAX_PREFIX = 1024
 Lookup = Callable[[str], StreamConfig | None]

@@ -66,3 +66,7 @@ def test_source_header_round_trip_and_cleaning() -> None:
     assert copying.index_name(external).startswith("O:") and copying.index_name(external).endswith(" > >")
     assert copying.deliver_subject(StreamSource(name="O", external=ExternalStream(deliver="d")), "M", "t") == "d.M.t"
     assert copying.deliver_subject(StreamSource(name="O"), "S", "t") == "$JS.S.t"
+
+
+def test_retry_delay_backs_off_to_a_ceiling() -> None:
+    assert [copying.retry_delay_ns(f) // 1_000_000_000 for f in (0, 1, 2, 14, 100)] == [2, 4, 6, 30, 30]
