@@ -119,10 +119,16 @@ class Link:
             await self._drop_consumer()
 
     async def _resume_point(self) -> int:
+        """The last origin sequence stored, read through the writer: queued behind any batch a previous link of
+        this stream still has in flight (cancelled by a config change), so it is never read too early."""
         stream = self.host.stream(self.stream_name)
         if self.mirror:
-            return stream.committed.last_seq
-        return await asyncio.to_thread(self.host.source_progress, stream, self.iname)
+            return await self.host.writer.call(lambda _b: stream.counters.last_seq)
+        meta, iname = self.host.store.meta, self.iname
+        seq = await self.host.writer.call(lambda b: copied.source_progress(b.txn, meta, stream.id, iname))
+        if seq:
+            return seq
+        return await asyncio.to_thread(self.host.scan_progress, stream, iname)
 
     async def _connect(self) -> bool:
         """Create a consumer on the origin just past the last committed message; False (retry later) on error."""
@@ -327,12 +333,10 @@ class Copiers:
             raise errors.STREAM_NOT_FOUND()
         return stream
 
-    def source_progress(self, stream: streams.Stream, iname: str) -> int:
-        """Worker thread: the recorded progress, else the newest `Nats-Stream-Source` header of that source."""
+    def scan_progress(self, stream: streams.Stream, iname: str) -> int:
+        """Worker thread: the newest `Nats-Stream-Source` header of that source (a stream without a progress
+        record, e.g. restored from a backup); 0 when there is none."""
         with self.store.read() as txn:
-            seq = copied.source_progress(txn, self.store.meta, stream.id, iname)
-            if seq:
-                return seq
             return copied.scan_source_headers(txn, stream, {iname}).get(iname, 0)
 
     def start(self, tg: asyncio.TaskGroup) -> None:
