@@ -90,11 +90,9 @@ def check_seqs(msgs: list[Msg], n: int, where: str, log: Log) -> None:
         return
     unique = set(seqs)
     first_bad = next((i for i, s in enumerate(seqs) if s != i + 1), len(seqs))
-    log.warn.append(
-        f"{where}: {len(seqs)} deliveries, {len(seqs) - len(unique)} duplicates, "
-        f"{len(set(range(1, n + 1)) - unique)} of seqs 1..{n} missing; first out of order at "
-        f"delivery #{first_bad + 1}: {seqs[first_bad : first_bad + 5]}"
-    )
+    log.warn.append(f"{where}: {len(seqs)} deliveries, {len(seqs) - len(unique)} duplicates, "
+                    f"{len(set(range(1, n + 1)) - unique)} of seqs 1..{n} missing; first out of order at "
+                    f"delivery #{first_bad + 1}: {seqs[first_bad:first_bad + 5]}")
 
 
 async def fill(js: JetStreamContext, args: argparse.Namespace, where: str, log: Log) -> float:
@@ -108,9 +106,8 @@ async def fill(js: JetStreamContext, args: argparse.Namespace, where: str, log: 
     return rate
 
 
-async def pull_drain(
-    js: JetStreamContext, args: argparse.Namespace, durable: str, ack: bool, where: str, log: Log
-) -> float:
+async def pull_drain(js: JetStreamContext, args: argparse.Namespace, durable: str, ack: bool, where: str,
+                     log: Log) -> float:
     n: int = args.count
     policy = AckPolicy.EXPLICIT if ack else AckPolicy.NONE
     sub = await js.pull_subscribe("bench.>", durable=durable, stream=STREAM, config=ConsumerConfig(ack_policy=policy))
@@ -134,10 +131,8 @@ async def pull_drain(
         check_interrupted()
     elapsed = time.perf_counter() - start
     if timeouts:
-        log.notes.append(
-            f"{where}: {timeouts} fetch(100, timeout={args.fetch_timeout:g}) calls timed out "
-            f"(after {len(got)} of {n} messages)"
-        )
+        log.notes.append(f"{where}: {timeouts} fetch(100, timeout={args.fetch_timeout:g}) calls timed out "
+                         f"(after {len(got)} of {n} messages)")
     check_seqs(got, n, where, log)
     if len(got) < n:
         log.warn.append(f"{where}: stalled, only {len(got)} of {n} messages within {args.timeout:.0f}s of no progress")
@@ -153,11 +148,9 @@ async def pull_drain(
 
     if not await poll(settled, args.settle):
         c = info[0]
-        log.warn.append(
-            f"{where}: after {args.settle:g}s consumer_info still says num_ack_pending="
-            f"{c.num_ack_pending} ack_floor.stream_seq={c.ack_floor.stream_seq} num_pending="
-            f"{c.num_pending} delivered.stream_seq={c.delivered.stream_seq} (expected 0/{n}/0/{n})"
-        )
+        log.warn.append(f"{where}: after {args.settle:g}s consumer_info still says num_ack_pending="
+                        f"{c.num_ack_pending} ack_floor.stream_seq={c.ack_floor.stream_seq} num_pending="
+                        f"{c.num_pending} delivered.stream_seq={c.delivered.stream_seq} (expected 0/{n}/0/{n})")
     elif ack and (lag := time.monotonic() - last_ack) > 0.5:
         log.notes.append(f"{where}: ack floor reached {n} only {lag:.2f}s after the last ack was sent")
     return n / elapsed
@@ -212,10 +205,8 @@ def _check_work_queue(
     dups = sum(c - 1 for c in seen.values() if c > 1)
     missing = sorted(set(range(n)) - seen.keys())
     if dups or missing:
-        log.warn.append(
-            f"{where}: {dups} duplicate deliveries ({sum(c > 1 for c in seen.values())} ids), "
-            f"{len(missing)} of {n} ids never processed {missing[:10]}"
-        )
+        log.warn.append(f"{where}: {dups} duplicate deliveries ({sum(c > 1 for c in seen.values())} ids), "
+                        f"{len(missing)} of {n} ids never processed {missing[:10]}")
 
 
 async def work_queue(js: JetStreamContext, args: argparse.Namespace, where: str, log: Log) -> float:
@@ -276,11 +267,9 @@ async def work_queue(js: JetStreamContext, args: argparse.Namespace, where: str,
 
     ok = await poll(drained, args.settle)
     c = await js.consumer_info(WQ, "workers")
-    summary = (
-        f"{where}: WQ final stream messages={state[0].messages} (first_seq {state[0].first_seq}, last_seq "
-        f"{state[0].last_seq}); consumer num_ack_pending={c.num_ack_pending} num_pending={c.num_pending} "
-        f"ack_floor.stream_seq={c.ack_floor.stream_seq} num_redelivered={c.num_redelivered}"
-    )
+    summary = (f"{where}: WQ final stream messages={state[0].messages} (first_seq {state[0].first_seq}, last_seq "
+               f"{state[0].last_seq}); consumer num_ack_pending={c.num_ack_pending} num_pending={c.num_pending} "
+               f"ack_floor.stream_seq={c.ack_floor.stream_seq} num_redelivered={c.num_redelivered}")
     (log.notes if ok else log.warn).append(summary)
     await js.delete_stream(WQ)
     return n / (end[0] - start) if done.is_set() else float("nan")
@@ -332,7 +321,9 @@ async def run_one(name: str, args: argparse.Namespace, log: Log) -> Results:
             if child.proc is not None:
                 log.progress(f"{child.name} pid {child.proc.pid}")
 
-    return await with_system(name, args, log.warn, log.notes, lambda url: run_system(name, url, args, log), started)
+    return await with_system(
+        name, args, log.warn, log.notes, lambda url: run_system(name, url, args, log), started
+    )
 
 
 def rows(results: dict[str, Results], args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -350,16 +341,8 @@ async def amain(args: argparse.Namespace) -> int:
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    header = await run_header(
-        args,
-        {
-            "count": args.count,
-            "size": args.size,
-            "wq_count": args.wq_count,
-            "max_pending": args.max_pending,
-            "fetch_timeout": args.fetch_timeout,
-        },
-    )
+    header = await run_header(args, {"count": args.count, "size": args.size, "wq_count": args.wq_count,
+                                     "max_pending": args.max_pending, "fetch_timeout": args.fetch_timeout})
     log = Log(args.verbose)
     try:
         results = {name: await run_one(name, args, log) for name in ("jetstream", "streamd")}
@@ -371,14 +354,10 @@ async def amain(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"header": header, "results": table, "warnings": log.warn, "notes": log.notes}, indent=2))
     else:
-        print(
-            f"# streamd sync: {header['streamd_sync']} | nats-server {header['nats_server']} "
-            f"(JetStream sync: {header['jetstream_sync']})\n# command: {header['command']}"
-        )
-        print(
-            f"# messages: {args.count} x {args.size} B per replay stream, work queue {args.wq_count} "
-            f"(2 producers, 4 workers); msgs/s; ratio = streamd / jetstream"
-        )
+        print(f"# streamd sync: {header['streamd_sync']} | nats-server {header['nats_server']} "
+              f"(JetStream sync: {header['jetstream_sync']})\n# command: {header['command']}")
+        print(f"# messages: {args.count} x {args.size} B per replay stream, work queue {args.wq_count} "
+              f"(2 producers, 4 workers); msgs/s; ratio = streamd / jetstream")
         print(f"{'workload':<24}{'jetstream':>12}{'streamd':>12}{'ratio':>8}{'target':>8}  met")
         for r in table:
             cells = [f"{r[k]:.0f}" if r[k] is not None else "-" for k in ("jetstream", "streamd")]
@@ -404,19 +383,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--wq-count", type=int, default=20_000, help="work queue messages, both producers [20000]")
     p.add_argument("--max-pending", type=int, default=1000, help="outstanding async PubAcks [1000]")
     p.add_argument("--fetch-timeout", type=float, default=5.0, help="timeout of each fetch() [5]")
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=30.0,
-        help="seconds to wait for a PubAck / API reply, and without progress before giving up [30]",
-    )
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds to wait for a PubAck / API reply, and without progress before giving up [30]")
     p.add_argument("--settle", type=float, default=5.0, help="seconds for ack floor / WQ drain checks [5]")
-    p.add_argument(
-        "--only",
-        type=lambda s: s.split(","),
-        default=list(WORKLOADS),
-        help=f"comma-separated subset of {','.join(WORKLOADS)}",
-    )
+    p.add_argument("--only", type=lambda s: s.split(","), default=list(WORKLOADS),
+                   help=f"comma-separated subset of {','.join(WORKLOADS)}")
     p.add_argument("--js-sync-always", action="store_true", help="JetStream reference with sync_interval: always")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("-v", "--verbose", action="store_true", help="progress with child pids on stderr")

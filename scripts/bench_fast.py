@@ -108,9 +108,8 @@ class Log:
             print(f"[{time.monotonic() - self.t0:7.2f}s] {text}", file=sys.stderr, flush=True)
 
 
-async def run_workers(
-    jobs: list[Job], pids: dict[str, int], target: int, args: argparse.Namespace, where: str, log: Log
-) -> tuple[Measurement, list[Tally]]:
+async def run_workers(jobs: list[Job], pids: dict[str, int], target: int, args: argparse.Namespace,
+                      where: str, log: Log) -> tuple[Measurement, list[Tally]]:
     """Start one process per job, wait until all are connected, then go; stop when their progress adds up to
     `target` (or nothing moved for --timeout seconds). Servers' CPU is read right at go and at the end."""
     mpc = mp.get_context("spawn")  # no fork of a process with an event loop and threads
@@ -118,9 +117,8 @@ async def run_workers(
     results: Any = mpc.Queue()
     go, stop = mpc.Event(), mpc.Event()
     progress: Any = mpc.Array("q", len(jobs), lock=False)
-    procs = [
-        mpc.Process(target=worker_main, args=(job, ready, results, go, stop, progress), daemon=True) for job in jobs
-    ]
+    procs = [mpc.Process(target=worker_main, args=(job, ready, results, go, stop, progress), daemon=True)
+             for job in jobs]
     for p in procs:
         p.start()
     try:
@@ -155,12 +153,8 @@ async def run_workers(
 def summarise(tallies: list[Tally], wall: float, server_cpu: dict[str, float], where: str, log: Log) -> Measurement:
     """Rate from the workers' own clocks (first go to last message handled); CPU shares over the driver's window."""
     tallies = sorted(tallies, key=lambda t: t.index)
-    m = Measurement(
-        wall=wall,
-        cpu={name: cpu / wall for name, cpu in server_cpu.items()},
-        worker_cpu=[t.cpu / wall for t in tallies],
-        worker_counts=[t.count for t in tallies],
-    )
+    m = Measurement(wall=wall, cpu={name: cpu / wall for name, cpu in server_cpu.items()},
+                    worker_cpu=[t.cpu / wall for t in tallies], worker_counts=[t.count for t in tallies])
     m.cpu["loadgen"] = sum(m.worker_cpu)
     count, cpu = sum(t.count for t in tallies), sum(t.cpu for t in tallies)
     m.per_read = count / max(1, sum(t.reads for t in tallies))
@@ -170,9 +164,8 @@ def summarise(tallies: list[Tally], wall: float, server_cpu: dict[str, float], w
     m.max_gap = max(t.max_gap for t in tallies)
     m.stalls = sum(t.stalls for t in tallies)
     if lat := sorted(x for t in tallies for x in t.latencies):
-        m.latency_us = {
-            q: 1e6 * lat[min(len(lat) - 1, int(p * len(lat)))] for q, p in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))
-        }
+        m.latency_us = {q: 1e6 * lat[min(len(lat) - 1, int(p * len(lat)))]
+                        for q, p in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))}
     ran = [t for t in tallies if t.start]  # a worker that failed before go has no clock
     if ran and (elapsed := max(t.end for t in ran) - min(t.start for t in ran)) > 0:
         m.rate = count / elapsed
@@ -194,10 +187,8 @@ def check_once(tallies: list[Tally], first: int, last: int, where: str, log: Log
     stray = sum(1 for i, c in enumerate(totals) if c and not first <= i <= last)
     stray += sum(t.out_of_range for t in tallies)
     if missing or dups or stray:
-        log.warn.append(
-            f"{where}: of sequences {first}..{last}: {missing} never seen, {dups} seen more than once, "
-            f"{stray} outside the range"
-        )
+        log.warn.append(f"{where}: of sequences {first}..{last}: {missing} never seen, {dups} seen more than once, "
+                        f"{stray} outside the range")
         return False
     return True
 
@@ -209,7 +200,8 @@ def split(total: int, parts: int) -> list[int]:
 async def recreate_stream(js: JetStreamContext, name: str, subject: str) -> None:
     with contextlib.suppress(NotFoundError):
         await js.delete_stream(name)
-    await js.add_stream(name=name, subjects=[subject.split(".")[0] + ".>"], allow_direct=True, storage=StorageType.FILE)
+    await js.add_stream(name=name, subjects=[subject.split(".")[0] + ".>"], allow_direct=True,
+                        storage=StorageType.FILE)
 
 
 async def publish(t: Target, args: argparse.Namespace, log: Log, sync: bool) -> Measurement:
@@ -222,15 +214,14 @@ async def publish(t: Target, args: argparse.Namespace, log: Log, sync: bool) -> 
     n = args.sync_count if sync else args.count
     await recreate_stream(js, name, subject)
     procs = args.procs[key]
-    jobs = [
-        Job("pub", url, name, subject, i, share, n, size=args.size, window=1 if sync else args.window)
-        for i, share in enumerate(split(n, procs))
-    ]
+    jobs = [Job("pub", url, name, subject, i, share, n, size=args.size, window=1 if sync else args.window)
+            for i, share in enumerate(split(n, procs))]
     m, tallies = await run_workers(jobs, pids, n, args, where, log)
     ok = check_once(tallies, 1, n, where, log)
     state = (await js.stream_info(name)).state
     if state.messages != n or state.last_seq != n:
-        log.warn.append(f"{where}: stream_info says {state.messages} messages, last seq {state.last_seq}; expected {n}")
+        log.warn.append(f"{where}: stream_info says {state.messages} messages, last seq {state.last_seq}; "
+                        f"expected {n}")
         ok = False
     if sync:
         await js.delete_stream(name)
@@ -255,11 +246,9 @@ async def settle(t: Target, durable: str, n: int, where: str, args: argparse.Nam
         if info.num_ack_pending == 0 and info.ack_floor.stream_seq == n and info.num_pending == 0:
             return
         if time.monotonic() > deadline:
-            log.warn.append(
-                f"{where}: {args.settle:g}s after the run consumer_info says num_ack_pending="
-                f"{info.num_ack_pending}, ack_floor.stream_seq={info.ack_floor.stream_seq}, "
-                f"num_pending={info.num_pending} (expected 0, {n}, 0)"
-            )
+            log.warn.append(f"{where}: {args.settle:g}s after the run consumer_info says num_ack_pending="
+                            f"{info.num_ack_pending}, ack_floor.stream_seq={info.ack_floor.stream_seq}, "
+                            f"num_pending={info.num_pending} (expected 0, {n}, 0)")
             return
         await asyncio.sleep(0.1)
 
@@ -271,29 +260,11 @@ async def pull(t: Target, args: argparse.Namespace, log: Log, key: str) -> Measu
     durable = key.upper()
     with contextlib.suppress(NotFoundError):
         await t.js.delete_consumer(STREAM, durable)
-    await t.js.add_consumer(
-        STREAM,
-        ConsumerConfig(
-            durable_name=durable, ack_policy=AckPolicy.EXPLICIT, max_ack_pending=args.max_ack_pending, ack_wait=60
-        ),
-    )
+    await t.js.add_consumer(STREAM, ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT,
+                                                   max_ack_pending=args.max_ack_pending, ack_wait=60))
     batch, expires = (args.pull_batch, 30) if key == "consume" else (args.fetch_batch, 5)
-    jobs = [
-        Job(
-            key,
-            t.url,
-            STREAM,
-            SUBJECT,
-            i,
-            n,
-            n,
-            size=args.size,
-            batch=batch,
-            consumer=durable,
-            expires_ns=expires * 1_000_000_000,
-        )
-        for i in range(args.procs[key])
-    ]
+    jobs = [Job(key, t.url, STREAM, SUBJECT, i, n, n, size=args.size, batch=batch, consumer=durable,
+                expires_ns=expires * 1_000_000_000) for i in range(args.procs[key])]
     m, tallies = await run_workers(jobs, t.pids, n, args, where, log)
     check_once(tallies, 1, n, where, log)
     await settle(t, durable, n, where, args, log)
@@ -341,11 +312,9 @@ async def connect(url: str) -> tuple[Client, JetStreamContext]:
     return nc, nc.jetstream(timeout=30)
 
 
-async def with_targets(
-    args: argparse.Namespace,
-    log: Log,
-    body: Callable[[dict[str, Target]], Awaitable[dict[str, dict[str, Measurement]]]],
-) -> dict[str, dict[str, Measurement]]:
+async def with_targets(args: argparse.Namespace, log: Log,
+                       body: Callable[[dict[str, Target]], Awaitable[dict[str, dict[str, Measurement]]]]
+                       ) -> dict[str, dict[str, Measurement]]:
     """Start all three systems (bench_publish.with_system, nested) and hand `body` one Target per system."""
     kids: dict[str, list[Child]] = {}
 
@@ -372,26 +341,18 @@ async def with_targets(
                 await t.nc.close()
 
     async def sync_up(js_url: str, sync_url: str) -> dict[str, dict[str, Measurement]]:
-        return await with_system(
-            "streamd", args, log.warn, log.notes, lambda sd_url: all_up(js_url, sync_url, sd_url), keep("streamd")
-        )
+        return await with_system("streamd", args, log.warn, log.notes,
+                                 lambda sd_url: all_up(js_url, sync_url, sd_url), keep("streamd"))
 
     async def js_up(js_url: str) -> dict[str, dict[str, Measurement]]:
-        return await with_system(
-            "jetstream",
-            sync_args,
-            log.warn,
-            log.notes,
-            lambda sync_url: sync_up(js_url, sync_url),
-            keep("jetstream-sync"),
-        )
+        return await with_system("jetstream", sync_args, log.warn, log.notes,
+                                 lambda sync_url: sync_up(js_url, sync_url), keep("jetstream-sync"))
 
     return await with_system("jetstream", args, log.warn, log.notes, js_up, keep("jetstream"))
 
 
-async def measure_all(
-    targets: dict[str, Target], args: argparse.Namespace, log: Log
-) -> dict[str, dict[str, Measurement]]:
+async def measure_all(targets: dict[str, Target], args: argparse.Namespace,
+                      log: Log) -> dict[str, dict[str, Measurement]]:
     """The scenarios in order, each against JetStream then streamd."""
     out: dict[str, dict[str, Measurement]] = {}
     for key in args.only:
@@ -399,13 +360,11 @@ async def measure_all(
             log.progress(f"{name}: {SCENARIOS[key][0]}")
             try:
                 out.setdefault(key, {})[name] = m = await scenario(key, targets[name], args, log)
-                log.progress(
-                    f"{name}: {SCENARIOS[key][0]}: {m.rate or 0:,.0f} msgs/s, CPU {cpu_text(m)}; "
-                    f"workers {m.worker_counts}, {m.per_read:.0f} msgs/read, {m.control} control msgs, "
-                    f"loadgen {m.us_per_msg:.1f} us CPU/msg ({m.sys_part:.0%} sys), "
-                    f"{m.stalls} read gaps > 10 ms, longest {1e3 * m.max_gap:.1f} ms"
-                    + "".join(f", {q} {v:.0f} us" for q, v in m.latency_us.items())
-                )
+                log.progress(f"{name}: {SCENARIOS[key][0]}: {m.rate or 0:,.0f} msgs/s, CPU {cpu_text(m)}; "
+                             f"workers {m.worker_counts}, {m.per_read:.0f} msgs/read, {m.control} control msgs, "
+                             f"loadgen {m.us_per_msg:.1f} us CPU/msg ({m.sys_part:.0%} sys), "
+                             f"{m.stalls} read gaps > 10 ms, longest {1e3 * m.max_gap:.1f} ms"
+                             + "".join(f", {q} {v:.0f} us" for q, v in m.latency_us.items()))
             except Exception as exc:
                 log.warn.append(f"{name} {SCENARIOS[key][0]}: {type(exc).__name__}: {exc}")
     return out
@@ -423,35 +382,20 @@ def table(results: dict[str, dict[str, Measurement]]) -> list[dict[str, Any]]:
         label, go_rate = SCENARIOS[key]
         js, sd = by_system.get("jetstream"), by_system.get("streamd")
         js_rate, sd_rate = js and js.rate, sd and sd.rate
-        rows.append(
-            {
-                "scenario": label,
-                "key": key,
-                "jetstream": js_rate,
-                "streamd": sd_rate,
-                "ratio": sd_rate / js_rate if js_rate and sd_rate else None,
-                "target_ratio": TARGETS[key],
-                "go_client": go_rate,
-                "jetstream_vs_go": js_rate / go_rate if js_rate and go_rate else None,
-                "cpu_jetstream": js.cpu if js else {},
-                "cpu_streamd": sd.cpu if sd else {},
-                "detail": {
-                    name: {
-                        "wall": m.wall,
-                        "worker_cpu": m.worker_cpu,
-                        "worker_counts": m.worker_counts,
-                        "msgs_per_read": m.per_read,
-                        "control_msgs": m.control,
-                        "loadgen_us_cpu_per_msg": m.us_per_msg,
-                        "loadgen_sys_part": m.sys_part,
-                        "longest_read_gap_s": m.max_gap,
-                        "read_gaps_over_10ms": m.stalls,
-                        "latency_us": m.latency_us,
-                    }
-                    for name, m in by_system.items()
-                },
-            }
-        )
+        rows.append({
+            "scenario": label, "key": key, "jetstream": js_rate, "streamd": sd_rate,
+            "ratio": sd_rate / js_rate if js_rate and sd_rate else None, "target_ratio": TARGETS[key],
+            "go_client": go_rate,
+            "jetstream_vs_go": js_rate / go_rate if js_rate and go_rate else None,
+            "cpu_jetstream": js.cpu if js else {}, "cpu_streamd": sd.cpu if sd else {},
+            "detail": {name: {"wall": m.wall, "worker_cpu": m.worker_cpu, "worker_counts": m.worker_counts,
+                              "msgs_per_read": m.per_read, "control_msgs": m.control,
+                              "loadgen_us_cpu_per_msg": m.us_per_msg,
+                              "loadgen_sys_part": m.sys_part, "longest_read_gap_s": m.max_gap,
+                              "read_gaps_over_10ms": m.stalls,
+                              "latency_us": m.latency_us}
+                       for name, m in by_system.items()},
+        })
     return rows
 
 
@@ -460,28 +404,19 @@ def num(value: float | None, spec: str) -> str:
 
 
 def print_table(rows: list[dict[str, Any]], header: dict[str, Any], log: Log) -> None:
-    print(
-        f"# streamd sync: {header['streamd_sync']} | nats-server {header['nats_server']} "
-        f"(JetStream sync: {header['jetstream_sync']})"
-    )
+    print(f"# streamd sync: {header['streamd_sync']} | nats-server {header['nats_server']} "
+          f"(JetStream sync: {header['jetstream_sync']})")
     print(f"# command: {header['command']}\n# counts: {header['counts']}")
-    print(
-        "# ratio = streamd / jetstream (target: issue 12); vs Go = jetstream driven by this client / by the Go "
-        f"client (issue 12; '!' below {CLIENT_BAR}); CPU = CPU seconds / wall (1.00 = one core)"
-    )
-    print(
-        f"{'scenario':<26}{'jetstream':>11}{'streamd':>11}{'ratio':>7}{'target':>7}{'vs Go':>8}   "
-        "CPU jetstream run | CPU streamd run"
-    )
+    print("# ratio = streamd / jetstream (target: issue 12); vs Go = jetstream driven by this client / by the Go "
+          f"client (issue 12; '!' below {CLIENT_BAR}); CPU = CPU seconds / wall (1.00 = one core)")
+    print(f"{'scenario':<26}{'jetstream':>11}{'streamd':>11}{'ratio':>7}{'target':>7}{'vs Go':>8}   "
+          "CPU jetstream run | CPU streamd run")
     for r in rows:
         low = "!" if r["jetstream_vs_go"] is not None and r["jetstream_vs_go"] < CLIENT_BAR else " "
-        print(
-            f"{r['scenario']:<26}{num(r['jetstream'], ',.0f'):>11}{num(r['streamd'], ',.0f'):>11}"
-            f"{num(r['ratio'], '.2f'):>7}{r['target_ratio']:>7.1f}{num(r['jetstream_vs_go'], '.2f'):>7}{low}   "
-            + " ".join(f"{k}={v:.2f}" for k, v in r["cpu_jetstream"].items())
-            + " | "
-            + " ".join(f"{k}={v:.2f}" for k, v in r["cpu_streamd"].items())
-        )
+        print(f"{r['scenario']:<26}{num(r['jetstream'], ',.0f'):>11}{num(r['streamd'], ',.0f'):>11}"
+              f"{num(r['ratio'], '.2f'):>7}{r['target_ratio']:>7.1f}{num(r['jetstream_vs_go'], '.2f'):>7}{low}   "
+              + " ".join(f"{k}={v:.2f}" for k, v in r["cpu_jetstream"].items()) + " | "
+              + " ".join(f"{k}={v:.2f}" for k, v in r["cpu_streamd"].items()))
     for w in log.warn:
         print(f"WARNING: {w}")
     for n in log.notes:
@@ -490,20 +425,10 @@ def print_table(rows: list[dict[str, Any]], header: dict[str, Any], log: Log) ->
 
 async def amain(args: argparse.Namespace) -> int:
     log = Log(args.verbose)
-    header = await run_header(
-        args,
-        {
-            "count": args.count,
-            "size": args.size,
-            "window": args.window,
-            "sync_count": args.sync_count,
-            "get_count": args.get_count,
-            "pull_batch": args.pull_batch,
-            "fetch_batch": args.fetch_batch,
-            "max_ack_pending": args.max_ack_pending,
-            "procs": args.procs,
-        },
-    )
+    header = await run_header(args, {"count": args.count, "size": args.size, "window": args.window,
+                                     "sync_count": args.sync_count, "get_count": args.get_count,
+                                     "pull_batch": args.pull_batch, "fetch_batch": args.fetch_batch,
+                                     "max_ack_pending": args.max_ack_pending, "procs": args.procs})
     header["jetstream_sync"] = "server default; 'publish one at a time': a second server, sync_interval: always"
     results = await with_targets(args, log, lambda targets: measure_all(targets, args, log))
     rows = table(results)
@@ -544,17 +469,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--pull-batch", type=int, default=500, help="consume: messages per pull request [500]")
     p.add_argument("--fetch-batch", type=int, default=100, help="fetch: messages per pull request [100]")
     p.add_argument("--max-ack-pending", type=int, default=20_000, help="durable consumers' max_ack_pending [20000]")
-    p.add_argument(
-        "--procs",
-        type=parse_procs,
-        default=dict(DEFAULT_PROCS),
-        help="worker processes per scenario, e.g. consume=3,fetch=2 "
-        f"[{','.join(f'{k}={v}' for k, v in DEFAULT_PROCS.items())}]",
-    )
+    p.add_argument("--procs", type=parse_procs, default=dict(DEFAULT_PROCS),
+                   help="worker processes per scenario, e.g. consume=3,fetch=2 "
+                   f"[{','.join(f'{k}={v}' for k, v in DEFAULT_PROCS.items())}]")
     p.add_argument("--only", type=parse_only, default=list(SCENARIOS), help="comma-separated scenarios [all]")
-    p.add_argument(
-        "--sync", choices=["always", "batch-interval", "never"], default="always", help="streamd's --sync [always]"
-    )
+    p.add_argument("--sync", choices=["always", "batch-interval", "never"], default="always",
+                   help="streamd's --sync [always]")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds without progress before giving up [30]")
     p.add_argument("--settle", type=float, default=10.0, help="seconds for a durable's ack floor to reach N [10]")
     p.add_argument("--json", action="store_true", help="print the results as JSON")

@@ -68,10 +68,8 @@ async def enqueue(queue: Queue, n: int, timeout: float, where: str, warn: list[s
     elapsed = time.perf_counter() - start
     pending = await queue.pending()
     if sorted(seqs) != list(range(1, n + 1)) or pending != n:
-        warn.append(
-            f"{where}: enqueue_many returned {len(set(seqs))} distinct seqs (expected 1..{n}); "
-            f"queue holds {pending} jobs"
-        )
+        warn.append(f"{where}: enqueue_many returned {len(set(seqs))} distinct seqs (expected 1..{n}); "
+                    f"queue holds {pending} jobs")
         return None
     return n / elapsed
 
@@ -116,19 +114,15 @@ async def work(queue: Queue, args: argparse.Namespace, where: str, warn: list[st
     missing = [i for i in range(n) if f"job-{i}" not in seen]
     extra = sorted(set(seen) - {f"job-{i}" for i in range(n)})
     if dups or missing or extra:
-        warn.append(
-            f"{where}: {dups} duplicate runs ({sum(c > 1 for c in seen.values())} ids), {len(missing)} of "
-            f"{n} jobs never run {missing[:10]}, unknown ids {extra[:5]}"
-        )
+        warn.append(f"{where}: {dups} duplicate runs ({sum(c > 1 for c in seen.values())} ids), {len(missing)} of "
+                    f"{n} jobs never run {missing[:10]}, unknown ids {extra[:5]}")
     left_jobs = await poll_empty(queue, 5.0)
     c = await queue.js.consumer_info(queue.stream, queue.consumer)
     state = (await queue.js.stream_info(queue.stream)).state
-    summary = (
-        f"{where}: queue stream messages={state.messages} (first_seq {state.first_seq}, last_seq "
-        f"{state.last_seq}); consumer num_ack_pending={c.num_ack_pending} num_pending={c.num_pending} "
-        f"num_redelivered={c.num_redelivered} ack_floor.stream_seq={c.ack_floor.stream_seq}; "
-        f"Worker.stop() x{len(started)} took {stop_s:.2f}s"
-    )
+    summary = (f"{where}: queue stream messages={state.messages} (first_seq {state.first_seq}, last_seq "
+               f"{state.last_seq}); consumer num_ack_pending={c.num_ack_pending} num_pending={c.num_pending} "
+               f"num_redelivered={c.num_redelivered} ack_floor.stream_seq={c.ack_floor.stream_seq}; "
+               f"Worker.stop() x{len(started)} took {stop_s:.2f}s")
     (warn if left_jobs else notes).append(summary)
     if dead := await queue.dead_letter_count():
         warn.append(f"{where}: {dead} dead letters")  # the no-op handler never fails
@@ -151,11 +145,8 @@ async def run_system(name: str, url: str, args: argparse.Namespace, warn: list[s
         try:
             for metric, step in ((METRICS[0], "enqueue"), (METRICS[1], "work")):
                 where = f"{name} {step}"
-                rate = await (
-                    enqueue(queue, args.count, args.timeout, where, warn)
-                    if step == "enqueue"
-                    else work(queue, args, where, warn, notes)
-                )
+                rate = await (enqueue(queue, args.count, args.timeout, where, warn) if step == "enqueue"
+                              else work(queue, args, where, warn, notes))
                 if rate is None:
                     break
                 results[metric] = rate
@@ -169,10 +160,8 @@ async def run_system(name: str, url: str, args: argparse.Namespace, warn: list[s
         logging.getLogger("streamd.client.jobs").removeHandler(collect)
         await nc.close()
     if collect.lines:
-        warn.append(
-            f"{name}: streamd.client.jobs logged {len(collect.lines)} problems:\n"
-            + "\n".join(f"    {line}" for line in collect.lines[:10])
-        )
+        warn.append(f"{name}: streamd.client.jobs logged {len(collect.lines)} problems:\n"
+                    + "\n".join(f"    {line}" for line in collect.lines[:10]))
     return results
 
 
@@ -200,14 +189,10 @@ async def amain(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"header": header, "results": table, "warnings": warn, "notes": notes}, indent=2))
     else:
-        print(
-            f"# streamd sync: {header['streamd_sync']} | nats-server {header['nats_server']} "
-            f"(JetStream sync: {header['jetstream_sync']})\n# command: {header['command']}"
-        )
-        print(
-            f"# jobs: {args.count}, {args.workers} workers x concurrency {args.concurrency}, no-op handler; "
-            f"ratio = streamd / jetstream"
-        )
+        print(f"# streamd sync: {header['streamd_sync']} | nats-server {header['nats_server']} "
+              f"(JetStream sync: {header['jetstream_sync']})\n# command: {header['command']}")
+        print(f"# jobs: {args.count}, {args.workers} workers x concurrency {args.concurrency}, no-op handler; "
+              f"ratio = streamd / jetstream")
         print(f"{'workload':<22}{'jetstream':>12}{'streamd':>12}{'ratio':>8}")
         for r in table:
             cells = [f"{r[k]:.0f}" if r[k] is not None else "-" for k in ("jetstream", "streamd")]
@@ -226,12 +211,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--count", type=int, default=20_000, help="jobs to enqueue and run [20000]")
     p.add_argument("--workers", type=int, default=4, help="Worker instances [4]")
     p.add_argument("--concurrency", type=int, default=16, help="concurrent handlers per worker [16]")
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=30.0,
-        help="seconds for enqueue_many / API replies, and without progress before giving up [30]",
-    )
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds for enqueue_many / API replies, and without progress before giving up [30]")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(attach=None, embedded=False, js_sync_always=False)  # used by bench_publish's starters
     return p.parse_args()

@@ -237,14 +237,8 @@ async def amain(args: argparse.Namespace) -> int:
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    counts = {
-        "sync": args.count_sync,
-        "async": args.count,
-        "keys": args.keys,
-        "size": args.size,
-        "warmup": args.warmup,
-        "max_pending": args.max_pending,
-    }
+    counts = {"sync": args.count_sync, "async": args.count, "keys": args.keys, "size": args.size,
+              "warmup": args.warmup, "max_pending": args.max_pending}
     header = await run_header(args, counts)
     warn: list[str] = []  # failures: exit status 1
     notes: list[str] = []  # worth a look, not a failure

@@ -92,11 +92,8 @@ class Child:
 
     async def start(self, marker: str, timeout: float = 30.0) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            *self.argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            process_group=0,
+            *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE, process_group=0,
         )
         try:
             async with asyncio.timeout(timeout):
@@ -133,18 +130,16 @@ class Child:
                 await asyncio.wait_for(self._drain, 2)
 
 
-async def launch(
-    stack: contextlib.AsyncExitStack, children: list[Child], name: str, argv: list[str], marker: str
-) -> None:
+async def launch(stack: contextlib.AsyncExitStack, children: list[Child], name: str, argv: list[str],
+                 marker: str) -> None:
     child = Child(name, argv)
     stack.push_async_callback(child.stop)  # registered first: stopped even if start() fails half-way
     children.append(child)
     await child.start(marker)
 
 
-async def start_jetstream(
-    stack: contextlib.AsyncExitStack, tmp: Path, args: argparse.Namespace, children: list[Child]
-) -> str:
+async def start_jetstream(stack: contextlib.AsyncExitStack, tmp: Path, args: argparse.Namespace,
+                          children: list[Child]) -> str:
     port = free_port()
     sync = "  sync_interval: always\n" if args.js_sync_always else ""
     conf = tmp / "jetstream.conf"
@@ -153,9 +148,8 @@ async def start_jetstream(
     return f"nats://127.0.0.1:{port}"
 
 
-async def start_streamd(
-    stack: contextlib.AsyncExitStack, tmp: Path, args: argparse.Namespace, children: list[Child]
-) -> str:
+async def start_streamd(stack: contextlib.AsyncExitStack, tmp: Path, args: argparse.Namespace,
+                        children: list[Child]) -> str:
     if args.attach:
         return str(args.attach)
     port, leaf_port = free_port(), free_port()
@@ -165,7 +159,8 @@ async def start_streamd(
     else:
         conf = tmp / "core.conf"
         conf.write_text(f"listen: 127.0.0.1:{port}\nleafnodes {{ listen: 127.0.0.1:{leaf_port} }}\n")
-        await launch(stack, children, "nats-server (core)", [nats_server_binary(), "-c", str(conf)], "Server is ready")
+        await launch(stack, children, "nats-server (core)", [nats_server_binary(), "-c", str(conf)],
+                     "Server is ready")
         serve += ["--server", f"nats://127.0.0.1:{port}", "--leaf", f"nats-leaf://127.0.0.1:{leaf_port}"]
     await launch(stack, children, "streamd", serve, "streamd serving")
     return f"nats://127.0.0.1:{port}"
@@ -180,10 +175,8 @@ async def fresh_stream(js: JetStreamContext) -> None:
 async def check_stream(js: JetStreamContext, expected: int, where: str, warn: list[str]) -> None:
     state = (await js.stream_info(STREAM)).state
     if state.messages != expected or state.last_seq != expected:
-        warn.append(
-            f"{where}: stream_info says {state.messages} messages (seq {state.first_seq}.."
-            f"{state.last_seq}), expected {expected}"
-        )
+        warn.append(f"{where}: stream_info says {state.messages} messages (seq {state.first_seq}.."
+                    f"{state.last_seq}), expected {expected}")
 
 
 def percentile(sorted_values: Sequence[int], q: float) -> float:
@@ -203,9 +196,8 @@ async def bench_sync(js: JetStreamContext, payload: bytes, n: int) -> tuple[floa
     return n / elapsed, percentile(lat, 0.50) / 1e3, percentile(lat, 0.99) / 1e3
 
 
-async def bench_async(
-    js: JetStreamContext, payload: bytes, n: int, timeout: float, where: str, warn: list[str], first: int = 1
-) -> float | None:
+async def bench_async(js: JetStreamContext, payload: bytes, n: int, timeout: float, where: str,
+                      warn: list[str], first: int = 1) -> float | None:
     futures: list[asyncio.Future[PubAck]] = []
     start = time.perf_counter()
     for _ in range(n):
@@ -218,9 +210,8 @@ async def bench_async(
     return n / elapsed if ok else None
 
 
-def check_pubacks(
-    futures: Sequence[asyncio.Future[PubAck]], n: int, first: int, timeout: float, where: str, warn: list[str]
-) -> bool:
+def check_pubacks(futures: Sequence[asyncio.Future[PubAck]], n: int, first: int, timeout: float, where: str,
+                  warn: list[str]) -> bool:
     """Did every pipelined publish get its PubAck, with seqs exactly first..first+n-1? Warns with the details."""
     seqs, errors, missing = [], [], 0
     for fut in futures:
@@ -234,12 +225,10 @@ def check_pubacks(
     unique, expected = set(seqs), set(range(first, first + n))
     ok = not missing and not errors and len(seqs) == n and unique == expected
     if not ok:
-        warn.append(
-            f"{where}: {missing} PubAcks never came within {timeout:.0f}s, {len(errors)} errors "
-            f"{errors[:3]}, {len(seqs) - len(unique)} duplicate seqs, "
-            f"{len(expected - unique)} of seqs {first}..{first + n - 1} missing, "
-            f"{len(unique - expected)} out of range"
-        )
+        warn.append(f"{where}: {missing} PubAcks never came within {timeout:.0f}s, {len(errors)} errors "
+                    f"{errors[:3]}, {len(seqs) - len(unique)} duplicate seqs, "
+                    f"{len(expected - unique)} of seqs {first}..{first + n - 1} missing, "
+                    f"{len(unique - expected)} out of range")
     return ok
 
 
@@ -248,17 +237,14 @@ async def run_header(args: argparse.Namespace, counts: dict[str, Any]) -> dict[s
     where = "embedded nats-server" if args.embedded else "on a core nats-server"
     mode = f"attached to {args.attach} (sync mode unknown)" if args.attach else f"{args.sync} ({where})"
     return {
-        "streamd_sync": mode,
-        "nats_server": await server_version(),
+        "streamd_sync": mode, "nats_server": await server_version(),
         "jetstream_sync": "always" if args.js_sync_always else "server default",
-        "command": shlex.join([sys.executable, *sys.argv]),
-        "counts": counts,
+        "command": shlex.join([sys.executable, *sys.argv]), "counts": counts,
     }
 
 
-async def workload(
-    js: JetStreamContext, args: argparse.Namespace, size: int, pipelined: bool, where: str, warn: list[str]
-) -> dict[str, float]:
+async def workload(js: JetStreamContext, args: argparse.Namespace, size: int, pipelined: bool, where: str,
+                   warn: list[str]) -> dict[str, float]:
     """One measurement on a fresh stream BENCH, checked with stream_info and deleted afterwards."""
     payload, n = os.urandom(size), args.count if pipelined else args.count_sync
     await fresh_stream(js)
@@ -281,7 +267,8 @@ async def run_system(name: str, url: str, args: argparse.Namespace, warn: list[s
         for _ in range(args.warmup):
             await js.publish(SUBJECT, b"w" * 128)
             check_interrupted()
-        await bench_async(js, b"w" * 128, args.warmup, args.timeout, f"{name} warm-up", warn, first=args.warmup + 1)
+        await bench_async(js, b"w" * 128, args.warmup, args.timeout, f"{name} warm-up", warn,
+                          first=args.warmup + 1)
         await js.delete_stream(STREAM)
         for size in args.sizes:
             for pipelined in (False, True):
@@ -327,8 +314,7 @@ async def with_system(
                     if lines:
                         (notes if kind else warn).append(
                             f"{child.name} stderr problems{kind} ({len(lines)}):\n"
-                            + "\n".join(f"    {line}" for line in lines[:10])
-                        )
+                            + "\n".join(f"    {line}" for line in lines[:10]))
                 if child.proc is not None and child.proc.returncode not in (0, -signal.SIGTERM):
                     warn.append(f"{child.name} exit status {child.proc.returncode}; last stderr:\n" + child.dump())
 
@@ -347,9 +333,8 @@ def run_main(amain: Callable[[argparse.Namespace], Coroutine[Any, Any, int]], ar
 
 
 async def server_version() -> str:
-    proc = await asyncio.create_subprocess_exec(
-        nats_server_binary(), "--version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
+    proc = await asyncio.create_subprocess_exec(nats_server_binary(), "--version",
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out, _ = await proc.communicate()
     return out.decode().strip().removeprefix("nats-server: ")
 
@@ -374,9 +359,8 @@ async def amain(args: argparse.Namespace) -> int:
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    header = await run_header(
-        args, {"sync": args.count_sync, "async": args.count, "warmup": args.warmup, "max_pending": args.max_pending}
-    )
+    header = await run_header(args, {"sync": args.count_sync, "async": args.count, "warmup": args.warmup,
+                                     "max_pending": args.max_pending})
     warn: list[str] = []  # failures: exit status 1
     notes: list[str] = []  # worth a look, not a failure
     try:
@@ -389,21 +373,15 @@ async def amain(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"header": header, "results": table, "warnings": warn, "notes": notes}, indent=2))
     else:
-        print(
-            f"# streamd sync: {header['streamd_sync']} | nats-server {header['nats_server']} "
-            f"(JetStream sync: {header['jetstream_sync']})\n# command: {header['command']}"
-        )
-        print(
-            f"# messages: {args.count_sync} sync, {args.count} async (max {args.max_pending} pending), "
-            f"warm-up {args.warmup}; ratio = streamd / jetstream"
-        )
+        print(f"# streamd sync: {header['streamd_sync']} | nats-server {header['nats_server']} "
+              f"(JetStream sync: {header['jetstream_sync']})\n# command: {header['command']}")
+        print(f"# messages: {args.count_sync} sync, {args.count} async (max {args.max_pending} pending), "
+              f"warm-up {args.warmup}; ratio = streamd / jetstream")
         print(f"{'workload':<22}{'size':>6}{'jetstream':>12}{'streamd':>12}{'ratio':>8}")
         for r in table:
             ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
-            print(
-                f"{r['workload']:<22}{r['size']:>6}{fmt(r['workload'], r['jetstream']):>12}"
-                f"{fmt(r['workload'], r['streamd']):>12}{ratio:>8}"
-            )
+            print(f"{r['workload']:<22}{r['size']:>6}{fmt(r['workload'], r['jetstream']):>12}"
+                  f"{fmt(r['workload'], r['streamd']):>12}{ratio:>8}")
         for w in warn:
             print(f"WARNING: {w}")
         for n in notes:
@@ -417,12 +395,8 @@ def parse_args() -> argparse.Namespace:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--embedded", action="store_true", help="let `streamd serve` start its own nats-server")
     where.add_argument("--attach", metavar="URL", help="benchmark an already running streamd at this URL")
-    p.add_argument(
-        "--sizes",
-        type=lambda s: [int(x) for x in s.split(",")],
-        default=[128, 1024],
-        help="comma-separated payload sizes in bytes [128,1024]",
-    )
+    p.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[128, 1024],
+                   help="comma-separated payload sizes in bytes [128,1024]")
     p.add_argument("--count-sync", type=int, default=5000, help="messages for publish sync [5000]")
     p.add_argument("--count", type=int, default=100_000, help="messages for publish async [100000]")
     p.add_argument("--warmup", type=int, default=1000, help="warm-up messages per system and path [1000]")

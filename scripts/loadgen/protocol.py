@@ -85,16 +85,8 @@ class Conn:
         info = self._read_line()
         if not info.startswith(b"INFO "):
             raise ProtocolError(f"expected INFO, got {info[:80]!r}")
-        connect = {
-            "verbose": False,
-            "pedantic": False,
-            "headers": True,
-            "no_responders": True,
-            "protocol": 1,
-            "name": name,
-            "lang": "python-loadgen",
-            "version": "1",
-        }
+        connect = {"verbose": False, "pedantic": False, "headers": True, "no_responders": True, "protocol": 1,
+                   "name": name, "lang": "python-loadgen", "version": "1"}
         self.out += b"CONNECT " + json.dumps(connect).encode() + b"\r\n"
         self.ping()
 

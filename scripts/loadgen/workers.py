@@ -242,18 +242,9 @@ def ordered(ctx: Ctx) -> int:
     """An ordered consumer as the Go client makes one: an ephemeral push consumer, ack none, flow control and
     idle heartbeats. Flow-control requests are answered at once; a stalled heartbeat's subject too."""
     job, conn = ctx.job, ctx.conn
-    config = {
-        "deliver_policy": "all",
-        "ack_policy": "none",
-        "max_deliver": 1,
-        "flow_control": True,
-        "idle_heartbeat": 5_000_000_000,
-        "deliver_subject": ctx.inbox.decode(),
-        "mem_storage": True,
-        "num_replicas": 1,
-        "replay_policy": "instant",
-        "inactive_threshold": 5_000_000_000,
-    }
+    config = {"deliver_policy": "all", "ack_policy": "none", "max_deliver": 1, "flow_control": True,
+              "idle_heartbeat": 5_000_000_000, "deliver_subject": ctx.inbox.decode(), "mem_storage": True,
+              "num_replicas": 1, "replay_policy": "instant", "inactive_threshold": 5_000_000_000}
     body = json.dumps({"stream_name": job.stream, "config": config}).encode()
     conn.pub(f"$JS.API.CONSUMER.CREATE.{job.stream}".encode(), ctx.api_inbox, body)
     got = 0
@@ -308,17 +299,12 @@ def direct_get(ctx: Ctx) -> int:
 
 
 SCENARIOS: dict[str, Callable[[Ctx], int]] = {
-    "pub": publish,
-    "consume": consume,
-    "fetch": fetch,
-    "ordered": ordered,
-    "get": direct_get,
+    "pub": publish, "consume": consume, "fetch": fetch, "ordered": ordered, "get": direct_get,
 }
 
 
-def worker_main(
-    job: Job, ready: Queue[tuple[int, str]], results: Queue[Tally], go: Event, stop: Event, progress: Any
-) -> None:
+def worker_main(job: Job, ready: Queue[tuple[int, str]], results: Queue[Tally], go: Event, stop: Event,
+                progress: Any) -> None:
     """A child process: connect and subscribe, say ready, wait for go, run the scenario, send back a Tally.
     Ctrl-C reaches the whole process group; the driver stops workers itself (stop event, then kill)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
