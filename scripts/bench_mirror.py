@@ -16,14 +16,11 @@ import asyncio
 import os
 import sys
 import time
-from pathlib import Path
 
 import nats
 from bench_publish import run_header, run_main, with_system
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig, StreamSource
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 async def fill(js: JetStreamContext, n: int, size: int) -> None:
