@@ -111,6 +111,10 @@ def _check_unsupported(c: ConsumerConfig) -> None:
     # it is an ordinary ephemeral consumer, so it is taken as such (and echoed back, as the server does).
     if c.direct is not True:
         c.direct = UNSET
+    elif not c.deliver_subject:
+        raise errors.DIRECT_REQUIRES_PUSH()
+    elif c.durable_name:
+        raise errors.DIRECT_REQUIRES_EPHEMERAL()
 
 
 def _check_description(c: ConsumerConfig) -> None:

@@ -152,6 +152,7 @@ class Link:
             "idle_heartbeat": copying.HEARTBEAT_NS,
             "flow_control": True,
             "inactive_threshold": copying.INACTIVE_NS,
+            "direct": True,  # as nats-server's copying consumers: unreplicated, and allowed on a workqueue origin
             "metadata": {"_nats.mirror.stream" if self.mirror else "_nats.source.stream": self.stream_name},
         }
         if start_seq:

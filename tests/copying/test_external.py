@@ -61,5 +61,15 @@ async def test_mirror_and_source_of_a_jetstream_stream(hub: NatsServer, start_se
         assert last.data == b"late" and last.headers["Nats-Stream-Source"].startswith("O:")
         sources = (await edge("STREAM.INFO.S"))["sources"]
         assert [(s["name"], s["filter_subject"], s["external"]) for s in sources] == [("O", "o.1", ext)]
+        # A workqueue origin takes the copier's consumer too: it is a `direct` one, as nats-server's own are.
+        await js.add_stream(name="W", subjects=["w.>"], retention="workqueue")
+        for i in range(3):
+            await js.publish("w.x", b"w%d" % i)
+        await edge("STREAM.CREATE.MW", {"name": "MW", "mirror": {"name": "W", "external": ext}})
+
+        async def work_copied() -> bool:
+            return bool((await edge("STREAM.INFO.MW"))["state"]["messages"] == 3)
+
+        await wait_for(work_copied)  # (the server then drops them from W: an ack-none delivery is a removal there)
     finally:
         await nc.close()
