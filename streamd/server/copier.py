@@ -72,6 +72,7 @@ class Link:
         self.task: asyncio.Task[None] | None = None
         self._sub: Any = None
         self.ident = ""
+        self.closed = False  # set when the link is stopped: its loops end even if a cancellation went missing
 
     # ---- state for STREAM.INFO ------------------------------------------------------------------------------
 
@@ -94,7 +95,7 @@ class Link:
 
     async def run(self) -> None:
         retry_at, fails, logged = 0.0, 0, ""
-        while True:
+        while not self.closed:
             await asyncio.sleep(max(0.0, retry_at - time.monotonic()))
             started = time.monotonic()
             try:
@@ -196,11 +197,14 @@ class Link:
     async def _pump(self) -> None:
         """Store what arrives until the link must restart (a loss, a stall, the queue overflowing)."""
         stalled = copying.STALLED_NS / 1e9
-        while not self.restart:
+        while not self.restart and not self.closed:
             if not self.queue:
                 self.wake.clear()
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can drop a cancellation that lands as the
+                # wait ends, and this loop would then outlive the service's stop.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), timeout=1.0)
+                    async with asyncio.timeout(1.0):
+                        await self.wake.wait()
                 if time.monotonic_ns() - self.heard_ns > copying.STALLED_NS:
                     logger.warning(
                         "stream '%s': '%s' silent for %.0f s, recreating its consumer",
@@ -368,6 +372,8 @@ class Copiers:
     def stop_stream(self, name: str) -> None:
         self._configs.pop(name, None)
         for link in self.links.pop(name, []):
+            link.closed = True
+            link.wake.set()
             if link.task is not None:
                 link.task.cancel()
 
