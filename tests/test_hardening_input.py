@@ -102,7 +102,7 @@ async def test_numbers_out_of_range_never_reach_a_handler(
     """Integers past their Go type answer 400/10025 before anything is written; nothing is committed."""
     reply = await _api(nc, "$JS.API.STREAM.CREATE.N", b'{"name":"N","max_msgs":18446744073709551616}')
     assert _error(reply)[:2] == (400, 10025)
-    deep = b'{"name":"N","mirror":' + b"[" * 30_000 + b"]" * 30_000 + b"}"
+    deep = b'{"name":"N","placement":' + b"[" * 30_000 + b"]" * 30_000 + b"}"
     assert _error(await _api(nc, "$JS.API.STREAM.CREATE.N", deep)) == (400, 10025, "invalid JSON: exceeded max depth")
     assert "N" not in [s.config.name for s in await js.streams_info()]
     await js.add_stream(name="N", subjects=["n"], allow_direct=True)

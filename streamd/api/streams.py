@@ -78,7 +78,13 @@ async def stream_create(ctx: Context, names: list[str], data: bytes) -> StreamCr
     stream, created = await ctx.manager.create(cfg)
     info = ctx.manager.info(stream)
     return StreamCreateResponse(
-        config=answered(info.config), created=info.created, state=info.state, ts=info.ts, did_create=created
+        config=answered(info.config),
+        created=info.created,
+        state=info.state,
+        mirror=info.mirror,
+        sources=info.sources,
+        ts=info.ts,
+        did_create=created,
     )
 
 
@@ -89,7 +95,14 @@ async def stream_update(ctx: Context, names: list[str], data: bytes) -> StreamUp
     check_reply_fits(ctx, config_rules.normalize(cfg), "stream")
     stream = await ctx.manager.update(cfg)
     info = ctx.manager.info(stream)
-    return StreamUpdateResponse(config=answered(info.config), created=info.created, state=info.state, ts=info.ts)
+    return StreamUpdateResponse(
+        config=answered(info.config),
+        created=info.created,
+        state=info.state,
+        mirror=info.mirror,
+        sources=info.sources,
+        ts=info.ts,
+    )
 
 
 async def stream_delete(ctx: Context, names: list[str], data: bytes) -> SuccessResponse:
@@ -112,6 +125,8 @@ def _stream_info_response(ctx: Context, name: str, req: StreamInfoRequest) -> St
         config=answered(info.config),
         created=info.created,
         state=info.state,
+        mirror=info.mirror,
+        sources=info.sources,
         ts=info.ts,
         total=total,
         offset=req.offset,

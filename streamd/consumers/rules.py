@@ -104,9 +104,17 @@ def _check_unsupported(c: ConsumerConfig) -> None:
     if c.priority_groups not in (UNSET, None) or c.priority_policy not in (UNSET, None, "", "none"):
         raise errors.CONSUMER_CREATE(err="streamd does not support priority groups")
     c.priority_groups = c.priority_policy = c.priority_timeout = c.pinned_ttl = UNSET
-    if c.sourcing not in (UNSET, None) or c.direct is True:
-        raise errors.CONSUMER_CREATE(err="streamd does not support direct or sourcing consumers")
-    c.sourcing = c.direct = UNSET
+    if c.sourcing not in (UNSET, None):
+        raise errors.CONSUMER_CREATE(err="streamd does not support sourcing consumers")
+    c.sourcing = UNSET
+    # `direct` marks the consumer a mirror or source creates (nats-server: unreplicated, internal); on one server
+    # it is an ordinary ephemeral consumer, so it is taken as such (and echoed back, as the server does).
+    if c.direct is not True:
+        c.direct = UNSET
+    elif not c.deliver_subject:
+        raise errors.DIRECT_REQUIRES_PUSH()
+    elif c.durable_name:
+        raise errors.DIRECT_REQUIRES_EPHEMERAL()
 
 
 def _check_description(c: ConsumerConfig) -> None:

@@ -20,10 +20,15 @@ from streamd.store import stream as streams
 from streamd.store.writer import error_puback
 from streamd.transport.connection import Connection
 from streamd.wire import errors
+from streamd.wire.models import StreamSource
 
 logger = logging.getLogger(__name__)
 
 FREEZE_EVERY = 5000
+# Origin and mirror_direct mirrors share DIRECT.GET requests through this queue group. nats-server uses `_sys_`,
+# which the server refuses to clients (permissions violation), so streamd's streams share one of their own.
+DIRECT_GROUP = "_streamd_dget"
+_MIRROR_KEY = "\x00mirror"  # the mirror-direct subscriptions of a stream, beside its own
 OVERLOAD_LOG_EVERY = 5.0  # seconds between "writer queue full" errors in the log
 
 
@@ -61,6 +66,7 @@ class Ingest:
         if not current:
             del self._subs[name]
         await self._update_direct(stream, bool(new) and stream.config.allow_direct)
+        await self._update_mirror_direct(stream)
         try:  # the change is committed already: a slow server must not turn its answer into an error
             await conn.flush()
         except Exception as exc:
@@ -92,8 +98,23 @@ class Ingest:
             for sub in self._direct_subs.pop(stream.name):
                 await self._conn.unsubscribe_raw(sub)
 
-    async def _subscribe_direct(self, name: str) -> list[Any]:
-        base = f"{self._api_prefix}.DIRECT.GET.{name}"
+    async def _update_mirror_direct(self, stream: streams.Stream) -> None:
+        """A mirror with mirror_direct answers its origin's DIRECT.GET too, in the same queue group as the origin
+        (as nats-server's subscribeToMirrorDirect): each request is answered once, by one of them."""
+        cfg, key = stream.config, stream.name + _MIRROR_KEY
+        mirror = cfg.mirror
+        wanted = cfg.mirror_direct and isinstance(mirror, StreamSource) and not stream.deleted and mirror.name or ""
+        subs = self._direct_subs.get(key)
+        if wanted and subs is None:
+            self._direct_subs[key] = await self._subscribe_direct(stream.name, as_name=wanted)
+        elif not wanted and subs is not None:
+            for sub in self._direct_subs.pop(key):
+                await self._conn.unsubscribe_raw(sub)
+
+    async def _subscribe_direct(self, name: str, as_name: str = "") -> list[Any]:
+        """DIRECT.GET of `as_name` (default: the stream's own), answered from stream `name`; in a queue group,
+        so that mirrors with mirror_direct share the requests."""
+        base = f"{self._api_prefix}.DIRECT.GET.{as_name or name}"
         skip = len(base) + 1
         ctx = self._ctx
 
@@ -101,7 +122,7 @@ class Ingest:
             tail = subject[skip:].decode(errors="replace").split(".") if len(subject) > len(base) else []
             direct_get(ctx, name, tail, reply, bytes(data), bytes(hdrs) if hdrs else None)
 
-        return [await self._conn.subscribe_raw(s, on_direct) for s in (base, base + ".>")]
+        return [await self._conn.subscribe_raw(s, on_direct, queue=DIRECT_GROUP) for s in (base, base + ".>")]
 
     def _handler(self, stream: streams.Stream) -> Any:
         registry = self._registry

@@ -35,6 +35,7 @@ from streamd.api.context import ENCODER, Context, Counters
 from streamd.consumers.manager import ConsumerManager
 from streamd.server.api_intake import ApiIntake
 from streamd.server.connect import STEP_TIMEOUT, Connector, bounded
+from streamd.server.copier import Copiers
 from streamd.server.embedded import EmbeddedServer
 from streamd.server.health import LinkWatch
 from streamd.server.http import MetricsServer, serve_metrics
@@ -69,6 +70,7 @@ class _Serving:
     consumers: ConsumerManager
     ingest: Ingest
     intake: ApiIntake
+    copiers: Copiers
 
 
 class Service:
@@ -181,9 +183,17 @@ class Service:
             manager=manager, conn=conn, domain=cfg.domain, stats=self.stats, consumers=consumers, health=self.health
         )
         ingest = Ingest(conn, ctx, self.registry, cfg.api_prefix)
-        manager.on_subjects = ingest.subjects_changed
+        copiers = Copiers(conn, writer, store, self.registry, cfg.api_prefix)
+
+        async def subjects_changed(stream: streams.Stream, old: list[str], new: list[str]) -> None:
+            await ingest.subjects_changed(stream, old, new)
+            copiers.config_changed(stream)  # a change of mirror / sources comes with every create and update
+
+        manager.on_subjects = subjects_changed
+        manager.copy_info = copiers.info
         manager.on_advisory = self._advise
-        return _Serving(conn, ctx, writer, manager, consumers, ingest, ApiIntake(conn, ctx, cfg.api_prefix))
+        intake = ApiIntake(conn, ctx, cfg.api_prefix)
+        return _Serving(conn, ctx, writer, manager, consumers, ingest, intake, copiers)
 
     async def _run_serving(self, s: _Serving) -> None:
         cfg = self.config
@@ -200,6 +210,7 @@ class Service:
                 await s.ingest.serve_recovered(stream)
             await s.intake.subscribe_consumer_paths(s.consumers)
             await s.intake.subscribe_api(tg)
+            s.copiers.start(tg)
             await s.conn.flush()
             self._announce_running()
             await self._stop.wait()
@@ -235,6 +246,7 @@ class Service:
         """API first (and its workers), then stream subjects and DIRECT.GET, then the consumer paths; the flush
         makes sure the server has seen the unsubscribes before the writer drains."""
         await s.intake.stop_api()
+        await s.copiers.stop()
         await s.ingest.unsubscribe_all()
         await s.intake.stop_consumer_paths()
         if s.conn.is_connected:  # (a flush while reconnecting waits its whole timeout for nothing)

@@ -160,7 +160,7 @@ class Store:
         """
         txn.delete(b"stream:" + name.encode(), db=self.meta)
         txn.delete(b"state:%d" % stream_id, db=self.meta)
-        for prefix in (b"consumer:%d:" % stream_id, b"cstate:%d:" % stream_id):
+        for prefix in (b"consumer:%d:" % stream_id, b"cstate:%d:" % stream_id, b"srcstate:%d:" % stream_id):
             for key in self._keys_with_prefix(txn, prefix):
                 txn.delete(key, db=self.meta)
         txn.put(_GONE + SID.pack(stream_id), b"", db=self.meta)

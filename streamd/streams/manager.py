@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import msgspec
 from msgspec import UNSET
@@ -15,6 +16,7 @@ from streamd.store.env import Store
 from streamd.store.layout import Counters, StreamRecord
 from streamd.store.snapshot import Importer
 from streamd.store.writer import Writer
+from streamd.streams import copying
 from streamd.streams import rules as config_rules
 from streamd.wire import errors, subjects, timefmt
 from streamd.wire.models import StreamConfig, StreamInfo, StreamState
@@ -40,6 +42,8 @@ class StreamManager:
         self.on_advisory: Advise | None = None
         self.on_deleted: Callable[[str], Awaitable[None]] | None = None
         self.consumer_count: Callable[[str], int] = lambda _name: 0
+        # The `mirror` / `sources` blocks of STREAM.INFO, from the copiers (server/copier.py) once they run.
+        self.copy_info: Callable[[streams.Stream], tuple[Any, Any]] | None = None
         self.dropped: list[int] = []  # deleted streams whose rows are still being collected
         # Every stream's subjects -> stream name: overlap checks and subject filters in O(subjects * depth).
         # Changed only under `_changing` (on the loop), so a worker thread may read it while a change is checked.
@@ -65,6 +69,10 @@ class StreamManager:
         if stream is None or stream.deleted:
             raise errors.STREAM_NOT_FOUND()
         return stream
+
+    def _config_of(self, name: str) -> StreamConfig | None:
+        stream = self.streams.get(name)
+        return None if stream is None or stream.deleted else stream.config
 
     def names_overlapping(self, subject: str) -> set[str]:
         """Names of the streams with a subject that overlaps `subject` (STREAM.NAMES/LIST filters)."""
@@ -95,6 +103,7 @@ class StreamManager:
         cfg = config_rules.normalize(requested)
         if old is not None:
             config_rules.check_update(old, cfg)
+        copying.check_with_streams(cfg, self._config_of)
         self._check_overlap(cfg)
         return cfg
 
@@ -313,12 +322,15 @@ class StreamManager:
                     state.subjects = reads.subject_counts(txn, stream, subjects_filter) or UNSET
                 if deleted_details and num_deleted:
                     state.deleted = reads.deleted_seqs(txn, stream)
-        return StreamInfo(
+        info = StreamInfo(
             config=stream.config,
             created=timefmt.format_ns(stream.created_ns),
             state=state,
             ts=timefmt.format_ns(timefmt.now_ns()),
         )
+        if self.copy_info is not None and (stream.config.mirror or stream.config.sources):
+            info.mirror, info.sources = self.copy_info(stream)
+        return info
 
     async def _advise(self, name: str, action: str) -> None:
         if self.on_advisory:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from msgspec import UNSET
 
+from streamd.streams import copying
 from streamd.wire import errors, subjects, transform
 from streamd.wire.models import Discard, RePublish, Retention, StreamConfig, SubjectTransformConfig
 from streamd.wire.subject_tree import SubjectTree
@@ -23,6 +24,7 @@ def normalize(cfg: StreamConfig) -> StreamConfig:
     """Apply the server's defaults and reject what it rejects; returns a new config, never mutates the input."""
     c = StreamConfig(**{f: getattr(cfg, f) for f in cfg.__struct_fields__})
     check_name(c.name)
+    copying.check_config(c)  # before the unserved flags: a mirror with counters gets the mirror's own error
     _check_unsupported(c)
     _normalize_description(c)
     _normalize_replicas(c)
@@ -49,17 +51,9 @@ _UNSERVED_FLAGS = {
 def _check_unsupported(c: StreamConfig) -> None:
     """Refuse what streamd would not do; an off or empty value of such a field is dropped, as Go's omitempty
     drops it (`sources: []`, `allow_atomic: false`, `persist_mode: "default"`, `placement: {}`)."""
-    if c.sources == []:
-        c.sources = UNSET
     for feature in ("republish", "subject_transform"):
         if getattr(c, feature) is None:
             setattr(c, feature, UNSET)
-    for feature in ("mirror", "sources"):
-        value = getattr(c, feature)
-        if value is None:
-            setattr(c, feature, UNSET)
-        elif value is not UNSET:
-            raise _invalid(f"streamd does not support {feature.replace('_', ' ')} on streams")
     for flag, what in _UNSERVED_FLAGS.items():
         if getattr(c, flag) is True:
             raise _invalid(f"streamd does not support {what} ({flag})")
@@ -153,21 +147,25 @@ def check_name(name: str) -> None:
         raise _invalid("stream name is required and can not contain '.', '*', '>', '\\', '/'")
 
 
+def _copies(c: StreamConfig) -> bool:
+    return c.mirror not in (UNSET, None) or c.sources not in (UNSET, None, [])
+
+
 def _normalize_window(c: StreamConfig) -> None:
     if c.duplicate_window < 0:
         raise _invalid("duplicates window can not be negative")
-    if c.duplicate_window == 0:
+    if c.duplicate_window == 0 and not _copies(c):  # the server leaves a mirror's or source's window at 0
         c.duplicate_window = DEFAULT_DUPLICATE_WINDOW
         if 0 < c.max_age < DEFAULT_DUPLICATE_WINDOW:
             c.duplicate_window = c.max_age
-    elif c.duplicate_window < MIN_WINDOW:
+    elif 0 < c.duplicate_window < MIN_WINDOW:
         raise _invalid("duplicates window needs to be >= 100ms")
     if c.max_age and c.duplicate_window > c.max_age:
         raise _invalid("duplicates window can not be larger then max age")
 
 
 def _normalize_subjects(c: StreamConfig) -> None:
-    if not c.subjects:
+    if not c.subjects and not _copies(c):
         c.subjects = [c.name]
     seen: SubjectTree[str] = SubjectTree()  # overlap within the config in O(N * depth), not O(N^2)
     for subj in c.subjects:
@@ -254,3 +252,4 @@ def check_update(old: StreamConfig, new: StreamConfig) -> None:
         raise _invalid("stream configuration update can not cancel deny purge")
     if old.allow_msg_ttl and not new.allow_msg_ttl:
         raise _invalid("stream configuration update can not disable message TTL")
+    copying.check_update(old, new)

@@ -81,6 +81,37 @@ MSG_TTL_INVALID = ErrorKind(400, 10165, "invalid per-message TTL")
 MSG_TTL_DISABLED = ErrorKind(400, 10166, "per-message TTL is disabled")
 REQUIRED_API_LEVEL = ErrorKind(412, 10185, "JetStream minimum api level required")
 
+# ---- mirrors and sources ----
+EXTERNAL_API_OVERLAP = ErrorKind(400, 10021, "stream external api prefix {prefix} must not overlap with {subject}")
+EXTERNAL_DELIVER_PREFIX_OVERLAPS = ErrorKind(
+    400, 10022, "stream external delivery prefix {prefix} overlaps with stream subject {subject}"
+)
+EXTERNAL_DELIVER_SUBJECT_INVALID = ErrorKind(
+    400, 10024, "stream external delivery prefix {prefix} must not contain wildcards"
+)
+MIRROR_CONSUMER_SETUP_FAILED = ErrorKind(500, 10029, "{err}")
+MIRROR_MAX_MSG_SIZE = ErrorKind(400, 10030, "stream mirror must have max message size >= source")
+MIRROR_WITH_SOURCES = ErrorKind(400, 10031, "stream mirrors can not also contain other sources")
+MIRROR_WITH_SUBJECTS = ErrorKind(400, 10034, "stream mirrors can not contain subjects")
+SOURCE_CONSUMER_SETUP_FAILED = ErrorKind(500, 10045, "{err}")
+SOURCE_MAX_MSG_SIZE = ErrorKind(400, 10046, "stream source must have max message size >= target")
+MIRROR_NOT_UPDATABLE = ErrorKind(400, 10055, "stream mirror configuration can not be updated")
+SOURCE_DUPLICATE = ErrorKind(400, 10140, "duplicate source configuration detected")
+SOURCE_INVALID_NAME = ErrorKind(400, 10141, "sourced stream name is invalid")
+MIRROR_INVALID_NAME = ErrorKind(400, 10142, "mirrored stream name is invalid")
+MIRROR_WITH_FIRST_SEQ = ErrorKind(400, 10143, "stream mirrors can not have first sequence configured")
+SOURCE_MULTIPLE_FILTERS = ErrorKind(
+    400, 10144, "source with multiple subject transforms cannot also have a single subject filter"
+)
+MIRROR_MULTIPLE_FILTERS = ErrorKind(
+    400, 10150, "mirror with multiple subject transforms cannot also have a single subject filter"
+)
+MIRROR_WITH_COUNTERS = ErrorKind(400, 10173, "stream mirrors can not also calculate counters")
+MIRROR_WITH_SCHEDULES = ErrorKind(400, 10186, "stream mirrors can not also schedule messages")
+SOURCE_WITH_SCHEDULES = ErrorKind(400, 10187, "stream source can not also schedule messages")
+MIRROR_WITH_ATOMIC = ErrorKind(400, 10198, "stream mirrors can not also use atomic publishing")
+MIRROR_WITH_BATCH = ErrorKind(400, 10209, "stream mirrors can not also use batch publishing")
+
 # ---- consumers ----
 CONSUMER_CREATE = ErrorKind(500, 10012, "{err}")
 CONSUMER_NAME_EXISTS = ErrorKind(400, 10013, "consumer name already in use")
@@ -100,6 +131,8 @@ PULL_WITH_RATE_LIMIT = ErrorKind(400, 10086, "consumer in pull mode can not have
 MAX_WAITING_NEGATIVE = ErrorKind(400, 10087, "consumer max waiting needs to be positive")
 HB_REQUIRES_PUSH = ErrorKind(400, 10088, "consumer idle heartbeat requires a push based consumer")
 FC_REQUIRES_PUSH = ErrorKind(400, 10089, "consumer flow control requires a push based consumer")
+DIRECT_REQUIRES_PUSH = ErrorKind(400, 10090, "consumer direct requires a push based consumer")
+DIRECT_REQUIRES_EPHEMERAL = ErrorKind(400, 10091, "consumer direct requires an ephemeral consumer")
 CONSUMER_INVALID_POLICY = ErrorKind(400, 10094, "{err}")
 WQ_REQUIRES_EXPLICIT_ACK = ErrorKind(400, 10098, "workqueue stream requires explicit ack")
 WQ_MULTIPLE_UNFILTERED = ErrorKind(400, 10099, "multiple non-filtered consumers not allowed on workqueue stream")

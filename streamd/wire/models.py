@@ -63,6 +63,37 @@ class RePublish(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     headers_only: bool | None | UnsetType = UNSET
 
 
+class ExternalStream(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Where a mirror's or source's origin is reached: its API prefix and the prefix its deliveries come under."""
+
+    api: str = ""
+    deliver: str = ""
+
+
+class StreamSource(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A mirror's or a source's origin stream (nats-server's StreamSource). `subject_transforms` and `consumer`
+    (durable sourcing) are decoded so that a request naming them is refused by name, never dropped."""
+
+    name: str = ""
+    opt_start_seq: U64 | UnsetType = UNSET
+    opt_start_time: str | None | UnsetType = UNSET
+    filter_subject: str | UnsetType = UNSET
+    subject_transforms: list[Any] | None | UnsetType = UNSET
+    external: ExternalStream | None | UnsetType = UNSET
+    consumer: Any | UnsetType = UNSET
+
+
+class StreamSourceInfo(msgspec.Struct, kw_only=True):
+    """A mirror's or source's state in STREAM.INFO: `lag` messages behind, `active` ns since last heard (-1 never)."""
+
+    name: str
+    external: ExternalStream | UnsetType = UNSET
+    lag: int = 0
+    active: int = -1
+    error: dict[str, Any] | UnsetType = UNSET
+    filter_subject: str | UnsetType = UNSET
+
+
 class StreamConfig(msgspec.Struct, kw_only=True):
     """A stream's settings as stored and as echoed back; ``streams.normalize_config`` applies the defaults."""
 
@@ -96,10 +127,10 @@ class StreamConfig(msgspec.Struct, kw_only=True):
     metadata: dict[str, str] | UnsetType = UNSET
     subject_transform: SubjectTransformConfig | None | UnsetType = UNSET  # applied at ingest (store/routing.py)
     republish: RePublish | None | UnsetType = UNSET  # sent after the commit (store/routing.py)
+    mirror: StreamSource | None | UnsetType = UNSET  # copied by server/copier.py (rules: streams/copying.py)
+    sources: list[StreamSource] | None | UnsetType = UNSET
     # Features streamd does not serve: decoded so that a request turning one on is refused by name
     # (streams/rules.py), never accepted and dropped; off (false, "default", empty) they are left out, as Go does.
-    mirror: Any | UnsetType = UNSET
-    sources: Any | UnsetType = UNSET
     placement: Any | UnsetType = UNSET
     allow_msg_counter: bool | UnsetType = UNSET
     allow_atomic: bool | UnsetType = UNSET
@@ -136,6 +167,8 @@ class StreamInfo(msgspec.Struct, kw_only=True):
     config: StreamConfig
     created: str
     state: StreamState
+    mirror: StreamSourceInfo | UnsetType = UNSET
+    sources: list[StreamSourceInfo] | UnsetType = UNSET
     ts: str
 
 

@@ -96,6 +96,17 @@ def routed_stream_config(name: str) -> dict[str, Any]:
     }
 
 
+def copying_configs(name: str) -> list[dict[str, Any]]:
+    """A mirror and a sourcing stream of `name`'s stream (the origin may or may not exist: both are valid)."""
+    ext = {"api": "$JS.up.API", "deliver": "up.d"}
+    mirror = {"name": STREAM, "opt_start_seq": 2, "filter_subject": "fz.>", "external": ext}
+    source = {"name": STREAM, "opt_start_time": "2024-01-01T00:00:00Z", "filter_subject": "fz.a"}
+    return [
+        {"name": name, "mirror": mirror, "max_msg_size": -1},
+        {"name": name, "subjects": [f"s.{name}.>"], "sources": [source, {"name": WQ_STREAM, "external": ext}]},
+    ]
+
+
 def consumer_request(stream: str, name: str) -> dict[str, Any]:
     return {
         "stream_name": stream,
@@ -121,7 +132,7 @@ def templates(verb: str, stream: str, consumer: str) -> list[Any]:
     """Valid request bodies for `verb`, one per request form ([None]: the verb takes an empty body)."""
     gets = [{"seq": 1}, {"last_by_subj": "fz.a"}, {"next_by_subj": "fz.>", "seq": 1}]
     table: dict[str, list[Any]] = {
-        "STREAM.CREATE": [stream_config(stream), routed_stream_config(stream)],
+        "STREAM.CREATE": [stream_config(stream), routed_stream_config(stream), *copying_configs(stream)],
         "STREAM.UPDATE": [stream_config(stream), routed_stream_config(stream)],
         "STREAM.INFO": [{"subjects_filter": ">", "deleted_details": True, "offset": 0}],
         "STREAM.NAMES": [{"offset": 0, "subject": "fz.>"}],

@@ -160,7 +160,8 @@ def _sweep_request(verb: str, base: dict[str, Any], path: tuple[str, ...], value
     if verb.startswith("CONSUMER.") and "CREATE" in verb:
         names["C"] = body["config"]["durable_name"] = "SW" + uuid.uuid4().hex[:12]
     if verb == "STREAM.CREATE":
-        body["subjects"] = [f"sw.{uuid.uuid4().hex}"]  # a fresh stream each time: no overlap refusals
+        if "mirror" not in base:
+            body["subjects"] = [f"sw.{uuid.uuid4().hex}"]  # a fresh stream each time: no overlap refusals
         names["S"] = body["name"] = "SW" + uuid.uuid4().hex[:12]
     tokens = [names[k] for k in VERBS[verb]]
     subject = ("$JS.API." + ".".join([verb, *tokens])).encode()

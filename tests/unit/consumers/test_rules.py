@@ -112,7 +112,9 @@ def test_normalize_leaves_the_request_alone() -> None:
         ({"description": "d" * (rules.MAX_DESCRIPTION + 1)}, STREAM, errors.CONSUMER_DESCRIPTION_TOO_LONG),
         ({"metadata": {"k": "v" * rules.MAX_METADATA}}, STREAM, errors.CONSUMER_CREATE),
         ({"priority_groups": ["g"]}, STREAM, errors.CONSUMER_CREATE),
-        ({"direct": True}, STREAM, errors.CONSUMER_CREATE),
+        ({"sourcing": {"x": 1}}, STREAM, errors.CONSUMER_CREATE),
+        ({"direct": True}, STREAM, errors.DIRECT_REQUIRES_PUSH),
+        ({"direct": True, "deliver_subject": "d", "durable_name": "D"}, STREAM, errors.DIRECT_REQUIRES_EPHEMERAL),
         (
             {"ack_policy": AckPolicyWire.EXPLICIT, "deliver_policy": DeliverPolicy.NEW},
             WORKQUEUE,

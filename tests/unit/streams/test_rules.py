@@ -12,7 +12,15 @@ from msgspec import UNSET
 
 from streamd.streams import rules
 from streamd.wire import errors
-from streamd.wire.models import Discard, RePublish, Retention, Storage, StreamConfig, SubjectTransformConfig
+from streamd.wire.models import (
+    Discard,
+    RePublish,
+    Retention,
+    Storage,
+    StreamConfig,
+    StreamSource,
+    SubjectTransformConfig,
+)
 
 SECOND = 1_000_000_000
 
@@ -70,13 +78,18 @@ def test_subject_delete_markers_turn_on_ttl_and_rollup() -> None:
         (errors.STREAM_INVALID_CONFIG, "stream name is required", {"name": ""}),
         (errors.STREAM_INVALID_CONFIG, "stream name is required", {"name": "a.b"}),
         (errors.STREAM_INVALID_CONFIG, "too long", {"name": "n" * 256}),
-        (errors.STREAM_INVALID_CONFIG, "does not support mirror", {"mirror": {"name": "O"}}),
         (
             errors.STREAM_TRANSFORM_INVALID_DESTINATION,
             "unknown function",
             {"subject_transform": SubjectTransformConfig(src="a.*", dest="{{x(1)}}")},
         ),
         (errors.STREAM_INVALID_CONFIG, "forms a cycle", {"republish": RePublish(dest="a.b"), "subjects": ["a.*"]}),
+        (errors.MIRROR_WITH_SUBJECTS, "", {"mirror": StreamSource(name="O"), "subjects": ["x"]}),
+        (
+            errors.STREAM_INVALID_CONFIG,
+            "does not support subject transforms in mirrors",
+            {"sources": [StreamSource(name="O", subject_transforms=[{"src": ">", "dest": "a.>"}])]},
+        ),
         (errors.STREAM_INVALID_CONFIG, "description is too long", {"description": "d" * 4097}),
         (errors.REPLICAS_NEGATIVE, "", {"num_replicas": -1}),
         (errors.REPLICAS_NOT_SUPPORTED, "", {"num_replicas": 3}),

@@ -1,0 +1,75 @@
+"""A streamd mirror and source of a stream on a real nats-server -js, reached through its domain's API prefix."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+
+from tests.conftest import StartService
+from tests.helpers import wait_for
+from tests.natsd import NatsServer, run_nats_server
+
+
+@pytest.fixture
+async def hub(tmp_path: Path) -> AsyncIterator[NatsServer]:
+    """nats-server -js in JetStream domain `hub` (its API also answers on `$JS.hub.API`)."""
+    store = tmp_path / "hub" / "js"
+    async with run_nats_server(tmp_path / "hub", extra=f'jetstream {{ store_dir: "{store}", domain: hub }}\n') as s:
+        yield s
+
+
+async def test_mirror_and_source_of_a_jetstream_stream(hub: NatsServer, start_service: StartService) -> None:
+    await start_service(server=hub.url, leaf=hub.leaf_url, domain="edge")
+    nc = await nats.connect(hub.url)
+    try:
+        js = nc.jetstream(timeout=5)
+        await js.add_stream(name="O", subjects=["o.>"])
+        for i in range(20):
+            await js.publish(f"o.{i % 2}", b"m%d" % i, headers={"H": str(i)})
+        await js.delete_msg("O", 3)
+
+        async def edge(what: str, body: Any = None) -> dict[str, Any]:
+            data = json.dumps(body).encode() if body is not None else b""
+            return dict(json.loads((await nc.request(f"$JS.edge.API.{what}", data, timeout=5)).data))
+
+        ext = {"api": "$JS.hub.API", "deliver": ""}
+        made = await edge("STREAM.CREATE.M", {"name": "M", "mirror": {"name": "O", "external": ext}})
+        assert made["config"]["mirror"] == {"name": "O", "external": ext}
+        await edge(
+            "STREAM.CREATE.S", {"name": "S", "sources": [{"name": "O", "filter_subject": "o.1", "external": ext}]}
+        )
+        await js.publish("o.1", b"late")
+
+        async def copied() -> bool:
+            m, s = await edge("STREAM.INFO.M"), await edge("STREAM.INFO.S")
+            return bool(m["state"]["last_seq"] == 21 and s["state"]["messages"] == 11)
+
+        await wait_for(copied)
+        info = await edge("STREAM.INFO.M")
+        assert info["state"]["num_deleted"] == 1 and info["state"]["messages"] == 20
+        assert info["mirror"]["external"] == ext and info["mirror"]["lag"] == 0
+        edge_js = nc.jetstream(domain="edge", timeout=5)
+        for seq in (1, 2, 4, 21):
+            mine, theirs = await edge_js.get_msg("M", seq), await js.get_msg("O", seq)
+            assert (mine.subject, mine.data, mine.headers) == (theirs.subject, theirs.data, theirs.headers)
+        last = await edge_js.get_msg("S", 11)
+        assert last.data == b"late" and last.headers["Nats-Stream-Source"].startswith("O:")
+        sources = (await edge("STREAM.INFO.S"))["sources"]
+        assert [(s["name"], s["filter_subject"], s["external"]) for s in sources] == [("O", "o.1", ext)]
+        # A workqueue origin takes the copier's consumer too: it is a `direct` one, as nats-server's own are.
+        await js.add_stream(name="W", subjects=["w.>"], retention="workqueue")
+        for i in range(3):
+            await js.publish("w.x", b"w%d" % i)
+        await edge("STREAM.CREATE.MW", {"name": "MW", "mirror": {"name": "W", "external": ext}})
+
+        async def work_copied() -> bool:
+            return bool((await edge("STREAM.INFO.MW"))["state"]["messages"] == 3)
+
+        await wait_for(work_copied)  # (the server then drops them from W: an ack-none delivery is a removal there)
+    finally:
+        await nc.close()
