@@ -4,6 +4,7 @@ purge. Message reads and deletes are in messages.py."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import msgspec
 
@@ -30,6 +31,7 @@ from streamd.wire.models import (
     StreamConfig,
     StreamConfigRequest,
     StreamCreateResponse,
+    StreamInfo,
     StreamInfoRequest,
     StreamInfoResponse,
     StreamListResponse,
@@ -77,15 +79,19 @@ async def stream_create(ctx: Context, names: list[str], data: bytes) -> StreamCr
     check_reply_fits(ctx, config_rules.normalize(cfg), "stream")
     stream, created = await ctx.manager.create(cfg)
     info = ctx.manager.info(stream)
-    return StreamCreateResponse(
-        config=answered(info.config),
-        created=info.created,
-        state=info.state,
-        mirror=info.mirror,
-        sources=info.sources,
-        ts=info.ts,
-        did_create=created,
-    )
+    return StreamCreateResponse(**_info_fields(info), did_create=created)
+
+
+def _info_fields(info: StreamInfo) -> dict[str, Any]:
+    """What the create, update and info answers share: the stream's info, its config as answered."""
+    return {
+        "config": answered(info.config),
+        "created": info.created,
+        "state": info.state,
+        "mirror": info.mirror,
+        "sources": info.sources,
+        "ts": info.ts,
+    }
 
 
 async def stream_update(ctx: Context, names: list[str], data: bytes) -> StreamUpdateResponse:
@@ -95,14 +101,7 @@ async def stream_update(ctx: Context, names: list[str], data: bytes) -> StreamUp
     check_reply_fits(ctx, config_rules.normalize(cfg), "stream")
     stream = await ctx.manager.update(cfg)
     info = ctx.manager.info(stream)
-    return StreamUpdateResponse(
-        config=answered(info.config),
-        created=info.created,
-        state=info.state,
-        mirror=info.mirror,
-        sources=info.sources,
-        ts=info.ts,
-    )
+    return StreamUpdateResponse(**_info_fields(info))
 
 
 async def stream_delete(ctx: Context, names: list[str], data: bytes) -> SuccessResponse:
@@ -122,12 +121,7 @@ def _stream_info_response(ctx: Context, name: str, req: StreamInfoRequest) -> St
             keys = sorted(subjects_map)[req.offset : req.offset + SUBJECTS_LIMIT]
             info.state.subjects = {k: subjects_map[k] for k in keys}
     return StreamInfoResponse(
-        config=answered(info.config),
-        created=info.created,
-        state=info.state,
-        mirror=info.mirror,
-        sources=info.sources,
-        ts=info.ts,
+        **_info_fields(info),
         total=total,
         offset=req.offset,
         limit=limit,
