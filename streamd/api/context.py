@@ -98,6 +98,7 @@ class Context:
     stats: Counters = field(default_factory=Counters)
     consumers: ConsumerManager | None = None
     health: Callable[[], Health] | None = None  # the service's health report, shown in INFO's streamd block
+    restoring: set[str] = field(default_factory=set)  # streams with a STREAM.RESTORE in flight: one at a time
 
 
 PageT = TypeVar("PageT", bound=msgspec.Struct)
