@@ -14,10 +14,11 @@ import logging
 import time
 from typing import Any
 
-from streamd.api.context import Context
+from streamd.api.context import API_LEVEL, Context
 from streamd.api.messages import direct_get
 from streamd.store import stream as streams
 from streamd.store.writer import error_puback
+from streamd.streams import batching
 from streamd.transport.connection import Connection
 from streamd.wire import errors
 from streamd.wire.models import StreamSource
@@ -35,8 +36,16 @@ OVERLOAD_LOG_EVERY = 5.0  # seconds between "writer queue full" errors in the lo
 class Ingest:
     """The stream-side subscriptions, by stream, so a config change or the stop touches exactly its own."""
 
-    def __init__(self, conn: Connection, ctx: Context, registry: dict[str, streams.Stream], api_prefix: str) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        ctx: Context,
+        registry: dict[str, streams.Stream],
+        api_prefix: str,
+        batch_limits: batching.Limits | None = None,
+    ) -> None:
         self._conn = conn
+        self.stager = batching.Stager(API_LEVEL, batch_limits)
         self._ctx = ctx
         self._registry = registry
         self._api_prefix = api_prefix
@@ -130,10 +139,42 @@ class Ingest:
 
         def on_publish(subject: bytes, reply: bytes, data: bytes, hdrs: bytes | None) -> None:
             current = registry.get(stream.name, stream)
-            if not writer.publish(current, subject, reply, hdrs, data):
+            if hdrs and batching.BATCH_ID in hdrs and (bid := batching.batch_id(hdrs)):
+                self._stage(current, bid, subject, reply, bytes(hdrs), bytes(data))
+            elif not writer.publish(current, subject, reply, hdrs, data):
                 self._refuse_overload(current, reply)
 
         return on_publish
+
+    def _stage(
+        self, stream: streams.Stream, bid: bytes, subject: bytes, reply: bytes, hdrs: bytes, data: bytes
+    ) -> None:
+        """One message of an atomic batch: staged (answered with an empty message, as nats-server does), or the
+        commit (the whole batch goes to the writer as one item), or refused (the batch is abandoned)."""
+        try:
+            commit = self._check_batch_message(stream, bid, subject, hdrs, data)
+        except errors.ApiError as exc:
+            if reply:
+                self._conn.send_soon(reply, error_puback(stream.name, exc))
+            return
+        if commit is None:
+            if reply and stream.config.no_ack is not True:
+                self._conn.send_soon(reply, b"")
+        elif not self._ctx.manager.writer.publish_batch(stream, reply, commit.batch_id, commit.msgs):
+            self._refuse_overload(stream, reply)
+
+    def _check_batch_message(
+        self, stream: streams.Stream, bid: bytes, subject: bytes, hdrs: bytes, data: bytes
+    ) -> batching.Commit | None:
+        """nats-server's order: sealed, message size, atomic publish allowed, then the batch's own rules."""
+        cfg = stream.config
+        if cfg.sealed:
+            raise errors.SEALED()
+        if cfg.max_msg_size >= 0 and len(hdrs) + len(data) > cfg.max_msg_size:
+            raise errors.MESSAGE_TOO_BIG()
+        if cfg.allow_atomic is not True:
+            raise errors.ATOMIC_DISABLED()
+        return self.stager.offer(stream.name, bid, subject, hdrs, data, time.monotonic_ns())
 
     def _refuse_overload(self, stream: streams.Stream, reply: bytes) -> None:
         stats = self._ctx.stats

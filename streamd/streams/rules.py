@@ -42,7 +42,6 @@ def normalize(cfg: StreamConfig) -> StreamConfig:
 # Off-by-default features streamd does not serve: turned on, they are refused by name (never stored unserved).
 _UNSERVED_FLAGS = {
     "allow_msg_counter": "message counters",
-    "allow_atomic": "atomic batch publish",
     "allow_msg_schedules": "message schedules",
     "allow_batched": "batch publish",
 }
@@ -58,6 +57,8 @@ def _check_unsupported(c: StreamConfig) -> None:
         if getattr(c, flag) is True:
             raise _invalid(f"streamd does not support {what} ({flag})")
         setattr(c, flag, UNSET)
+    if c.allow_atomic is not True:
+        c.allow_atomic = UNSET  # served (streams/batching, store/atomic); off is dropped as Go's omitempty does
     if c.persist_mode == "async":
         raise _invalid("streamd does not support async persist mode (see its --sync setting)")
     c.persist_mode = UNSET
@@ -68,8 +69,10 @@ def _check_unsupported(c: StreamConfig) -> None:
 
 
 def required_level(c: StreamConfig) -> int:
-    """The JetStream API level a stream's config needs (nats-server's `_nats.req.level`): 1 for per-message TTLs
-    or subject delete markers (2.11); streamd serves nothing of a higher level."""
+    """The JetStream API level a stream's config needs (nats-server's `_nats.req.level`): 2 for atomic batch
+    publish (2.12), 1 for per-message TTLs or subject delete markers (2.11)."""
+    if c.allow_atomic is True:
+        return 2
     return 1 if c.allow_msg_ttl or c.subject_delete_marker_ttl else 0
 
 
