@@ -30,7 +30,7 @@ from streamd.wire.models import (
     StreamPurgeRequest,
 )
 
-# 2 since atomic batch publish (2.12); level 2's other features (counters, schedules, async persist) are refused
+# 2 since atomic batch publish and counters (2.12); level 2's other features (schedules, async persist) are refused
 # by name when asked for (see streams/rules).
 API_LEVEL = 2
 ENCODER = msgspec.json.Encoder()

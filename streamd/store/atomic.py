@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
+from streamd.store import counters
 from streamd.store.stream import Batch, Stream, dedup_key, store_message
 from streamd.wire import errors, headers
 
@@ -42,7 +43,10 @@ def _store_all(sub: Batch, stream: Stream, msgs: list[Staged]) -> int:
         h = headers.parse(hdrs) if hdrs else {}
         if h:
             _check_batch_headers(h, i, subject, ids, written)
-        seq, duplicate = store_message(sub, stream, subject, hdrs, data)
+        if stream.config.allow_msg_counter is True:
+            seq, duplicate, _ = counters.store_increment(sub, stream, subject, hdrs, data)
+        else:
+            seq, duplicate = store_message(sub, stream, subject, hdrs, data)
         if duplicate:
             raise errors.ATOMIC_DUPLICATE()
         written.add(subject)

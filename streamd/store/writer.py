@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import lmdb
 import msgspec
 
-from streamd.store import atomic
+from streamd.store import atomic, counters
 from streamd.store import stream as streams
 from streamd.store.env import Store
 from streamd.store.routing import Frame
@@ -299,6 +299,9 @@ class Writer:
             self._apply_batch(batch, item, replies)
             return
         stream, reply = item.stream, item.reply
+        if stream.config.allow_msg_counter is True:
+            self._apply_increment(batch, item, replies)
+            return
         try:
             seq, duplicate = streams.store_message(batch, stream, item.subject, item.hdrs, item.data)
         except errors.ApiError as exc:
@@ -311,6 +314,20 @@ class Writer:
                 replies.append((reply, b'%s%d,"duplicate":true}' % (stream.puback_prefix, seq)))
             else:
                 replies.append((reply, b"%s%d}" % (stream.puback_prefix, seq)))
+
+    def _apply_increment(self, batch: streams.Batch, item: Publish, replies: Replies) -> None:
+        """A counter stream's publish: its PubAck carries the subject's new total (`val`)."""
+        stream, reply = item.stream, item.reply
+        try:
+            seq, duplicate, total = counters.store_increment(batch, stream, item.subject, item.hdrs, item.data)
+        except errors.ApiError as exc:
+            self._count_refusal(exc)
+            if reply:
+                replies.append((reply, error_puback(stream.name, exc)))
+            return
+        if reply and stream.config.no_ack is not True:
+            tail = b',"duplicate":true}' if duplicate else b',"val":"%s"}' % total.encode()
+            replies.append((reply, b"%s%d%s" % (stream.puback_prefix, seq, tail)))
 
     def _apply_batch(self, batch: streams.Batch, item: AtomicBatch, replies: Replies) -> None:
         stream, reply = item.stream, item.reply

@@ -113,6 +113,11 @@ MIRROR_WITH_ATOMIC = ErrorKind(400, 10198, "stream mirrors can not also use atom
 MIRROR_WITH_BATCH = ErrorKind(400, 10209, "stream mirrors can not also use batch publishing")
 
 # ---- atomic batch publish and counters ----
+INCR_DISABLED = ErrorKind(400, 10168, "message counters is disabled")
+INCR_MISSING = ErrorKind(400, 10169, "message counter increment is missing")
+INCR_PAYLOAD = ErrorKind(400, 10170, "message counter has payload")
+INCR_INVALID = ErrorKind(400, 10171, "message counter increment is invalid")
+COUNTER_BROKEN = ErrorKind(400, 10172, "message counter is broken")
 WRONG_LAST_SEQUENCE_CONSTANT = ErrorKind(400, 10164, "wrong last sequence")
 ATOMIC_DISABLED = ErrorKind(400, 10174, "atomic publish is disabled")
 ATOMIC_MISSING_SEQ = ErrorKind(400, 10175, "atomic publish sequence is missing")

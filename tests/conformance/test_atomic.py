@@ -6,6 +6,7 @@ Expectations are nats-server 2.15's observed answers: staged messages get an emp
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -49,7 +50,7 @@ async def test_commit_stores_all_and_acks_once(nc: Client) -> None:
     ack = json.loads(await send(nc, "b2", 2, Nats_Batch_Commit="eob"))
     assert ack == {"stream": "B", "seq": 4, "batch": "b2", "count": 1}
     last = await api(nc, "$JS.API.STREAM.MSG.GET.B", {"seq": 4})
-    assert b"Nats-Batch-Commit: 1" in __import__("base64").b64decode(last["message"]["hdrs"])
+    assert b"Nats-Batch-Commit: 1" in base64.b64decode(last["message"]["hdrs"])
     # A single message batch.
     ack = json.loads(await send(nc, "b3", 1, Nats_Batch_Commit="1"))
     assert ack == {"stream": "B", "seq": 5, "batch": "b3", "count": 1}
