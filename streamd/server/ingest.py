@@ -69,6 +69,8 @@ class Ingest:
         """Keep one raw subscription per stream subject: drop the removed ones, add the new ones."""
         conn = self._conn
         name = stream.name
+        if not new or stream.config.allow_atomic is not True:
+            self.stager.forget_stream(name)  # deleted, or atomic publish turned off: its open batches go
         current = self._subs.setdefault(name, {})
         await self._drop_removed(current, set(new))  # a set: 100k subjects must not cost 100k * 100k comparisons
         await self._add_new(stream, current, new)

@@ -36,6 +36,8 @@ HDR_CONFIG = {
     # Every stored message (odd header blocks included) is also republished on the service's connection.
     "republish": {"src": "hdr.>", "dest": "rp.hdr.>"},
 }
+CSTREAM = "CNT"  # a counter stream (with atomic batches): increments and their refusals
+COUNTER_CONFIG = {"name": CSTREAM, "subjects": ["cnt.>"], "allow_msg_counter": True, "allow_atomic": True}
 NAMES = [
     b"Nats-Msg-Id",
     b"Nats-Expected-Stream",
@@ -50,6 +52,7 @@ NAMES = [
     b"Nats-Batch-Id",
     b"Nats-Batch-Sequence",
     b"Nats-Batch-Commit",
+    b"Nats-Incr",
     b"KV-Operation",
     b"X-Custom",
     b"nats-msg-id",
@@ -60,7 +63,14 @@ VALUES = st.one_of(
     st.sampled_from([str(n).encode() for n in BIG_INTS]),
     st.sampled_from(
         [b"", b" ", b"sub", b"all", b"HDR", b"FZ", b"1s", b"1h", b"never", b"-1s", b"1.5", b"NaN", b"0x10", b"\xff"]
-        + [b"1", b"2", b"eob", b"b1"]  # batch ids, sequences and commits that can open and close atomic batches
+        + [
+            b"1",
+            b"2",
+            b"eob",
+            b"b1",
+            b"-3",
+            b"+1",
+        ]  # batch ids, sequences and commits that can open and close atomic batches
     ),
     st.sampled_from([5000, 70_000]).map(lambda n: b"x" * n),
     st.just("ü".encode() * 10),
@@ -139,11 +149,15 @@ async def test_every_publish_gets_a_puback_or_an_error(nats_server: NatsServer, 
             "$JS.API.STREAM.CREATE." + HSTREAM, json.dumps(HDR_CONFIG).encode(), timeout=REPLY_BOUND
         )
         assert "error" not in json.loads(created.data), created.data
+        created = await env.nc.request(
+            "$JS.API.STREAM.CREATE." + CSTREAM, json.dumps(COUNTER_CONFIG).encode(), timeout=REPLY_BOUND
+        )
+        assert "error" not in json.loads(created.data), created.data
         example = run_examples(asyncio.get_running_loop(), one_publish)
 
         @FUZZ_SETTINGS
         @given(
-            subject=st.sampled_from([b"hdr.a", b"hdr.b", b"hdr.\xff", b"fz.a"]),
+            subject=st.sampled_from([b"hdr.a", b"hdr.b", b"hdr.\xff", b"fz.a", b"cnt.a"]),
             block=header_blocks(),
             payload=st.sampled_from([0, 1, 3, 100_000]).map(lambda n: Blob(b"\xff" * n)),
         )
