@@ -90,6 +90,8 @@ class Stager:
         if level is not None and (not level.strip().isdigit() or int(level) > self.api_level):
             self._drop(key)
             raise errors.REQUIRED_API_LEVEL()
+        if level is not None:
+            hdrs = _without(hdrs, headers.REQUIRED_API_LEVEL)  # met: the header is not stored, as in nats-server
         if seq != len(b.msgs) + 1 or (seq == 1 and eob):
             self._drop(key)
             raise errors.ATOMIC_INCOMPLETE()
@@ -162,3 +164,9 @@ def _seq(raw: bytes | None) -> int:
     if raw is None or not raw.strip().isdigit():
         raise errors.ATOMIC_MISSING_SEQ()
     return int(raw)
+
+
+def _without(block: bytes, name: bytes) -> bytes:
+    """The header block minus the lines of header `name`."""
+    lines = block.split(b"\r\n")
+    return b"\r\n".join(line for line in lines if line.partition(b":")[0].strip() != name)

@@ -67,6 +67,7 @@ async def test_a_refused_message_refuses_the_whole_batch(nc: Client) -> None:
             (400, 10177, "atomic publish unsupported header used: Nats-Expected-Last-Msg-Id"),
         ),
         ({"Nats_Expected_Stream": "O"}, (400, 10060, "expected stream does not match")),
+        ({"Nats_Expected_Last_Subject_Sequence": "0"}, (400, 10164, "wrong last sequence")),
     ]
     for i, (hdrs, want) in enumerate(cases):
         bid = f"r{i}"
@@ -77,6 +78,17 @@ async def test_a_refused_message_refuses_the_whole_batch(nc: Client) -> None:
         assert reply["stream"] == "B"
         assert await messages(nc) == 0
         assert error_of(json.loads(await send(nc, bid, 4, Nats_Batch_Commit="1"))) == INCOMPLETE  # it is gone
+
+
+async def test_expectations_on_the_first_message_and_the_api_level_header(nc: Client) -> None:
+    await create(nc)
+    assert await send(nc, "e", 1, Nats_Expected_Last_Sequence="0", Nats_Required_Api_Level="1") == b""
+    assert await send(nc, "e", 2, "b.other", Nats_Expected_Last_Subject_Sequence="0") == b""
+    ack = json.loads(await send(nc, "e", 3, "b.third", Nats_Batch_Commit="1"))
+    assert (ack["seq"], ack["count"]) == (3, 3)
+    first = await api(nc, "$JS.API.STREAM.MSG.GET.B", {"seq": 1})
+    stored = base64.b64decode(first["message"]["hdrs"])
+    assert b"Nats-Expected-Last-Sequence: 0" in stored and b"Nats-Required-Api-Level" not in stored
 
 
 async def test_batch_header_errors(nc: Client) -> None:
