@@ -14,13 +14,15 @@ import logging
 import time
 from typing import Any
 
+import msgspec
+
 from streamd.api.context import API_LEVEL, Context
 from streamd.api.messages import direct_get
 from streamd.store import stream as streams
 from streamd.store.writer import error_puback
 from streamd.streams import batching
 from streamd.transport.connection import Connection
-from streamd.wire import errors
+from streamd.wire import errors, timefmt
 from streamd.wire.models import StreamSource
 
 logger = logging.getLogger(__name__)
@@ -30,6 +32,8 @@ FREEZE_EVERY = 5000
 # which the server refuses to clients (permissions violation), so streamd's streams share one of their own.
 DIRECT_GROUP = "_streamd_dget"
 _MIRROR_KEY = "\x00mirror"  # the mirror-direct subscriptions of a stream, beside its own
+ABANDONED = "$JS.EVENT.ADVISORY.STREAM.BATCH_ABANDONED"
+_JSON = msgspec.json.Encoder()
 OVERLOAD_LOG_EVERY = 5.0  # seconds between "writer queue full" errors in the log
 
 
@@ -158,7 +162,10 @@ class Ingest:
         except errors.ApiError as exc:
             if reply:
                 self._conn.send_soon(reply, error_puback(stream.name, exc))
+            self._advise_abandoned()
             return
+        if self.stager.abandoned:  # an idle batch whose slot this one took
+            self._advise_abandoned()
         if commit is None:
             if reply and stream.config.no_ack is not True:
                 self._conn.send_soon(reply, b"")
@@ -177,6 +184,32 @@ class Ingest:
         if cfg.allow_atomic is not True:
             raise errors.ATOMIC_DISABLED()
         return self.stager.offer(stream.name, bid, subject, hdrs, data, time.monotonic_ns())
+
+    def _advise_abandoned(self) -> None:
+        """nats-server's BATCH_ABANDONED advisory for each batch the stager gave up."""
+        gone, self.stager.abandoned = self.stager.abandoned, []
+        domain = self._ctx.domain
+        for stream, bid, reason in gone:
+            now = time.time_ns()
+            body: dict[str, str] = {
+                "type": "io.nats.jetstream.advisory.v1.stream_batch_abandoned",
+                "id": f"{now:x}",
+                "timestamp": timefmt.format_ns(now),
+                "stream": stream,
+                "batch": bid,
+                "reason": reason,
+            }
+            if domain:
+                body["domain"] = domain
+            self._conn.send_soon(f"{ABANDONED}.{stream}".encode(), _JSON.encode(body))
+
+    async def expire_batches(self, every: float = 1.0) -> None:
+        """Drop atomic batches idle past their timeout (their memory, their slot) and advise it, as nats-server's
+        per-batch timer does; runs for the service's life."""
+        while True:
+            await asyncio.sleep(every)
+            if len(self.stager) and self.stager.expire(time.monotonic_ns()):
+                self._advise_abandoned()
 
     def _refuse_overload(self, stream: streams.Stream, reply: bytes) -> None:
         stats = self._ctx.stats

@@ -211,6 +211,7 @@ class Service:
             timers = [
                 tg.create_task(self._retention_loop(s.manager), name="streamd-retention"),
                 tg.create_task(self.watch.monitor_loop(), name="streamd-monitor"),
+                tg.create_task(s.ingest.expire_batches(), name="streamd-batches"),
             ]
             if cfg.sync == SyncMode.BATCH_INTERVAL:
                 timers.append(tg.create_task(self._sync_loop(s.writer), name="streamd-sync"))

@@ -63,6 +63,9 @@ class Stager:
         self._open: dict[tuple[str, bytes], _Open] = {}
         self._per_stream: dict[str, int] = {}
         self.bytes = 0
+        # (stream, batch id, reason) of batches abandoned since the caller last took them: for the
+        # BATCH_ABANDONED advisory, with nats-server's reasons (timeout, large, incomplete, unsupported).
+        self.abandoned: list[tuple[str, str, str]] = []
 
     def __len__(self) -> int:
         return len(self._open)
@@ -79,7 +82,7 @@ class Stager:
         key = (stream, bid)
         b = self._open.get(key)
         if b is not None and b.deadline <= now:
-            self._drop(key)  # timed out: what comes next finds no batch
+            self._drop(key, "timeout")  # what comes next finds no batch
             b = None
         if b is None:
             b = self._begin(key, seq, eob, now)
@@ -88,15 +91,15 @@ class Stager:
             raise errors.ATOMIC_INVALID_COMMIT()
         level = h.get(headers.REQUIRED_API_LEVEL)
         if level is not None and (not level.strip().isdigit() or int(level) > self.api_level):
-            self._drop(key)
+            self._drop(key, "unsupported")
             raise errors.REQUIRED_API_LEVEL()
         if level is not None:
             hdrs = _without(hdrs, headers.REQUIRED_API_LEVEL)  # met: the header is not stored, as in nats-server
         if seq != len(b.msgs) + 1 or (seq == 1 and eob):
-            self._drop(key)
+            self._drop(key, "incomplete")
             raise errors.ATOMIC_INCOMPLETE()
         if seq - eob > self.limits.max_msgs:
-            self._drop(key)
+            self._drop(key, "large")
             raise errors.ATOMIC_TOO_LARGE(size=self.limits.max_msgs)
         b.deadline = now + self.limits.timeout_ns
         if eob:
@@ -136,10 +139,12 @@ class Stager:
             b.msgs[-1] = (subject, headers.build([(BATCH_COMMIT.decode(), "1")], hdrs), data)
         return Commit(bid.decode(errors="replace"), b.msgs)
 
-    def _drop(self, key: tuple[str, bytes]) -> None:
+    def _drop(self, key: tuple[str, bytes], reason: str = "") -> None:
         b = self._open.pop(key, None)
         if b is None:
             return
+        if reason:
+            self.abandoned.append((b.stream, key[1].decode(errors="replace"), reason))
         self.bytes -= b.size
         left = self._per_stream[b.stream] - 1
         if left:
@@ -151,7 +156,7 @@ class Stager:
         """Drop the batches whose timeout passed; -> how many."""
         gone = [k for k, b in self._open.items() if b.deadline <= now]
         for k in gone:
-            self._drop(k)
+            self._drop(k, "timeout")
         return len(gone)
 
     def forget_stream(self, stream: str) -> None:

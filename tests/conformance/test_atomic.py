@@ -123,3 +123,18 @@ async def test_too_many_inflight_batches_per_stream(nc: Client) -> None:
     ack = json.loads(await send(nc, "i7", 2, Nats_Batch_Commit="1"))  # a commit frees a slot
     assert (ack["seq"], ack["count"]) == (2, 2)
     assert await send(nc, "one-more", 1) == b""
+
+
+async def test_an_abandoned_batch_is_advised(nc: Client) -> None:
+    await create(nc)
+    sub = await nc.subscribe("$JS.EVENT.ADVISORY.STREAM.BATCH_ABANDONED.B")
+    assert await send(nc, "gap", 1) == b""
+    assert error_of(json.loads(await send(nc, "gap", 3))) == INCOMPLETE
+    adv = json.loads((await sub.next_msg(timeout=2)).data)
+    assert adv["type"] == "io.nats.jetstream.advisory.v1.stream_batch_abandoned"
+    assert (adv["stream"], adv["batch"], adv["reason"]) == ("B", "gap", "incomplete")
+    assert {"id", "timestamp"} <= set(adv)
+    assert await send(nc, "lvl", 1) == b""
+    await send(nc, "lvl", 2, Nats_Required_Api_Level="99")
+    adv = json.loads((await sub.next_msg(timeout=2)).data)
+    assert (adv["batch"], adv["reason"]) == ("lvl", "unsupported")

@@ -37,6 +37,9 @@ def test_an_idle_batch_times_out_and_its_memory_is_freed() -> None:
     assert st.bytes > 0
     assert refused(st, "a", 3, "1", now=19 * S) == 10176
     assert (len(st), st.bytes) == (0, 0)
+    assert st.abandoned == [("S", "a", "timeout")]
+    offer(st, "b", 1, now=20 * S)
+    assert st.expire(30 * S) == 1 and st.abandoned[-1] == ("S", "b", "timeout")
 
 
 def test_expired_batches_give_their_slots_to_new_ones() -> None:
