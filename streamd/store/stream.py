@@ -285,8 +285,10 @@ def check_headers(
 ) -> tuple[int, bytes, bytes | None, int]:
     """The header rules in the server's order. -> (ttl ns, msg id, rollup, seq this duplicates or 0)."""
     c = stream.counters
-    if headers.INCR in h and not stream.config.allow_msg_counter and increment_of(h[headers.INCR]) is not None:
-        raise errors.INCR_DISABLED()  # a counter stream checked it already (store/counters)
+    if headers.INCR in h and increment_of(h[headers.INCR]) is not None:
+        # A counter stream checked it already (store/counters); a sourced copy of a counter is stored verbatim.
+        if not stream.config.allow_msg_counter and headers.STREAM_SOURCE not in h:
+            raise errors.INCR_DISABLED()
     expected = h.get(headers.EXPECTED_STREAM)
     if expected is not None and expected != stream.name_bytes:
         raise errors.EXPECTED_STREAM()

@@ -17,6 +17,7 @@ EXPECTED_LAST_MSG_ID = b"Nats-Expected-Last-Msg-Id"
 ROLLUP = b"Nats-Rollup"
 TTL = b"Nats-TTL"
 INCR = b"Nats-Incr"
+STREAM_SOURCE = b"Nats-Stream-Source"
 REQUIRED_API_LEVEL = b"Nats-Required-Api-Level"
 
 

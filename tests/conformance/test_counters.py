@@ -9,6 +9,7 @@ from typing import Any
 from nats.aio.client import Client
 
 from tests.conformance.util import api, error_of
+from tests.helpers import wait_for
 
 
 async def incr(nc: Client, subject: str, value: str | None, data: bytes = b"", **hdrs: str) -> dict[str, Any]:
@@ -82,3 +83,20 @@ async def test_counter_config_rules(nc: Client) -> None:
     await api(nc, "$JS.API.STREAM.CREATE.C", base)
     reply = await api(nc, "$JS.API.STREAM.UPDATE.C", {**base, "allow_msg_counter": False})
     assert error_of(reply) == (500, 10052, "stream configuration update can not change message counter setting")
+
+
+async def test_a_plain_stream_sourcing_a_counter_stores_it_verbatim(nc: Client) -> None:
+    await api(nc, "$JS.API.STREAM.CREATE.C", {"name": "C", "subjects": ["c.>"], "allow_msg_counter": True})
+    assert (await incr(nc, "c.a", "3"))["val"] == "3"
+    await api(nc, "$JS.API.STREAM.CREATE.S", {"name": "S", "subjects": ["s.>"], "sources": [{"name": "C"}]})
+
+    async def copied() -> bool:
+        return (await api(nc, "$JS.API.STREAM.INFO.S"))["state"]["messages"] == 1
+
+    await wait_for(copied)
+    got = (await api(nc, "$JS.API.STREAM.MSG.GET.S", {"seq": 1}))["message"]
+    assert base64.b64decode(got["data"]) == b'{"val":"3"}'
+    assert b"Nats-Incr: 3" in base64.b64decode(got["hdrs"])
+    sourcing = {"name": "CS", "subjects": ["cs.>"], "allow_msg_counter": True, "sources": [{"name": "C"}]}
+    reply = await api(nc, "$JS.API.STREAM.CREATE.CS", sourcing)
+    assert "error" not in reply or reply["error"]["err_code"] == 10052  # served by nats-server, refused by streamd
