@@ -30,7 +30,9 @@ from streamd.wire.models import (
     StreamPurgeRequest,
 )
 
-API_LEVEL = 1  # 2.11 features: per-message TTL and subject delete markers (none of level 2's: see streams/rules)
+# 2 since atomic batch publish and counters (2.12); level 2's other features (schedules, async persist) are refused
+# by name when asked for (see streams/rules).
+API_LEVEL = 2
 ENCODER = msgspec.json.Encoder()
 
 # ---- the `_nats.*` metadata nats-server adds to every stream and consumer config it returns ----

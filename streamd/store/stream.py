@@ -8,6 +8,7 @@ never harms its neighbours in the same batch.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 
 import lmdb
@@ -134,6 +135,21 @@ def _ttl(stream: Stream, value: bytes) -> int:
     return ttl
 
 
+_INTEGER = re.compile(rb"[+-]?[0-9]+")  # Go's big.Int SetString(s, 10): no spaces, no underscores
+
+
+def increment_of(value: bytes | None) -> int | None:
+    """A Nats-Incr value -> the integer; None when absent or empty (as nats-server reads it); ApiError if invalid."""
+    if not value:
+        return None
+    if _INTEGER.fullmatch(value) is None:
+        raise errors.INCR_INVALID()
+    try:
+        return int(value)
+    except ValueError:  # past Python's digit limit for int(str)
+        raise errors.INCR_INVALID() from None
+
+
 def _to_int(value: bytes) -> int:
     try:
         return int(value)
@@ -167,13 +183,13 @@ def store_message(b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, 
     routing = stream.routing if stream.routing_config is cfg else routing_of(stream)
     if routing is not None:
         subject = routing.stored_subject(subject)
-    _check_writable(stream, subject)
+    check_writable(stream, subject)
     hlen = len(hdrs) if hdrs else 0
     ttl, msg_id, rollup = 0, b"", None
     if hlen:
         h = headers.parse(hdrs)
         if h:
-            ttl, msg_id, rollup, duplicate_of = _check_headers(b, stream, subject, h)
+            ttl, msg_id, rollup, duplicate_of = check_headers(b, stream, subject, h)
             if duplicate_of:
                 return duplicate_of, True
     size = _check_size(stream, subject, hlen, len(data))
@@ -249,7 +265,7 @@ def _put_msg_id(b: Batch, stream: Stream, seq: int, msg_id: bytes) -> None:
     b.txn.put(dbs.prefix + SEQ.pack(b.now_ns) + msg_id, b"", db=dbs.dedup_age)
 
 
-def _check_writable(stream: Stream, subject: bytes) -> None:
+def check_writable(stream: Stream, subject: bytes) -> None:
     if stream.deleted:
         raise errors.STREAM_NOT_FOUND()
     if stream.config.sealed:
@@ -264,11 +280,15 @@ def _check_writable(stream: Stream, subject: bytes) -> None:
             raise errors.STORE_FAILED(err="subject is not valid UTF-8, streamd cannot store it") from None
 
 
-def _check_headers(
+def check_headers(
     b: Batch, stream: Stream, subject: bytes, h: dict[bytes, bytes]
 ) -> tuple[int, bytes, bytes | None, int]:
     """The header rules in the server's order. -> (ttl ns, msg id, rollup, seq this duplicates or 0)."""
     c = stream.counters
+    if headers.INCR in h and increment_of(h[headers.INCR]) is not None:
+        # A counter stream checked it already (store/counters); a sourced copy of a counter is stored verbatim.
+        if not stream.config.allow_msg_counter and headers.STREAM_SOURCE not in h:
+            raise errors.INCR_DISABLED()
     expected = h.get(headers.EXPECTED_STREAM)
     if expected is not None and expected != stream.name_bytes:
         raise errors.EXPECTED_STREAM()

@@ -16,6 +16,8 @@ EXPECTED_LAST_SUBJ_SEQ_SUBJ = b"Nats-Expected-Last-Subject-Sequence-Subject"
 EXPECTED_LAST_MSG_ID = b"Nats-Expected-Last-Msg-Id"
 ROLLUP = b"Nats-Rollup"
 TTL = b"Nats-TTL"
+INCR = b"Nats-Incr"
+STREAM_SOURCE = b"Nats-Stream-Source"
 REQUIRED_API_LEVEL = b"Nats-Required-Api-Level"
 
 
