@@ -35,12 +35,13 @@ class Retention:
         self._persistence = persistence
 
     def on_acked(self, c: Consumer, seqs: list[int]) -> None:
-        """`c` finished with `seqs`: under workqueue they go; under interest, those no other consumer needs."""
+        """`c` finished with `seqs`: under workqueue they go (once a mirror's or source's consumer on it has them
+        too); under interest, those no other consumer needs."""
         stream = c.stream
-        if stream.config.retention == Policy.WORKQUEUE:
+        idx = self._index.get(stream.name) or StreamIndex()
+        if stream.config.retention == Policy.WORKQUEUE and not _copied_from(idx):
             self._persistence.retire(stream, seqs)
             return
-        idx = self._index.get(stream.name) or StreamIndex()
         doomed: list[int] = []
         with self._store.read() as txn:
             for seq in seqs:
@@ -65,6 +66,11 @@ class Retention:
                 doomed.append(seq)
         for seq in doomed:
             streams.delete_seq(b, stream, seq)
+
+
+def _copied_from(idx: StreamIndex[Consumer]) -> bool:
+    """Does a mirror or source copy from this stream (a `direct` consumer, outside the workqueue's partition)?"""
+    return any(m.config.direct is True for g in idx.groups.values() for m in g.members)
 
 
 async def sweep(expiring: set[Consumer], remove: Callable[[Consumer], Awaitable[None]]) -> None:

@@ -62,6 +62,7 @@ class Link:
         self.src = src
         self.mirror = mirror
         self.iname = copying.index_name(src)
+        self.transforms = copying.compiled(src)
         self.tracker = Tracker()
         self.queue: deque[copied.Copied | _FlowControl] = deque()
         self.queued_bytes = 0
@@ -89,6 +90,8 @@ class Link:
             out.error = self.error.as_dict()
         if isinstance(self.src.filter_subject, str):
             out.filter_subject = self.src.filter_subject
+        if trs := copying.transforms_of(self.src):
+            out.subject_transforms = trs
         return out
 
     # ---- the loop -------------------------------------------------------------------------------------------
@@ -160,8 +163,7 @@ class Link:
             config["opt_start_seq"] = start_seq
         if start_time:
             config["opt_start_time"] = start_time
-        if isinstance(self.src.filter_subject, str):
-            config["filter_subject"] = self.src.filter_subject
+        config.update(copying.consumer_filters(self.src))
         prefix = copying.api_prefix(self.src, self.host.api_prefix)
         subject = f"{prefix}.CONSUMER.CREATE.{self.src.name}.{name}"
         body = msgspec.json.encode({"stream_name": self.src.name, "config": config})
@@ -279,13 +281,12 @@ class Link:
         if verdict is Verdict.RETRY or self._full(len(data) + len(hdrs or b"")):
             self._restart()
             return
+        stored = copying.apply_transforms(self.transforms, bytes(subject))
         if self.mirror:
-            item = copied.Copied(
-                ack.stream_seq, ack.timestamp_ns, bytes(subject), bytes(hdrs) if hdrs else None, bytes(data)
-            )
-        else:
+            item = copied.Copied(ack.stream_seq, ack.timestamp_ns, stored, bytes(hdrs) if hdrs else None, bytes(data))
+        else:  # the header names the subject as the origin has it, the message is stored under the transformed one
             h = copying.sourced_headers(hdrs, self.iname, ack.stream_seq, bytes(subject), self.ident)
-            item = copied.Copied(ack.stream_seq, ack.timestamp_ns, bytes(subject), h, bytes(data))
+            item = copied.Copied(ack.stream_seq, ack.timestamp_ns, stored, h, bytes(data))
         self.queue.append(item)
         self.queued_bytes += len(item.data) + len(item.hdrs or b"")
         self.wake.set()

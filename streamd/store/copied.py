@@ -109,7 +109,7 @@ def scan_source_headers(
         _subject, hdrs, _data, _ts = unpack_message(cur.value())
         for line in bytes(hdrs).split(b"\r\n") if hdrs else ():
             if line.lower().startswith(b"nats-stream-source:"):
-                fields = line.split(b":", 1)[1].decode(errors="replace").split()
+                fields = line.split(b":", 1)[1].decode(errors="replace").strip(" ").split(" ")  # not \f: see index_name
                 if len(fields) >= 4 and fields[1].isdigit():
                     iname = f"{fields[0]} {fields[2]} {fields[3]}"
                     if iname in wanted and iname not in found:

@@ -71,14 +71,14 @@ class ExternalStream(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class StreamSource(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """A mirror's or a source's origin stream (nats-server's StreamSource). `subject_transforms` and `consumer`
-    (durable sourcing) are decoded so that a request naming them is refused by name, never dropped."""
+    """A mirror's or a source's origin stream (nats-server's StreamSource). `consumer` (durable sourcing) is decoded
+    so that a request naming it is refused by name, never dropped."""
 
     name: str = ""
     opt_start_seq: U64 | UnsetType = UNSET
     opt_start_time: str | None | UnsetType = UNSET
     filter_subject: str | UnsetType = UNSET
-    subject_transforms: list[Any] | None | UnsetType = UNSET
+    subject_transforms: list[SubjectTransformConfig] | None | UnsetType = UNSET
     external: ExternalStream | None | UnsetType = UNSET
     consumer: Any | UnsetType = UNSET
 
@@ -92,6 +92,7 @@ class StreamSourceInfo(msgspec.Struct, kw_only=True):
     active: int = -1
     error: dict[str, Any] | UnsetType = UNSET
     filter_subject: str | UnsetType = UNSET
+    subject_transforms: list[SubjectTransformConfig] | UnsetType = UNSET
 
 
 class StreamConfig(msgspec.Struct, kw_only=True):

@@ -49,6 +49,51 @@ REFUSED = [
         10052,
         "subject delete markers forbidden on mirrors",
     ),
+    (
+        {"mirror": {"name": "O", "filter_subject": "a", "subject_transforms": [{"src": "b", "dest": "c"}]}},
+        10150,
+        "mirror with multiple subject transforms cannot also have a single subject filter",
+    ),
+    (
+        {"mirror": {"name": "O", "subject_transforms": [{"src": "a..b", "dest": "x"}]}},
+        10151,
+        "mirror transform source: invalid subject a..b",
+    ),
+    (
+        {"mirror": {"name": "O", "subject_transforms": [{"src": "a.*", "dest": "x.$2"}]}},
+        10154,
+        "mirror transform: invalid mapping destination: wildcard index out of range in $2: [2]",
+    ),
+    (
+        {"mirror": {"name": "O", "subject_transforms": [{"src": "a.*", "dest": ""}, {"src": "a.b", "dest": "c"}]}},
+        10152,
+        "mirror subject filters can not overlap",
+    ),
+    (
+        {"sources": [{"name": "O", "filter_subject": "a", "subject_transforms": [{"src": "b", "dest": "c"}]}]},
+        10144,
+        "source with multiple subject transforms cannot also have a single subject filter",
+    ),
+    (
+        {"sources": [{"name": "O", "subject_transforms": [{"src": "a.>", "dest": "x.>"}, {"src": "a b"}]}]},
+        10145,
+        "source transform source: invalid subject a b",
+    ),
+    (
+        {"sources": [{"name": "O", "subject_transforms": [{"src": "a", "dest": "{{nope(1)}}"}]}]},
+        10146,
+        "source transform: invalid mapping destination: unknown function in {{nope(1)}}",
+    ),
+    (
+        {"sources": [{"name": "O", "subject_transforms": [{"src": "a.b", "dest": ""}, {"src": "a.>", "dest": "c.>"}]}]},
+        10147,
+        "source filters can not overlap",
+    ),
+    (
+        {"sources": [{"name": "O", "subject_transforms": [{"src": "a", "dest": "b", "x": 1}]}]},
+        10025,
+        'invalid JSON: json: unknown field "x"',
+    ),
 ]
 
 
