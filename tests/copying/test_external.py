@@ -71,5 +71,27 @@ async def test_mirror_and_source_of_a_jetstream_stream(hub: NatsServer, start_se
             return bool((await edge("STREAM.INFO.MW"))["state"]["messages"] == 3)
 
         await wait_for(work_copied)  # (the server then drops them from W: an ack-none delivery is a removal there)
+
+        # An origin deleted and created again under its name: 2.15 tells by its identity, the source starts over.
+        await js.add_stream(name="R", subjects=["r.>"])
+        for i in range(3):
+            await js.publish("r.x", b"old%d" % i)
+        await edge("STREAM.CREATE.RS", {"name": "RS", "sources": [{"name": "R", "external": ext}]})
+
+        async def count(n: int) -> bool:
+            return bool((await edge("STREAM.INFO.RS"))["state"]["messages"] == n)
+
+        await wait_for(lambda: count(3))
+        old = (await edge_js.get_msg("RS", 3)).headers or {}
+        await js.delete_stream("R")
+        await js.add_stream(name="R", subjects=["r.>"])
+        for i in range(2):
+            await js.publish("r.x", b"new%d" % i)
+        await wait_for(lambda: count(5))
+        new = [await edge_js.get_msg("RS", seq) for seq in (4, 5)]
+        assert [m.data for m in new] == [b"new0", b"new1"]
+        fields = [(m.headers or {})["Nats-Stream-Source"].split(" ") for m in new]
+        assert [f[1] for f in fields] == ["1", "2"]  # the new stream's sequences, from its start
+        assert fields[0][5] != old["Nats-Stream-Source"].split(" ")[5]  # under the new stream's identity
     finally:
         await nc.close()
