@@ -21,6 +21,7 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -39,6 +40,7 @@ from streamd.wire.models import ExternalStream, StreamSource, StreamSourceInfo
 
 logger = logging.getLogger(__name__)
 
+CAUGHT_UP = 10  # nats-server's dgetCaughtUpThresh: a mirror this close to its origin answers its direct gets
 MAX_QUEUE_MSGS = 10_000  # per link: past this (or the bytes) the link drops what it holds back and restarts
 MAX_QUEUE_BYTES = 32 << 20
 BATCH_MSGS = 2_000
@@ -77,6 +79,7 @@ class Link:
         self.ident = ""  # the origin's identity (nats-server 2.15: a hash of its creation time), "" if not sent
         self.recreated = False  # the origin refused the identity we had: start again from the configured start
         self.closed = False  # set when the link is stopped: its loops end even if a cancellation went missing
+        self.caught_up = False  # told the host (mirror_direct)
 
     # ---- state for STREAM.INFO ------------------------------------------------------------------------------
 
@@ -271,6 +274,10 @@ class Link:
         stream = self.host.stream(self.stream_name)
         if self.mirror:
             await self.host.writer.call(lambda b: copied.store_mirrored(b, stream, batch))
+            if not self.caught_up and self.tracker.lag < CAUGHT_UP and stream.config.mirror_direct:
+                self.caught_up = True
+                if self.host.on_caught_up is not None:
+                    await self.host.on_caught_up(stream)
         else:
             iname, ident = self.iname, self.ident
             refusal = await self.host.writer.call(lambda b: copied.store_sourced(b, stream, iname, batch, ident))
@@ -364,6 +371,8 @@ class Copiers:
         self.links: dict[str, list[Link]] = {}
         self._configs: dict[str, bytes] = {}
         self._tg: asyncio.TaskGroup | None = None
+        # A mirror with mirror_direct came within CAUGHT_UP messages of its origin (wired to the ingest).
+        self.on_caught_up: Callable[[streams.Stream], Awaitable[None]] | None = None
 
     def stream(self, name: str) -> streams.Stream:
         stream = self.registry.get(name)

@@ -7,6 +7,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import nats.errors
 import nats.js.errors
 import pytest
 from nats.aio.client import Client
@@ -216,3 +217,16 @@ async def test_a_workqueue_origin_is_drained_by_its_mirror(nc: Client, js: JetSt
     await wait_for(_count(js, "WQM", 5))
     assert (await js.consumer_info("WQ", "worker")).config.durable_name == "worker"
     await worker.unsubscribe()
+
+
+async def test_mirror_direct_waits_until_the_mirror_has_caught_up(nc: Client, js: JetStreamContext) -> None:
+    await js.add_stream(name="E", subjects=["e.>"], allow_direct=True)
+    await js.add_stream(StreamConfig(name="EM", mirror=StreamSource(name="E")))
+    await wait_for(lambda: _mirror_active(nc, "EM"))  # the mirror's consumer is there, nothing mirrored yet
+    await js.delete_stream("E")
+    with pytest.raises(nats.errors.NoRespondersError):  # the mirror never copied a message: it does not answer
+        await nc.request("$JS.API.DIRECT.GET.E", b'{"seq":1}', timeout=2)
+
+
+async def _mirror_active(nc: Client, stream: str) -> bool:
+    return int((await _info(nc, stream))["mirror"]["active"]) >= 0
