@@ -43,11 +43,15 @@ async def test_mirror_and_source_of_a_jetstream_stream(hub: NatsServer, start_se
         await edge(
             "STREAM.CREATE.S", {"name": "S", "sources": [{"name": "O", "filter_subject": "o.1", "external": ext}]}
         )
+        transforms = [{"src": "o.0", "dest": "zero"}, {"src": "o.1", "dest": "one"}]
+        st = {"name": "ST", "sources": [{"name": "O", "subject_transforms": transforms, "external": ext}]}
+        await edge("STREAM.CREATE.ST", st)
         await js.publish("o.1", b"late")
 
         async def copied() -> bool:
             m, s = await edge("STREAM.INFO.M"), await edge("STREAM.INFO.S")
-            return bool(m["state"]["last_seq"] == 21 and s["state"]["messages"] == 11)
+            t = await edge("STREAM.INFO.ST")
+            return bool(m["state"]["last_seq"] == 21 and s["state"]["messages"] == 11 and t["state"]["messages"] == 20)
 
         await wait_for(copied)
         info = await edge("STREAM.INFO.M")
@@ -59,6 +63,8 @@ async def test_mirror_and_source_of_a_jetstream_stream(hub: NatsServer, start_se
             assert (mine.subject, mine.data, mine.headers) == (theirs.subject, theirs.data, theirs.headers)
         last = await edge_js.get_msg("S", 11)
         assert last.data == b"late" and last.headers["Nats-Stream-Source"].startswith("O:")
+        renamed = [await edge_js.get_msg("ST", seq) for seq in (1, 2, 20)]
+        assert [(m.subject, m.data) for m in renamed] == [("zero", b"m0"), ("one", b"m1"), ("one", b"late")]
         sources = (await edge("STREAM.INFO.S"))["sources"]
         assert [(s["name"], s["filter_subject"], s["external"]) for s in sources] == [("O", "o.1", ext)]
         # A workqueue origin takes the copier's consumer too: it is a `direct` one, as nats-server's own are.
