@@ -164,6 +164,14 @@ class StreamState(msgspec.Struct, kw_only=True):
     consumer_count: int = 0
 
 
+class AnsweredStreamConfig(StreamConfig, kw_only=True):
+    """A config as answered: `subjects` and `duplicate_window` left out when empty, as Go's omitempty does (only a
+    mirror's or a source's can be). Built by api.streams.answered, never stored or read back."""
+
+    subjects: list[str] | UnsetType = UNSET  # type: ignore[assignment]
+    duplicate_window: Duration | UnsetType = UNSET  # type: ignore[assignment]
+
+
 class StreamInfo(msgspec.Struct, kw_only=True):
     config: StreamConfig
     created: str
