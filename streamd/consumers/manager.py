@@ -45,7 +45,7 @@ class ConsumerManager:
         self.by_stream = self.registry.by_stream
         self.index = self.registry.index
         self.persistence = Persistence(writer, conn)
-        self.retention = retention.Retention(store, self.index, self.persistence)
+        self.retention = retention.Retention(store, self.index, self.persistence, self.registry.copying)
         self.intake = Intake(self.by_stream, leaf, self.retention, self.persistence)
         # Hot paths, bound once: the raw handlers the service subscribes and the host services every delivery
         # and ack calls go straight to the part that does the work.

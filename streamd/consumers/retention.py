@@ -29,19 +29,26 @@ def acked(c: Consumer, seq: int) -> bool:
 
 
 class Retention:
-    def __init__(self, store: Store, index: dict[str, StreamIndex[Consumer]], persistence: Persistence) -> None:
+    def __init__(
+        self,
+        store: Store,
+        index: dict[str, StreamIndex[Consumer]],
+        persistence: Persistence,
+        copying: dict[str, int] | None = None,
+    ) -> None:
         self._store = store
         self._index = index
         self._persistence = persistence
+        self._copying = copying if copying is not None else {}  # streams with `direct` consumers (Registry's)
 
     def on_acked(self, c: Consumer, seqs: list[int]) -> None:
         """`c` finished with `seqs`: under workqueue they go (once a mirror's or source's consumer on it has them
         too); under interest, those no other consumer needs."""
         stream = c.stream
-        idx = self._index.get(stream.name) or StreamIndex()
-        if stream.config.retention == Policy.WORKQUEUE and not _copied_from(idx):
+        if stream.config.retention == Policy.WORKQUEUE and stream.name not in self._copying:
             self._persistence.retire(stream, seqs)
             return
+        idx = self._index.get(stream.name) or StreamIndex()
         doomed: list[int] = []
         with self._store.read() as txn:
             for seq in seqs:
@@ -66,11 +73,6 @@ class Retention:
                 doomed.append(seq)
         for seq in doomed:
             streams.delete_seq(b, stream, seq)
-
-
-def _copied_from(idx: StreamIndex[Consumer]) -> bool:
-    """Does a mirror or source copy from this stream (a `direct` consumer, outside the workqueue's partition)?"""
-    return any(m.config.direct is True for g in idx.groups.values() for m in g.members)
 
 
 async def sweep(expiring: set[Consumer], remove: Callable[[Consumer], Awaitable[None]]) -> None:
