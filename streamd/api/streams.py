@@ -27,6 +27,7 @@ from streamd.streams import rules as config_rules
 from streamd.wire import errors
 from streamd.wire.models import (
     API_PREFIX_TYPE,
+    AnsweredStreamConfig,
     PurgeResponse,
     StreamConfig,
     StreamConfigRequest,
@@ -66,7 +67,13 @@ def decode_config(data: bytes) -> StreamConfig:
 def answered(cfg: StreamConfig, dynamic: bool = True) -> StreamConfig:
     """A stored config as nats-server answers it: with the `_nats.*` version metadata (a copy; never stored)."""
     meta = with_server_metadata(cfg.metadata, config_rules.required_level(cfg), dynamic)
-    return msgspec.structs.replace(cfg, metadata=meta)
+    fields = msgspec.structs.asdict(cfg)
+    fields["metadata"] = meta
+    if not cfg.subjects:
+        fields["subjects"] = msgspec.UNSET
+    if not cfg.duplicate_window:
+        fields["duplicate_window"] = msgspec.UNSET
+    return AnsweredStreamConfig(**fields)
 
 
 async def stream_create(ctx: Context, names: list[str], data: bytes) -> StreamCreateResponse:

@@ -55,6 +55,7 @@ class Ingest:
         self._api_prefix = api_prefix
         self._subs: dict[str, dict[str, Any]] = {}  # stream -> subject -> raw subscription
         self._direct_subs: dict[str, list[Any]] = {}
+        self._caught_up: set[str] = set()  # mirrors whose copier came within a few messages of the origin
         self._overload_logged = 0.0
 
     async def serve_recovered(self, stream: streams.Stream) -> None:
@@ -113,12 +114,23 @@ class Ingest:
             for sub in self._direct_subs.pop(stream.name):
                 await self._conn.unsubscribe_raw(sub)
 
+    async def mirror_caught_up(self, stream: streams.Stream) -> None:
+        """The mirror's copier is within a few messages of its origin: from now on it answers the origin's
+        DIRECT.GET (nats-server subscribes on the first mirrored message with fewer than 10 pending)."""
+        if stream.name not in self._caught_up:
+            self._caught_up.add(stream.name)
+            await self._update_mirror_direct(stream)
+
     async def _update_mirror_direct(self, stream: streams.Stream) -> None:
-        """A mirror with mirror_direct answers its origin's DIRECT.GET too, in the same queue group as the origin
-        (as nats-server's subscribeToMirrorDirect): each request is answered once, by one of them."""
+        """A mirror with mirror_direct answers its origin's DIRECT.GET too, once caught up, in the same queue
+        group as the origin (as nats-server's subscribeToMirrorDirect): each request is answered once, by one."""
         cfg, key = stream.config, stream.name + _MIRROR_KEY
         mirror = cfg.mirror
         wanted = cfg.mirror_direct and isinstance(mirror, StreamSource) and not stream.deleted and mirror.name or ""
+        if not wanted:
+            self._caught_up.discard(stream.name)
+        elif stream.name not in self._caught_up:
+            wanted = ""
         subs = self._direct_subs.get(key)
         if wanted and subs is None:
             self._direct_subs[key] = await self._subscribe_direct(stream.name, as_name=wanted)

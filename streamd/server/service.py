@@ -199,6 +199,7 @@ class Service:
 
         manager.on_subjects = subjects_changed
         manager.copy_info = copiers.info
+        copiers.on_caught_up = ingest.mirror_caught_up
         manager.on_advisory = self._advise
         intake = ApiIntake(conn, ctx, cfg.api_prefix)
         return _Serving(conn, ctx, writer, manager, consumers, ingest, intake, copiers)

@@ -106,6 +106,12 @@ SOURCE_MULTIPLE_FILTERS = ErrorKind(
 MIRROR_MULTIPLE_FILTERS = ErrorKind(
     400, 10150, "mirror with multiple subject transforms cannot also have a single subject filter"
 )
+SOURCE_INVALID_SUBJECT_FILTER = ErrorKind(400, 10145, "source transform source: {err}")
+SOURCE_INVALID_TRANSFORM_DESTINATION = ErrorKind(400, 10146, "source transform: {err}")
+SOURCE_OVERLAPPING_SUBJECT_FILTERS = ErrorKind(400, 10147, "source filters can not overlap")
+MIRROR_INVALID_SUBJECT_FILTER = ErrorKind(400, 10151, "mirror transform source: {err}")
+MIRROR_OVERLAPPING_SUBJECT_FILTERS = ErrorKind(400, 10152, "mirror subject filters can not overlap")
+MIRROR_INVALID_TRANSFORM_DESTINATION = ErrorKind(400, 10154, "mirror transform: {err}")
 MIRROR_WITH_COUNTERS = ErrorKind(400, 10173, "stream mirrors can not also calculate counters")
 MIRROR_WITH_SCHEDULES = ErrorKind(400, 10186, "stream mirrors can not also schedule messages")
 SOURCE_WITH_SCHEDULES = ErrorKind(400, 10187, "stream source can not also schedule messages")

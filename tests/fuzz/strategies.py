@@ -105,6 +105,12 @@ def copying_configs(name: str) -> list[dict[str, Any]]:
     return [
         {"name": name, "mirror": mirror, "max_msg_size": -1},
         {"name": name, "subjects": [f"s.{name}.>"], "sources": [source, {"name": WQ_STREAM, "external": ext}]},
+        {"name": name, "mirror": {"name": STREAM, "subject_transforms": [{"src": "fz.*", "dest": "m.$1"}]}},
+        {
+            "name": name,
+            "subjects": [f"s.{name}.>"],
+            "sources": [{"name": STREAM, "subject_transforms": [{"src": "fz.a", "dest": ""}, {"src": "fz.b.>"}]}],
+        },
     ]
 
 
