@@ -368,13 +368,19 @@ async def test_ctrl_c_while_publishing_answers_what_it_took(tmp_path: Path) -> N
             await proc.communicate()
 
 
+def _stopped(pid: int) -> bool:
+    """The process is stopped by a signal (state T in /proc/<pid>/stat)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+
+
 async def test_a_flush_fails_at_once_when_the_connection_is_lost(tmp_path: Path) -> None:
     """A stop step that flushes as the server goes away fails at once instead of waiting out its bound."""
     async with run_nats_server(tmp_path / "natsd") as server:
         conn = Connection()
         await conn.connect(servers=[server.url], reconnect_time_wait=1, max_reconnect_attempts=-1)
         try:
-            server.process.send_signal(signal.SIGSTOP)  # no PONG comes
+            server.process.send_signal(signal.SIGSTOP)  # no PONG comes (once it has taken effect: a PING that
+            await wait_for(lambda: _stopped(server.process.pid))  # the server still reads would be answered)
             flush = asyncio.ensure_future(conn.flush(timeout=10))
             await asyncio.sleep(0)  # its PING is out
             start = time.monotonic()
