@@ -30,7 +30,7 @@ from streamd.wire.models import (
     StreamPurgeRequest,
 )
 
-API_LEVEL = 1  # 2.11 features: per-message TTL and subject delete markers (none of level 2's: see streams/rules)
+API_LEVEL = 2  # 2.12's message schedules are served (its counters and atomic publish are refused by name)
 ENCODER = msgspec.json.Encoder()
 
 # ---- the `_nats.*` metadata nats-server adds to every stream and consumer config it returns ----

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import lmdb
 import msgspec
 
+from streamd.store import schedules
 from streamd.store.env import Store
 from streamd.store.layout import (
     SEQ,
@@ -27,9 +28,11 @@ from streamd.store.layout import (
     record_size,
     seek_first,
     stored_size,
+    unpack_message,
     unpack_pair,
 )
 from streamd.store.routing import Frame, Routing
+from streamd.store.schedules import Plan
 from streamd.wire import durations, errors, headers, subjects
 from streamd.wire.models import Discard, Retention, StreamConfig
 
@@ -158,8 +161,11 @@ def subject_count(b: Batch, stream: Stream, subject: bytes) -> int:
     return int(cur.count()) if cur.set_key(stream.dbs.skey(subject)) else 0
 
 
-def store_message(b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, data: bytes) -> tuple[int, bool]:
+def store_message(
+    b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, data: bytes, *, scheduled: bool = False
+) -> tuple[int, bool]:
     """Check, sequence and store one published message. -> (seq, duplicate); raises ApiError to refuse it.
+    `scheduled`: a message a schedule produced (see ``scheduler``), whose Nats-Schedule-Next is not a client's.
 
     The hot path: each helper below is called once per message, so splitting costs a call, never a second look.
     """
@@ -169,13 +175,15 @@ def store_message(b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, 
         subject = routing.stored_subject(subject)
     _check_writable(stream, subject)
     hlen = len(hdrs) if hdrs else 0
-    ttl, msg_id, rollup = 0, b"", None
+    ttl, msg_id, rollup, plan = 0, b"", None, None
     if hlen:
         h = headers.parse(hdrs)
         if h:
             ttl, msg_id, rollup, duplicate_of = _check_headers(b, stream, subject, h)
             if duplicate_of:
                 return duplicate_of, True
+            plan, hdrs, rollup = _schedule_plan(b, stream, subject, h, hdrs or b"", rollup, scheduled)
+            hlen = len(hdrs)
     size = _check_size(stream, subject, hlen, len(data))
     if cfg.discard == Discard.NEW:
         _check_discard_new(b, stream, subject, size)
@@ -195,8 +203,45 @@ def store_message(b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, 
         b.txn.put(stream.dbs.prefix + pack_pair(b.now_ns + ttl, seq), b"", db=stream.dbs.ttl)
     if rollup is not None:
         _apply_rollup(b, stream, subject, seq, rollup)
+    _apply_schedule_plan(b, stream, seq, plan)
     _enforce_limits(b, stream, subject)
     return seq, False
+
+
+def _schedule_plan(
+    b: Batch,
+    stream: Stream,
+    subject: bytes,
+    h: dict[bytes, bytes],
+    hdrs: bytes,
+    rollup: bytes | None,
+    scheduled: bool,
+) -> tuple[Plan | None, bytes, bytes | None]:
+    """What the Nats-Schedule headers ask (None: there are none); -> (plan, headers to store, rollup)."""
+    if not schedules.involved(h):
+        return None, hdrs, rollup
+    if scheduled:
+        return Plan(purge=schedules.purge_target(h)), hdrs, rollup
+
+    def last_headers(on: bytes) -> bytes | None:
+        seq = last_seq_on_subject(b, stream, on)
+        raw = b.txn.get(stream.dbs.mkey(seq), db=stream.dbs.msgs) if seq else None
+        return None if raw is None else bytes(unpack_message(raw)[1])
+
+    plan = schedules.check(stream.config, subject, h, b.now_ns, last_headers)
+    plan.purge = schedules.purge_target(h)
+    if plan.add_rollup:  # a subject holds one schedule: the server adds the rollup to the stored headers
+        return plan, headers.build([("Nats-Rollup", "sub")], hdrs), b"sub"
+    return plan, hdrs, rollup
+
+
+def _apply_schedule_plan(b: Batch, stream: Stream, seq: int, plan: Plan | None) -> None:
+    if plan is None:
+        return
+    if plan.due_ns:
+        schedules.index(b.txn, stream.dbs, plan.due_ns, seq)
+    if plan.purge:
+        _purge_filtered(b, stream, plan.purge.decode(errors="replace"), 0, 0)
 
 
 def _check_size(stream: Stream, subject: bytes, hlen: int, dlen: int) -> int:
@@ -420,7 +465,7 @@ def purge(b: Batch, stream: Stream, *, filter_subject: str = "", seq: int = 0, k
         return _purge_filtered(b, stream, filter_subject, seq, keep)
     if not seq and not keep:
         purged = c.messages
-        for db in (stream.dbs.msgs, stream.dbs.subjects, stream.dbs.ttl):
+        for db in (stream.dbs.msgs, stream.dbs.subjects, stream.dbs.ttl, stream.dbs.sched):
             delete_prefix(b.txn.cursor(db=db), stream.dbs.prefix, 1 << 62)
         b.purged.append(stream)
         c.first_seq, c.first_ns, c.messages, c.total_bytes, c.num_subjects = min(c.last_seq + 1, MAX_SEQ), 0, 0, 0, 0

@@ -17,6 +17,14 @@ EXPECTED_LAST_MSG_ID = b"Nats-Expected-Last-Msg-Id"
 ROLLUP = b"Nats-Rollup"
 TTL = b"Nats-TTL"
 REQUIRED_API_LEVEL = b"Nats-Required-Api-Level"
+SCHEDULE = b"Nats-Schedule"  # the pattern; the message carrying it is a schedule (see wire/schedule.py)
+SCHEDULE_TZ = b"Nats-Schedule-Time-Zone"
+SCHEDULE_TTL = b"Nats-Schedule-TTL"
+SCHEDULE_ROLLUP = b"Nats-Schedule-Rollup"
+SCHEDULE_TARGET = b"Nats-Schedule-Target"
+SCHEDULE_SOURCE = b"Nats-Schedule-Source"
+SCHEDULER = b"Nats-Scheduler"  # on a produced message: the schedule's subject
+SCHEDULE_NEXT = b"Nats-Schedule-Next"  # on a produced message: `purge` (one-shot) or the next fire time
 
 
 def parse(block: bytes | None) -> dict[bytes, bytes]:

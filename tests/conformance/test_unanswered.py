@@ -204,7 +204,6 @@ async def test_unknown_verbs_and_wrong_token_counts_get_no_answer(nc: Client, as
 
 UNSERVED_FLAGS = [
     {"allow_atomic": True},
-    {"allow_msg_schedules": True},
     {"allow_msg_counter": True},
     {"allow_batched": True},
     {"persist_mode": "async"},
@@ -289,9 +288,10 @@ async def test_placement_with_a_cluster_is_kept(nc: Client) -> None:
 
 async def test_the_reported_api_level_is_the_one_honoured(nc: Client, backend: str) -> None:
     """`api.level` in INFO is exactly the highest Nats-Required-Api-Level a request may carry: streamd serves
-    level 1 (2.11: per-message TTL, delete markers) and none of level 2's features, nats-server 2.15 reports 5."""
+    level 2 (2.12's message schedules; its counters and atomic publish are refused by name), nats-server 2.15
+    reports 5."""
     level = (await ask(nc, "$JS.API.INFO"))["api"]["level"]
-    assert level == (5 if backend == "jetstream" else 1)
+    assert level == (5 if backend == "jetstream" else 2)
     ok = await ask(nc, "$JS.API.STREAM.NAMES", b"", {"Nats-Required-Api-Level": str(level)})
     assert "error" not in ok
     too_high = await ask(nc, "$JS.API.STREAM.NAMES", b"", {"Nats-Required-Api-Level": str(level + 1)})
