@@ -240,8 +240,9 @@ def _apply_schedule_plan(b: Batch, stream: Stream, seq: int, plan: Plan | None) 
         return
     if plan.due_ns:
         schedules.index(b.txn, stream.dbs, plan.due_ns, seq)
-    if plan.purge:
-        _purge_filtered(b, stream, plan.purge.decode(errors="replace"), 0, 0)
+    if plan.purge:  # a literal subject (checked at publish, or a schedule's own): its messages, straight off the index
+        for old in subject_seqs(b, stream, plan.purge):
+            delete_seq(b, stream, old)
 
 
 def _check_size(stream: Stream, subject: bytes, hlen: int, dlen: int) -> int:
