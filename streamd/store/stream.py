@@ -179,10 +179,10 @@ def store_message(
     if hlen:
         h = headers.parse(hdrs)
         if h:
-            ttl, msg_id, rollup, duplicate_of = _check_headers(b, stream, subject, h)
+            ttl, msg_id, rollup, duplicate_of, plan = _check_headers(b, stream, subject, h, scheduled)
             if duplicate_of:
                 return duplicate_of, True
-            plan, hdrs, rollup = _schedule_plan(b, stream, subject, h, hdrs or b"", rollup, scheduled)
+            hdrs, rollup = _with_schedule_rollup(plan, hdrs or b"", rollup)
             hlen = len(hdrs)
     size = _check_size(stream, subject, hlen, len(data))
     if cfg.discard == Discard.NEW:
@@ -208,20 +208,12 @@ def store_message(
     return seq, False
 
 
-def _schedule_plan(
-    b: Batch,
-    stream: Stream,
-    subject: bytes,
-    h: dict[bytes, bytes],
-    hdrs: bytes,
-    rollup: bytes | None,
-    scheduled: bool,
-) -> tuple[Plan | None, bytes, bytes | None]:
-    """What the Nats-Schedule headers ask (None: there are none); -> (plan, headers to store, rollup)."""
+def _schedule_plan(b: Batch, stream: Stream, subject: bytes, h: dict[bytes, bytes], scheduled: bool) -> Plan | None:
+    """What the Nats-Schedule headers ask (None: there are none); raises the server's errors for a client's."""
     if not schedules.involved(h):
-        return None, hdrs, rollup
+        return None
     if scheduled:
-        return Plan(purge=schedules.purge_target(h)), hdrs, rollup
+        return Plan(purge=schedules.purge_target(h))
 
     def last_headers(on: bytes) -> bytes | None:
         seq = last_seq_on_subject(b, stream, on)
@@ -230,9 +222,14 @@ def _schedule_plan(
 
     plan = schedules.check(stream.config, subject, h, b.now_ns, last_headers)
     plan.purge = schedules.purge_target(h)
-    if plan.add_rollup:  # a subject holds one schedule: the server adds the rollup to the stored headers
-        return plan, headers.build([("Nats-Rollup", "sub")], hdrs), b"sub"
-    return plan, hdrs, rollup
+    return plan
+
+
+def _with_schedule_rollup(plan: Plan | None, hdrs: bytes, rollup: bytes | None) -> tuple[bytes, bytes | None]:
+    """A subject holds one schedule: the server adds `Nats-Rollup: sub` to a schedule's stored headers."""
+    if plan is not None and plan.add_rollup:
+        return headers.build([("Nats-Rollup", "sub")], hdrs), b"sub"
+    return hdrs, rollup
 
 
 def _apply_schedule_plan(b: Batch, stream: Stream, seq: int, plan: Plan | None) -> None:
@@ -311,9 +308,10 @@ def _check_writable(stream: Stream, subject: bytes) -> None:
 
 
 def _check_headers(
-    b: Batch, stream: Stream, subject: bytes, h: dict[bytes, bytes]
-) -> tuple[int, bytes, bytes | None, int]:
-    """The header rules in the server's order. -> (ttl ns, msg id, rollup, seq this duplicates or 0)."""
+    b: Batch, stream: Stream, subject: bytes, h: dict[bytes, bytes], scheduled: bool = False
+) -> tuple[int, bytes, bytes | None, int, Plan | None]:
+    """The header rules in the server's order. -> (ttl ns, msg id, rollup, seq this duplicates or 0, what the
+    schedule headers ask)."""
     c = stream.counters
     expected = h.get(headers.EXPECTED_STREAM)
     if expected is not None and expected != stream.name_bytes:
@@ -330,18 +328,19 @@ def _check_headers(
     last = h.get(headers.EXPECTED_LAST_SEQ)
     if last is not None and _to_int(last) != c.last_seq:
         raise errors.WRONG_LAST_SEQUENCE(seq=c.last_seq)
+    plan = _schedule_plan(b, stream, subject, h, scheduled)
     msg_id = dedup_key(h.get(headers.MSG_ID, b""))
     if msg_id:
         prior = b.txn.get(stream.dbs.prefix + msg_id, db=stream.dbs.dedup)
         if prior is not None:
             seq, stored = unpack_pair(prior)
             if b.now_ns - stored < stream.config.duplicate_window:
-                return ttl, msg_id, None, seq
+                return ttl, msg_id, None, seq, None
     _check_expected_msg_id(stream, h)
     rollup = h.get(headers.ROLLUP)
     if rollup is not None:
         _check_rollup(stream, rollup)
-    return ttl, msg_id, rollup, 0
+    return ttl, msg_id, rollup, 0, plan
 
 
 def dedup_key(msg_id: bytes) -> bytes:

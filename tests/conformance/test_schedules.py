@@ -68,6 +68,11 @@ PUBLISHES: list[tuple[dict[str, str], int | None]] = [
     ({"Nats-Schedule-Next": "purge", "Nats-Scheduler": "s.sched"}, 10212),
     ({"Nats-Schedule-Next": "purge", "Nats-Scheduler": "s.plain"}, 10212),  # s.plain is no schedule
     ({"Nats-Scheduler": "s.none"}, 10212),
+    # Where the schedule checks sit among the others: after the expected-sequence checks, before deduplication.
+    ({"Nats-Msg-Id": "d1"}, None),
+    ({"Nats-Msg-Id": "d1", "Nats-Schedule": FUTURE, "Nats-Schedule-Target": "elsewhere"}, 10190),
+    ({"Nats-Expected-Last-Sequence": "999999", "Nats-Schedule": "nonsense"}, 10071),
+    ({"Nats-Expected-Stream": "X", "Nats-Schedule": "nonsense"}, 10060),
 ]
 
 
