@@ -74,7 +74,7 @@ def _fire(b: Batch, stream: Stream, due: int, seq: int) -> None:
     if rollup:
         added.append(("Nats-Rollup", rollup.decode()))
     try:
-        store_message(b, stream, target, headers.build(added, _stripped(body_hdrs)), body, scheduled=True)
+        store_message(b, stream, target, headers.build(added, _stripped(body_hdrs)), body, sourced=True)
     except errors.ApiError as exc:
         logger.warning("stream %s: schedule %s could not store on %s: %s", stream.name, subject, target, exc)
     if repeat:

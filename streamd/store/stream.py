@@ -162,10 +162,11 @@ def subject_count(b: Batch, stream: Stream, subject: bytes) -> int:
 
 
 def store_message(
-    b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, data: bytes, *, scheduled: bool = False
+    b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, data: bytes, *, sourced: bool = False
 ) -> tuple[int, bool]:
     """Check, sequence and store one published message. -> (seq, duplicate); raises ApiError to refuse it.
-    `scheduled`: a message a schedule produced (see ``scheduler``), whose Nats-Schedule-Next is not a client's.
+    `sourced`: a message a schedule produced (see ``scheduler``) or a source copied: its schedule headers are not
+    a client's to check (nats-server's `sourced`), only a `Nats-Schedule-Next: purge` is honoured.
 
     The hot path: each helper below is called once per message, so splitting costs a call, never a second look.
     """
@@ -179,7 +180,7 @@ def store_message(
     if hlen:
         h = headers.parse(hdrs)
         if h:
-            ttl, msg_id, rollup, duplicate_of, plan = _check_headers(b, stream, subject, h, scheduled)
+            ttl, msg_id, rollup, duplicate_of, plan = _check_headers(b, stream, subject, h, sourced)
             if duplicate_of:
                 return duplicate_of, True
             hdrs, rollup = _with_schedule_rollup(plan, hdrs or b"", rollup)
@@ -208,11 +209,11 @@ def store_message(
     return seq, False
 
 
-def _schedule_plan(b: Batch, stream: Stream, subject: bytes, h: dict[bytes, bytes], scheduled: bool) -> Plan | None:
+def _schedule_plan(b: Batch, stream: Stream, subject: bytes, h: dict[bytes, bytes], sourced: bool) -> Plan | None:
     """What the Nats-Schedule headers ask (None: there are none); raises the server's errors for a client's."""
     if not schedules.involved(h):
         return None
-    if scheduled:
+    if sourced:
         return Plan(purge=schedules.purge_target(h))
 
     def last_headers(on: bytes) -> bytes | None:
@@ -308,7 +309,7 @@ def _check_writable(stream: Stream, subject: bytes) -> None:
 
 
 def _check_headers(
-    b: Batch, stream: Stream, subject: bytes, h: dict[bytes, bytes], scheduled: bool = False
+    b: Batch, stream: Stream, subject: bytes, h: dict[bytes, bytes], sourced: bool = False
 ) -> tuple[int, bytes, bytes | None, int, Plan | None]:
     """The header rules in the server's order. -> (ttl ns, msg id, rollup, seq this duplicates or 0, what the
     schedule headers ask)."""
@@ -328,7 +329,7 @@ def _check_headers(
     last = h.get(headers.EXPECTED_LAST_SEQ)
     if last is not None and _to_int(last) != c.last_seq:
         raise errors.WRONG_LAST_SEQUENCE(seq=c.last_seq)
-    plan = _schedule_plan(b, stream, subject, h, scheduled)
+    plan = _schedule_plan(b, stream, subject, h, sourced)
     msg_id = dedup_key(h.get(headers.MSG_ID, b""))
     if msg_id:
         prior = b.txn.get(stream.dbs.prefix + msg_id, db=stream.dbs.dedup)
@@ -339,7 +340,7 @@ def _check_headers(
     _check_expected_msg_id(stream, h)
     rollup = h.get(headers.ROLLUP)
     if rollup is not None:
-        _check_rollup(stream, rollup)
+        _check_rollup(stream, rollup, sourced)
     return ttl, msg_id, rollup, 0, plan
 
 
@@ -356,8 +357,9 @@ def _check_expected_msg_id(stream: Stream, h: dict[bytes, bytes]) -> None:
         raise errors.WRONG_LAST_MSG_ID(id=bytes(stream.counters.last_msg_id).decode(errors="replace"))
 
 
-def _check_rollup(stream: Stream, value: bytes) -> None:
-    if not stream.config.allow_rollup_hdrs or stream.config.deny_purge:
+def _check_rollup(stream: Stream, value: bytes, sourced: bool = False) -> None:
+    """A sourced message's rollup applies even where clients may not roll up (as in nats-server)."""
+    if not sourced and (not stream.config.allow_rollup_hdrs or stream.config.deny_purge):
         raise errors.ROLLUP_FAILED(err="rollup not permitted")
     if value not in (b"sub", b"all"):
         raise errors.ROLLUP_FAILED(err=f'rollup value invalid: "{value.decode(errors="replace")}"')
