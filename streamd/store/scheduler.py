@@ -13,7 +13,7 @@ import logging
 from streamd.store import schedules
 from streamd.store.layout import seek_first, unpack_message, unpack_pair
 from streamd.store.stream import Batch, Stream, last_seq_on_subject, store_message
-from streamd.wire import errors, headers, schedule, timefmt
+from streamd.wire import errors, headers, schedule
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def _fire(b: Batch, stream: Stream, due: int, seq: int) -> None:
             body_hdrs, body = bytes(src_hdrs), bytes(src_data)
     added = [
         ("Nats-Scheduler", subject.decode()),
-        ("Nats-Schedule-Next", timefmt.format_ns(nxt) if repeat else "purge"),
+        ("Nats-Schedule-Next", schedule.format_next(nxt, tz) if repeat else "purge"),
     ]
     if ttl:
         added.append(("Nats-TTL", ttl.decode()))

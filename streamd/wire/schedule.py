@@ -87,6 +87,20 @@ def next_fire(pattern: str, tz: ZoneInfo | None, ts_ns: int, now_ns: int) -> tup
     return nxt, True
 
 
+def format_next(ns: int, tz: ZoneInfo | None) -> str:
+    """A `Nats-Schedule-Next` value: RFC 3339 as Go's RFC3339Nano prints it, in the schedule's zone (`Z` for UTC)."""
+    if tz is None:
+        return timefmt.format_ns(ns)
+    local = datetime.fromtimestamp(ns // _NS, tz)
+    offset = local.utcoffset() or timedelta(0)
+    frac = f".{ns % _NS:09d}".rstrip("0") if ns % _NS else ""
+    if not offset:
+        return local.strftime("%Y-%m-%dT%H:%M:%S") + frac + "Z"
+    minutes = int(offset.total_seconds()) // 60
+    sign = "+" if minutes >= 0 else "-"
+    return local.strftime("%Y-%m-%dT%H:%M:%S") + frac + f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
 def _round_second(ns: int) -> int:
     return (ns + _NS // 2) // _NS * _NS
 

@@ -150,3 +150,14 @@ async def test_a_repeating_schedule_fires_from_a_source_until_purged(nc: Client,
     purge = {"Nats-Schedule-Next": "purge", "Nats-Scheduler": "s.sched.rep"}
     await js.publish("s.stop", b"", headers=purge)
     assert await _gone(nc, "S", "s.sched.rep")
+
+
+async def test_a_cron_schedule_writes_its_next_time_in_its_zone(nc: Client, js: JetStreamContext) -> None:
+    await api(nc, "$JS.API.STREAM.CREATE.S", SCHED)
+    hdrs = {"Nats-Schedule": "* * * * * *", "Nats-Schedule-Time-Zone": "Asia/Kolkata", "Nats-Schedule-Target": "s.c"}
+    await js.publish("s.sched.cron", b"", headers=hdrs)
+    fired = await wait_for(lambda: _last(nc, "S", "s.c"))
+    await js.publish("s.stop", b"", headers={"Nats-Schedule-Next": "purge", "Nats-Scheduler": "s.sched.cron"})
+    raw = base64.b64decode(fired["hdrs"]).decode()
+    nxt = next(line for line in raw.split("\r\n") if line.startswith("Nats-Schedule-Next: "))
+    assert nxt.endswith("+05:30") and "." not in nxt, nxt

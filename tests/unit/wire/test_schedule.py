@@ -77,3 +77,12 @@ def test_invalid_patterns(pattern: str, tz: str | None) -> None:
 def test_invalid_zones(value: bytes) -> None:
     with pytest.raises(schedule.Invalid):
         schedule.zone(value)
+
+
+def test_next_times_are_written_as_go_prints_them_in_the_schedules_zone() -> None:
+    paris = schedule.zone(b"Europe/Paris")
+    summer = timefmt.parse("2026-03-30T07:30:00Z")
+    assert schedule.format_next(summer, paris) == "2026-03-30T09:30:00+02:00"
+    assert schedule.format_next(summer, schedule.zone(b"America/St_Johns")) == "2026-03-30T05:00:00-02:30"
+    assert schedule.format_next(summer, schedule.zone(b"UTC")) == "2026-03-30T07:30:00Z"
+    assert schedule.format_next(summer + 5 * 10**8, None) == "2026-03-30T07:30:00.5Z"
