@@ -205,7 +205,9 @@ async def test_a_client_that_vanishes_mid_transfer_leaves_nothing(
         nc, "$JS.API.STREAM.RESTORE.GONE", {"config": {**answer["config"], "name": "GONE", "subjects": ["gone"]}}
     )
     await nc.request(reply["deliver_subject"], data[:1000], timeout=5)
-    await wait_for(lambda: not snapshot_api._restoring, timeout=5)
+    ctx = streamd.service.ctx
+    assert ctx is not None
+    await wait_for(lambda: not ctx.restoring, timeout=5)
     names = await _ask(nc, "$JS.API.STREAM.NAMES", b"")
     assert names["streams"] == ["S"]
     # the name is free again, and a whole snapshot restores under it

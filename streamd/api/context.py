@@ -30,7 +30,9 @@ from streamd.wire.models import (
     StreamPurgeRequest,
 )
 
-API_LEVEL = 2  # 2.12's message schedules are served (its counters and atomic publish are refused by name)
+# 2 since 2.12's atomic batch publish, counters and message schedules; level 2's async persist is refused by
+# name when asked for (see streams/rules).
+API_LEVEL = 2
 ENCODER = msgspec.json.Encoder()
 
 # ---- the `_nats.*` metadata nats-server adds to every stream and consumer config it returns ----
@@ -98,6 +100,7 @@ class Context:
     stats: Counters = field(default_factory=Counters)
     consumers: ConsumerManager | None = None
     health: Callable[[], Health] | None = None  # the service's health report, shown in INFO's streamd block
+    restoring: set[str] = field(default_factory=set)  # streams with a STREAM.RESTORE in flight: one at a time
 
 
 PageT = TypeVar("PageT", bound=msgspec.Struct)

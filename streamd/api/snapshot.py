@@ -58,8 +58,6 @@ EOF_OK = b"NATS/1.0 204\r\n\r\n"
 NO_INTEREST = b"NATS/1.0 408 No Interest\r\n\r\n"
 NO_FLOW = b"NATS/1.0 408 No Flow Response\r\n\r\n"
 
-_restoring: set[tuple[int, str]] = set()  # (service, name) of the restores in flight: one at a time per name
-
 
 class SnapshotResponse(msgspec.Struct, kw_only=True):
     type: str = API_PREFIX_TYPE + "stream_snapshot_response"
@@ -243,13 +241,13 @@ async def stream_restore(ctx: Context, names: list[str], data: bytes) -> Restore
     cfg = config_rules.normalize(cfg)
     if (stream := ctx.manager.streams.get(names[0])) is not None and not stream.deleted:
         raise errors.STREAM_NAME_EXISTS_RESTORE()
-    if (id(ctx.manager), cfg.name) in _restoring:
+    if cfg.name in ctx.restoring:
         raise errors.STREAM_NAME_EXISTS_RESTORE()
     ctx.manager.check_overlap(cfg)
     check_reply_fits(ctx, cfg, "stream")
     job = _Restore(ctx, cfg, f"$JS.SNAPSHOT.RESTORE.{cfg.name}.{_token()}")
     await job.subscribe()
-    _restoring.add((id(ctx.manager), cfg.name))
+    ctx.restoring.add(cfg.name)
     _spawn(ctx, job.run(), f"streamd-restore-{cfg.name}")
     return RestoreResponse(deliver_subject=job.subject)
 
@@ -291,7 +289,7 @@ class _Restore:
         except Exception:
             logger.exception("restore of stream '%s' failed", self.cfg.name)
         finally:
-            _restoring.discard((id(self.ctx.manager), self.cfg.name))
+            self.ctx.restoring.discard(self.cfg.name)
             if self.sub is not None:
                 await self.ctx.conn.unsubscribe_raw(self.sub)
             if not done and self.importer.stream_id:

@@ -4,6 +4,7 @@ purge. Message reads and deletes are in messages.py."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import msgspec
 
@@ -26,10 +27,12 @@ from streamd.streams import rules as config_rules
 from streamd.wire import errors
 from streamd.wire.models import (
     API_PREFIX_TYPE,
+    AnsweredStreamConfig,
     PurgeResponse,
     StreamConfig,
     StreamConfigRequest,
     StreamCreateResponse,
+    StreamInfo,
     StreamInfoRequest,
     StreamInfoResponse,
     StreamListResponse,
@@ -64,7 +67,13 @@ def decode_config(data: bytes) -> StreamConfig:
 def answered(cfg: StreamConfig, dynamic: bool = True) -> StreamConfig:
     """A stored config as nats-server answers it: with the `_nats.*` version metadata (a copy; never stored)."""
     meta = with_server_metadata(cfg.metadata, config_rules.required_level(cfg), dynamic)
-    return msgspec.structs.replace(cfg, metadata=meta)
+    fields = msgspec.structs.asdict(cfg)
+    fields["metadata"] = meta
+    if not cfg.subjects:
+        fields["subjects"] = msgspec.UNSET
+    if not cfg.duplicate_window:
+        fields["duplicate_window"] = msgspec.UNSET
+    return AnsweredStreamConfig(**fields)
 
 
 async def stream_create(ctx: Context, names: list[str], data: bytes) -> StreamCreateResponse:
@@ -77,15 +86,19 @@ async def stream_create(ctx: Context, names: list[str], data: bytes) -> StreamCr
     check_reply_fits(ctx, config_rules.normalize(cfg), "stream")
     stream, created = await ctx.manager.create(cfg)
     info = ctx.manager.info(stream)
-    return StreamCreateResponse(
-        config=answered(info.config),
-        created=info.created,
-        state=info.state,
-        mirror=info.mirror,
-        sources=info.sources,
-        ts=info.ts,
-        did_create=created,
-    )
+    return StreamCreateResponse(**_info_fields(info), did_create=created)
+
+
+def _info_fields(info: StreamInfo) -> dict[str, Any]:
+    """What the create, update and info answers share: the stream's info, its config as answered."""
+    return {
+        "config": answered(info.config),
+        "created": info.created,
+        "state": info.state,
+        "mirror": info.mirror,
+        "sources": info.sources,
+        "ts": info.ts,
+    }
 
 
 async def stream_update(ctx: Context, names: list[str], data: bytes) -> StreamUpdateResponse:
@@ -95,14 +108,7 @@ async def stream_update(ctx: Context, names: list[str], data: bytes) -> StreamUp
     check_reply_fits(ctx, config_rules.normalize(cfg), "stream")
     stream = await ctx.manager.update(cfg)
     info = ctx.manager.info(stream)
-    return StreamUpdateResponse(
-        config=answered(info.config),
-        created=info.created,
-        state=info.state,
-        mirror=info.mirror,
-        sources=info.sources,
-        ts=info.ts,
-    )
+    return StreamUpdateResponse(**_info_fields(info))
 
 
 async def stream_delete(ctx: Context, names: list[str], data: bytes) -> SuccessResponse:
@@ -122,12 +128,7 @@ def _stream_info_response(ctx: Context, name: str, req: StreamInfoRequest) -> St
             keys = sorted(subjects_map)[req.offset : req.offset + SUBJECTS_LIMIT]
             info.state.subjects = {k: subjects_map[k] for k in keys}
     return StreamInfoResponse(
-        config=answered(info.config),
-        created=info.created,
-        state=info.state,
-        mirror=info.mirror,
-        sources=info.sources,
-        ts=info.ts,
+        **_info_fields(info),
         total=total,
         offset=req.offset,
         limit=limit,

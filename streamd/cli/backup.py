@@ -61,7 +61,6 @@ import base64
 import contextlib
 import gzip
 import json
-import os
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -234,10 +233,13 @@ async def _copy_backup(s: Session, stream: str, file: Path) -> None:
     state = info.get("state", {})
     consumers = [c["config"] for c in await all_consumers(s, stream) if c.get("config", {}).get("durable_name")]
     first, last = int(state.get("first_seq", 0)), int(state.get("last_seq", 0))
-    partial = file.with_name(f".{file.name}.partial")
     count = 0
     try:
-        with gzip.open(partial, "wt", encoding="utf-8") as out, _Progress(s, state.get("messages", 0), "Saving") as bar:
+        with (
+            snapshot_file.whole_file(file) as partial,
+            gzip.open(partial, "wt", encoding="utf-8") as out,
+            _Progress(s, state.get("messages", 0), "Saving") as bar,
+        ):
             header = {
                 "format": FORMAT,
                 "version": VERSION,
@@ -256,16 +258,8 @@ async def _copy_backup(s: Session, stream: str, file: Path) -> None:
                 count += 1
                 bar.update(1)
             out.write(json.dumps({"end": True, "messages": count}) + "\n")
-        os.replace(partial, file)
     except (KeyboardInterrupt, asyncio.CancelledError):
-        partial.unlink(missing_ok=True)
         raise CliError(f"interrupted after {count} messages — no backup written to {file}") from None
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise CliError(f"cannot write {file}: {exc.strerror or exc} — check the path and free space") from None
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
     summary = {
         "stream": stream,
         "file": str(file),

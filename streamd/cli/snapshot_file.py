@@ -10,9 +10,10 @@ checked end to end by its own digest, which the server verifies on restore)::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,22 @@ def is_snapshot_file(file: Path) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def whole_file(file: Path) -> Iterator[Path]:
+    """A path beside `file` to write to, renamed to `file` when the block ends well and removed otherwise: a backup
+    file never exists half written."""
+    partial = file.with_name(f".{file.name}.partial")
+    try:
+        yield partial
+        os.replace(partial, file)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise CliError(f"cannot write {file}: {exc.strerror or exc} — check the path and free space") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
 async def save(
     snap: protocol.Snapshot,
     file: Path,
@@ -45,7 +62,6 @@ async def save(
 ) -> int:
     """Write the header, `first` (the chunk already read) and the rest of the transfer; -> bytes of payload.
     The file appears only when complete (written beside it, then renamed)."""
-    partial = file.with_name(f".{file.name}.partial")
     header = {
         "format": FORMAT,
         "version": VERSION,
@@ -55,7 +71,7 @@ async def save(
     }
     total = 0
     try:
-        with partial.open("wb") as out:
+        with whole_file(file) as partial, partial.open("wb") as out:
             out.write(json.dumps(header).encode() + b"\n")
             out.write(first)
             total += len(first)
@@ -64,13 +80,6 @@ async def save(
                 out.write(chunk)
                 total += len(chunk)
                 progress(len(chunk))
-        os.replace(partial, file)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise CliError(f"cannot write {file}: {exc.strerror or exc} — check the path and free space") from None
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
     finally:
         await snap.close()
     return total

@@ -29,7 +29,7 @@ from streamd.store import reads
 from streamd.store.stream import Stream
 from streamd.transport.leaf import LeafConnection
 from streamd.wire import ack_protocol, headers, timefmt
-from streamd.wire.models import ConsumerConfig
+from streamd.wire.models import ConsumerConfig, Retention
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,9 @@ class Consumer:
     _sleep_until_ns: int = NEVER  # when the task's wait ends by itself (NEVER: no timer, or no task)
     _stepping: bool = False
     _ack_prefix: str = ""  # ack_protocol.ack_prefix for this consumer, built once
+    # A mirror's or source's ack-none (`direct`) consumer of a workqueue: each delivery takes the message off the
+    # queue, as in nats-server (set by configure; a stream's retention never changes to or from workqueue).
+    consumes: bool = False
 
     def __post_init__(self) -> None:
         self.wake = Wake(self._ensure_task)
@@ -90,6 +93,9 @@ class Consumer:
         self.filters = filters
         self.reader.set_filters(filters)
         self.paused_until_ns = timefmt.parse(cfg.pause_until) if isinstance(cfg.pause_until, str) else 0
+        self.consumes = (
+            self.stream.config.retention == Retention.WORKQUEUE and self.settings.ack_policy is acks.AckPolicy.NONE
+        )
 
     # ---- properties ----------------------------------------------------------------------------------------
 
@@ -376,6 +382,8 @@ class Consumer:
         if is_new:
             self.num_pending = pending
         delivery = acks.on_deliver(st, self.settings, found.seq, now)
+        if self.consumes:
+            self.host.consumed(self, found.seq)
         entry = st.pending.get(found.seq)
         if entry is not None and entry.deadline_ns and entry.deadline_ns < self._deadline_hint:
             self._deadline_hint = entry.deadline_ns

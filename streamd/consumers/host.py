@@ -36,6 +36,9 @@ class ConsumerHost(Protocol[C_contra]):
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None] | None:
         """Run the consumer's delivery task in the host's task group (None: the host is stopping)."""
 
+    def consumed(self, c: C_contra, seq: int) -> None:
+        """An ack-none delivery from a workqueue stream: the message goes once no other consumer needs it."""
+
     def advise_nak(self, c: C_contra, info: AckInfo) -> None: ...
 
     def advise_term(self, c: C_contra, info: AckInfo, reason: str) -> None: ...

@@ -45,7 +45,7 @@ class ConsumerManager:
         self.by_stream = self.registry.by_stream
         self.index = self.registry.index
         self.persistence = Persistence(writer, conn)
-        self.retention = retention.Retention(store, self.index, self.persistence)
+        self.retention = retention.Retention(store, self.index, self.persistence, self.registry.copying)
         self.intake = Intake(self.by_stream, leaf, self.retention, self.persistence)
         # Hot paths, bound once: the raw handlers the service subscribes and the host services every delivery
         # and ack calls go straight to the part that does the work.
@@ -157,7 +157,8 @@ class ConsumerManager:
             raise errors.CONSUMER_DOES_NOT_EXIST()
         if 0 < stream.config.max_consumers <= len(group):
             raise errors.MAX_CONSUMERS()
-        self._check_workqueue(stream, filters, group)
+        if cfg.direct is not True:  # a mirror's or source's consumer is exempt, as in nats-server
+            self._check_workqueue(stream, filters, group)
         state = acks.ConsumerState()
         start = positions.initial_position(self.store, stream, cfg, filters)
         acks.skip_before(state, start.first_seq)
@@ -180,14 +181,21 @@ class ConsumerManager:
         return c
 
     def _check_workqueue(self, stream: streams.Stream, mine: list[str], group: dict[str, Consumer]) -> None:
-        if stream.config.retention != Retention.WORKQUEUE or not group:
+        """A workqueue's consumers partition it: at most one unfiltered, no two filters overlapping. Copying
+        (`direct`) consumers take no part, on either side (nats-server's numLimitableConsumers, partitionUnique)."""
+        if stream.config.retention != Retention.WORKQUEUE:
+            return
+        if not any(c.config.direct is not True for c in group.values()):
             return
         if not mine:
             raise errors.WQ_MULTIPLE_UNFILTERED()
         idx = self.index.get(stream.config.name)
         if idx is None:
             return
-        if () in idx.groups or any(idx.tree.collides(f) for f in mine):  # O(filters * depth), not pairwise
+        groups = [idx.groups[()]] if () in idx.groups else []
+        for f in mine:  # O(filters * depth), not pairwise
+            groups.extend(idx.tree.colliding(f))
+        if any(c.config.direct is not True for g in groups for c in g.members):
             raise errors.WQ_NOT_UNIQUE()
 
     async def _update(self, c: Consumer, cfg: ConsumerConfig, filters: list[str]) -> Consumer:
@@ -214,7 +222,8 @@ class ConsumerManager:
         self.persistence.forget(c)
         if persist:
             stream, name = c.stream, c.name
-            interest = stream.config.retention == Retention.INTEREST
+            # (a workqueue's copying consumer leaving may free what the queue's workers already acked)
+            interest = stream.config.retention == Retention.INTEREST or c.consumes
 
             def delete(b: streams.Batch) -> None:
                 b.store.delete_consumer(b.txn, stream.id, name)
@@ -275,6 +284,9 @@ class ConsumerManager:
         )
 
     # ---- advisories (host services) ------------------------------------------------------------------------
+
+    def consumed(self, c: Consumer, seq: int) -> None:
+        self.retention.on_acked(c, [seq])
 
     def advise_nak(self, c: Consumer, info: ack_protocol.AckInfo) -> None:
         self.persistence.advise(*advisories.nak(c.stream.name, c.name, info))

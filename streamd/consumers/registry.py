@@ -20,6 +20,7 @@ class Registry:
         self.index: dict[str, StreamIndex[Consumer]] = {}
         self.by_deliver: dict[str, set[Consumer]] = {}  # push consumers by deliver subject
         self.expiring: set[Consumer] = set()  # consumers with an inactive threshold (swept)
+        self.copying: dict[str, int] = {}  # stream -> its mirrors' and sources' `direct` consumers (when any)
 
     def get(self, stream: str, name: str) -> Consumer:
         c = self.by_stream.get(stream, {}).get(name)
@@ -50,6 +51,8 @@ class Registry:
         threshold = c.config.inactive_threshold
         if isinstance(threshold, int) and threshold > 0:
             self.expiring.add(c)
+        if c.config.direct is True:
+            self.copying[c.stream.name] = self.copying.get(c.stream.name, 0) + 1
 
     def untrack(self, c: Consumer) -> None:
         idx = self.index.get(c.stream.name)
@@ -62,6 +65,12 @@ class Registry:
             if not same:
                 del self.by_deliver[deliver]
         self.expiring.discard(c)
+        if c.config.direct is True and c.stream.name in self.copying:
+            left = self.copying[c.stream.name] - 1
+            if left > 0:
+                self.copying[c.stream.name] = left
+            else:
+                del self.copying[c.stream.name]
 
     def want_messages(self, c: Consumer) -> None:
         """A pull consumer has a waiting request: wake it on matching stores (until it has none)."""

@@ -29,15 +29,23 @@ def acked(c: Consumer, seq: int) -> bool:
 
 
 class Retention:
-    def __init__(self, store: Store, index: dict[str, StreamIndex[Consumer]], persistence: Persistence) -> None:
+    def __init__(
+        self,
+        store: Store,
+        index: dict[str, StreamIndex[Consumer]],
+        persistence: Persistence,
+        copying: dict[str, int] | None = None,
+    ) -> None:
         self._store = store
         self._index = index
         self._persistence = persistence
+        self._copying = copying if copying is not None else {}  # streams with `direct` consumers (Registry's)
 
     def on_acked(self, c: Consumer, seqs: list[int]) -> None:
-        """`c` finished with `seqs`: under workqueue they go; under interest, those no other consumer needs."""
+        """`c` finished with `seqs`: under workqueue they go (once a mirror's or source's consumer on it has them
+        too); under interest, those no other consumer needs."""
         stream = c.stream
-        if stream.config.retention == Policy.WORKQUEUE:
+        if stream.config.retention == Policy.WORKQUEUE and stream.name not in self._copying:
             self._persistence.retire(stream, seqs)
             return
         idx = self._index.get(stream.name) or StreamIndex()

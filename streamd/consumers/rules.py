@@ -306,7 +306,9 @@ def _check_filters(c: ConsumerConfig) -> list[str]:
 
 
 def _check_workqueue(c: ConsumerConfig, stream: StreamConfig) -> None:
-    if stream.retention != Retention.WORKQUEUE:
+    """A workqueue wants explicit acks and every message; a mirror's or source's `direct` consumer is exempt (as in
+    nats-server: with ack none, each delivery takes the message off the queue)."""
+    if stream.retention != Retention.WORKQUEUE or c.direct is True:
         return
     if c.deliver_policy != DeliverPolicy.ALL:
         raise errors.WQ_NOT_DELIVER_ALL()

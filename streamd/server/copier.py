@@ -21,6 +21,7 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -39,12 +40,15 @@ from streamd.wire.models import ExternalStream, StreamSource, StreamSourceInfo
 
 logger = logging.getLogger(__name__)
 
+CAUGHT_UP = 10  # nats-server's dgetCaughtUpThresh: a mirror this close to its origin answers its direct gets
 MAX_QUEUE_MSGS = 10_000  # per link: past this (or the bytes) the link drops what it holds back and restarts
 MAX_QUEUE_BYTES = 32 << 20
 BATCH_MSGS = 2_000
 CREATE_TIMEOUT = 10.0
 _STATUS_100 = b"NATS/1.0 100"
 _DECODER = msgspec.json.Decoder()
+IDENTITY = "Nats-Stream-Identity"
+IDENTITY_MISMATCH = 10225  # JSConsumerStreamIdentityMismatchF
 
 
 class _FlowControl(msgspec.Struct, gc=False):
@@ -62,6 +66,7 @@ class Link:
         self.src = src
         self.mirror = mirror
         self.iname = copying.index_name(src)
+        self.transforms = copying.compiled(src)
         self.tracker = Tracker()
         self.queue: deque[copied.Copied | _FlowControl] = deque()
         self.queued_bytes = 0
@@ -71,8 +76,10 @@ class Link:
         self.error: errors.ApiError | None = None
         self.task: asyncio.Task[None] | None = None
         self._sub: Any = None
-        self.ident = ""
+        self.ident = ""  # the origin's identity (nats-server 2.15: a hash of its creation time), "" if not sent
+        self.recreated = False  # the origin refused the identity we had: start again from the configured start
         self.closed = False  # set when the link is stopped: its loops end even if a cancellation went missing
+        self.caught_up = False  # told the host (mirror_direct)
 
     # ---- state for STREAM.INFO ------------------------------------------------------------------------------
 
@@ -89,6 +96,8 @@ class Link:
             out.error = self.error.as_dict()
         if isinstance(self.src.filter_subject, str):
             out.filter_subject = self.src.filter_subject
+        if trs := copying.transforms_of(self.src):
+            out.subject_transforms = trs
         return out
 
     # ---- the loop -------------------------------------------------------------------------------------------
@@ -119,21 +128,24 @@ class Link:
             retry_at = started + copying.retry_delay_ns(fails) / 1e9
             await self._drop_consumer()
 
-    async def _resume_point(self) -> int:
-        """The last origin sequence stored, read through the writer: queued behind any batch a previous link of
-        this stream still has in flight (cancelled by a config change), so it is never read too early."""
+    async def _resume_point(self) -> tuple[int, str]:
+        """The last origin sequence stored (and, for a source, the origin's identity then), read through the
+        writer: queued behind any batch a previous link of this stream still has in flight (cancelled by a config
+        change), so it is never read too early."""
         stream = self.host.stream(self.stream_name)
         if self.mirror:
-            return await self.host.writer.call(lambda _b: stream.counters.last_seq)
+            return await self.host.writer.call(lambda _b: stream.counters.last_seq), ""
+        if self.recreated:
+            return 0, ""
         meta, iname = self.host.store.meta, self.iname
-        seq = await self.host.writer.call(lambda b: copied.source_progress(b.txn, meta, stream.id, iname))
+        seq, ident = await self.host.writer.call(lambda b: copied.source_progress(b.txn, meta, stream.id, iname))
         if seq:
-            return seq
+            return seq, ident
         return await asyncio.to_thread(self.host.scan_progress, stream, iname)
 
     async def _connect(self) -> bool:
         """Create a consumer on the origin just past the last committed message; False (retry later) on error."""
-        last = await self._resume_point()
+        last, ident = await self._resume_point()
         policy, start_seq, start_time = copying.start_point(self.src, last)
         name = ("JS_MIRROR_" if self.mirror else "JS_SOURCE_") + secrets.token_hex(8)
         inbox = copying.deliver_subject(self.src, "M" if self.mirror else "S", secrets.token_hex(11))
@@ -160,13 +172,14 @@ class Link:
             config["opt_start_seq"] = start_seq
         if start_time:
             config["opt_start_time"] = start_time
-        if isinstance(self.src.filter_subject, str):
-            config["filter_subject"] = self.src.filter_subject
+        config.update(copying.consumer_filters(self.src))
         prefix = copying.api_prefix(self.src, self.host.api_prefix)
         subject = f"{prefix}.CONSUMER.CREATE.{self.src.name}.{name}"
         body = msgspec.json.encode({"stream_name": self.src.name, "config": config})
+        # The identity we expect: an origin of API level 5 refuses the create when it was recreated since (10225)
+        hdrs = {IDENTITY: ident} if ident else None
         try:
-            reply = await conn.request(subject, body, timeout=CREATE_TIMEOUT)
+            reply = await conn.request(subject, body, timeout=CREATE_TIMEOUT, headers=hdrs)
         except Exception as exc:
             self.error = self._setup_failed(f"consumer create for '{self.src.name}' failed: {exc!r}")
             return False
@@ -174,12 +187,15 @@ class Link:
         err = answer.get("error") if isinstance(answer, dict) else None
         if err:
             code, err_code = int(err.get("code", 500)), int(err.get("err_code", 0))
+            if err_code == IDENTITY_MISMATCH and not self.recreated:
+                return await self._origin_recreated()
             self.error = errors.ApiError(code, err_code, str(err.get("description", "")))
             return False
         self.error = None
+        self.recreated = False
         # An origin of API level 5 names the stream's identity (a recreated stream gets a new one); it goes into
         # the source header as nats-server writes it.
-        self.ident = (reply.headers or {}).get("Nats-Stream-Identity", "")
+        self.ident = (reply.headers or {}).get(IDENTITY, "")
         self.heard_ns = time.monotonic_ns()
         logger.info(
             "stream '%s' %s '%s' from sequence %d",
@@ -189,6 +205,18 @@ class Link:
             start_seq or 1,
         )
         return True
+
+    async def _origin_recreated(self) -> bool:
+        """The origin was deleted and created again under its name: what we copied came from the old one, so copy
+        the new one from the configured start (nats-server 2.15 does likewise for sources; mirrors are not told)."""
+        logger.warning(
+            "stream '%s': source stream '%s' was recreated, copying it again from the start",
+            self.stream_name,
+            self.src.name,
+        )
+        await self._drop_consumer()
+        self.recreated = True
+        return await self._connect()
 
     def _setup_failed(self, text: str) -> errors.ApiError:
         kind = errors.MIRROR_CONSUMER_SETUP_FAILED if self.mirror else errors.SOURCE_CONSUMER_SETUP_FAILED
@@ -226,19 +254,33 @@ class Link:
                     fc = item
                     break
                 self.queued_bytes -= len(item.data) + len(item.hdrs or b"")
-                batch.append(item)
+                batch.append(self._prepared(item))
             if batch:
                 await self._store(batch)
             if fc is not None:
                 await self._answer_flow_control(fc.reply)
 
+    def _prepared(self, m: copied.Copied) -> copied.Copied:
+        """The message as stored: under its transformed subject; a source's with its `Nats-Stream-Source` header,
+        which names the subject as the origin has it."""
+        subject = copying.apply_transforms(self.transforms, m.subject)
+        if self.mirror:
+            m.subject = subject
+            return m
+        h = copying.sourced_headers(m.hdrs, self.iname, m.origin_seq, m.subject, self.ident)
+        return copied.Copied(m.origin_seq, m.ts_ns, subject, h, m.data)
+
     async def _store(self, batch: list[copied.Copied]) -> None:
         stream = self.host.stream(self.stream_name)
         if self.mirror:
             await self.host.writer.call(lambda b: copied.store_mirrored(b, stream, batch))
+            if not self.caught_up and self.tracker.lag < CAUGHT_UP and stream.config.mirror_direct:
+                self.caught_up = True
+                if self.host.on_caught_up is not None:
+                    await self.host.on_caught_up(stream)
         else:
-            iname = self.iname
-            refusal = await self.host.writer.call(lambda b: copied.store_sourced(b, stream, iname, batch))
+            iname, ident = self.iname, self.ident
+            refusal = await self.host.writer.call(lambda b: copied.store_sourced(b, stream, iname, batch, ident))
             if refusal is not None:  # stored up to the refused one: start again from it (in 2 s)
                 raise refusal
 
@@ -279,13 +321,11 @@ class Link:
         if verdict is Verdict.RETRY or self._full(len(data) + len(hdrs or b"")):
             self._restart()
             return
-        if self.mirror:
-            item = copied.Copied(
-                ack.stream_seq, ack.timestamp_ns, bytes(subject), bytes(hdrs) if hdrs else None, bytes(data)
-            )
-        else:
-            h = copying.sourced_headers(hdrs, self.iname, ack.stream_seq, bytes(subject), self.ident)
-            item = copied.Copied(ack.stream_seq, ack.timestamp_ns, bytes(subject), h, bytes(data))
+        # As delivered: the subject transforms and a source's header (which names the origin's identity, known only
+        # once the create's reply is in, after the first deliveries) are applied when the batch is stored.
+        item = copied.Copied(
+            ack.stream_seq, ack.timestamp_ns, bytes(subject), bytes(hdrs) if hdrs else None, bytes(data)
+        )
         self.queue.append(item)
         self.queued_bytes += len(item.data) + len(item.hdrs or b"")
         self.wake.set()
@@ -331,6 +371,8 @@ class Copiers:
         self.links: dict[str, list[Link]] = {}
         self._configs: dict[str, bytes] = {}
         self._tg: asyncio.TaskGroup | None = None
+        # A mirror with mirror_direct came within CAUGHT_UP messages of its origin (wired to the ingest).
+        self.on_caught_up: Callable[[streams.Stream], Awaitable[None]] | None = None
 
     def stream(self, name: str) -> streams.Stream:
         stream = self.registry.get(name)
@@ -338,11 +380,11 @@ class Copiers:
             raise errors.STREAM_NOT_FOUND()
         return stream
 
-    def scan_progress(self, stream: streams.Stream, iname: str) -> int:
+    def scan_progress(self, stream: streams.Stream, iname: str) -> tuple[int, str]:
         """Worker thread: the newest `Nats-Stream-Source` header of that source (a stream without a progress
-        record, e.g. restored from a backup); 0 when there is none."""
+        record, e.g. restored from a backup); (0, "") when there is none."""
         with self.store.read() as txn:
-            return copied.scan_source_headers(txn, stream, {iname}).get(iname, 0)
+            return copied.scan_source_headers(txn, stream, {iname}).get(iname, (0, ""))
 
     def start(self, tg: asyncio.TaskGroup) -> None:
         self._tg = tg

@@ -14,12 +14,15 @@ import logging
 import time
 from typing import Any
 
-from streamd.api.context import Context
+import msgspec
+
+from streamd.api.context import API_LEVEL, Context
 from streamd.api.messages import direct_get
 from streamd.store import stream as streams
 from streamd.store.writer import error_puback
+from streamd.streams import batching
 from streamd.transport.connection import Connection
-from streamd.wire import errors
+from streamd.wire import errors, timefmt
 from streamd.wire.models import StreamSource
 
 logger = logging.getLogger(__name__)
@@ -29,19 +32,30 @@ FREEZE_EVERY = 5000
 # which the server refuses to clients (permissions violation), so streamd's streams share one of their own.
 DIRECT_GROUP = "_streamd_dget"
 _MIRROR_KEY = "\x00mirror"  # the mirror-direct subscriptions of a stream, beside its own
+ABANDONED = "$JS.EVENT.ADVISORY.STREAM.BATCH_ABANDONED"
+_JSON = msgspec.json.Encoder()
 OVERLOAD_LOG_EVERY = 5.0  # seconds between "writer queue full" errors in the log
 
 
 class Ingest:
     """The stream-side subscriptions, by stream, so a config change or the stop touches exactly its own."""
 
-    def __init__(self, conn: Connection, ctx: Context, registry: dict[str, streams.Stream], api_prefix: str) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        ctx: Context,
+        registry: dict[str, streams.Stream],
+        api_prefix: str,
+        batch_limits: batching.Limits | None = None,
+    ) -> None:
         self._conn = conn
+        self.stager = batching.Stager(API_LEVEL, batch_limits)
         self._ctx = ctx
         self._registry = registry
         self._api_prefix = api_prefix
         self._subs: dict[str, dict[str, Any]] = {}  # stream -> subject -> raw subscription
         self._direct_subs: dict[str, list[Any]] = {}
+        self._caught_up: set[str] = set()  # mirrors whose copier came within a few messages of the origin
         self._overload_logged = 0.0
 
     async def serve_recovered(self, stream: streams.Stream) -> None:
@@ -60,6 +74,8 @@ class Ingest:
         """Keep one raw subscription per stream subject: drop the removed ones, add the new ones."""
         conn = self._conn
         name = stream.name
+        if not new or stream.config.allow_atomic is not True:
+            self.stager.forget_stream(name)  # deleted, or atomic publish turned off: its open batches go
         current = self._subs.setdefault(name, {})
         await self._drop_removed(current, set(new))  # a set: 100k subjects must not cost 100k * 100k comparisons
         await self._add_new(stream, current, new)
@@ -98,12 +114,23 @@ class Ingest:
             for sub in self._direct_subs.pop(stream.name):
                 await self._conn.unsubscribe_raw(sub)
 
+    async def mirror_caught_up(self, stream: streams.Stream) -> None:
+        """The mirror's copier is within a few messages of its origin: from now on it answers the origin's
+        DIRECT.GET (nats-server subscribes on the first mirrored message with fewer than 10 pending)."""
+        if stream.name not in self._caught_up:
+            self._caught_up.add(stream.name)
+            await self._update_mirror_direct(stream)
+
     async def _update_mirror_direct(self, stream: streams.Stream) -> None:
-        """A mirror with mirror_direct answers its origin's DIRECT.GET too, in the same queue group as the origin
-        (as nats-server's subscribeToMirrorDirect): each request is answered once, by one of them."""
+        """A mirror with mirror_direct answers its origin's DIRECT.GET too, once caught up, in the same queue
+        group as the origin (as nats-server's subscribeToMirrorDirect): each request is answered once, by one."""
         cfg, key = stream.config, stream.name + _MIRROR_KEY
         mirror = cfg.mirror
         wanted = cfg.mirror_direct and isinstance(mirror, StreamSource) and not stream.deleted and mirror.name or ""
+        if not wanted:
+            self._caught_up.discard(stream.name)
+        elif stream.name not in self._caught_up:
+            wanted = ""
         subs = self._direct_subs.get(key)
         if wanted and subs is None:
             self._direct_subs[key] = await self._subscribe_direct(stream.name, as_name=wanted)
@@ -130,10 +157,71 @@ class Ingest:
 
         def on_publish(subject: bytes, reply: bytes, data: bytes, hdrs: bytes | None) -> None:
             current = registry.get(stream.name, stream)
-            if not writer.publish(current, subject, reply, hdrs, data):
+            if hdrs and batching.BATCH_ID in hdrs and (bid := batching.batch_id(hdrs)):
+                self._stage(current, bid, subject, reply, bytes(hdrs), bytes(data))
+            elif not writer.publish(current, subject, reply, hdrs, data):
                 self._refuse_overload(current, reply)
 
         return on_publish
+
+    def _stage(
+        self, stream: streams.Stream, bid: bytes, subject: bytes, reply: bytes, hdrs: bytes, data: bytes
+    ) -> None:
+        """One message of an atomic batch: staged (answered with an empty message, as nats-server does), or the
+        commit (the whole batch goes to the writer as one item), or refused (the batch is abandoned)."""
+        try:
+            commit = self._check_batch_message(stream, bid, subject, hdrs, data)
+        except errors.ApiError as exc:
+            if reply:
+                self._conn.send_soon(reply, error_puback(stream.name, exc))
+            self._advise_abandoned()
+            return
+        if self.stager.abandoned:  # an idle batch whose slot this one took
+            self._advise_abandoned()
+        if commit is None:
+            if reply and stream.config.no_ack is not True:
+                self._conn.send_soon(reply, b"")
+        elif not self._ctx.manager.writer.publish_batch(stream, reply, commit.batch_id, commit.msgs):
+            self._refuse_overload(stream, reply)
+
+    def _check_batch_message(
+        self, stream: streams.Stream, bid: bytes, subject: bytes, hdrs: bytes, data: bytes
+    ) -> batching.Commit | None:
+        """nats-server's order: sealed, message size, atomic publish allowed, then the batch's own rules."""
+        cfg = stream.config
+        if cfg.sealed:
+            raise errors.SEALED()
+        if cfg.max_msg_size >= 0 and len(hdrs) + len(data) > cfg.max_msg_size:
+            raise errors.MESSAGE_TOO_BIG()
+        if cfg.allow_atomic is not True:
+            raise errors.ATOMIC_DISABLED()
+        return self.stager.offer(stream.name, bid, subject, hdrs, data, time.monotonic_ns())
+
+    def _advise_abandoned(self) -> None:
+        """nats-server's BATCH_ABANDONED advisory for each batch the stager gave up."""
+        gone, self.stager.abandoned = self.stager.abandoned, []
+        domain = self._ctx.domain
+        for stream, bid, reason in gone:
+            now = time.time_ns()
+            body: dict[str, str] = {
+                "type": "io.nats.jetstream.advisory.v1.stream_batch_abandoned",
+                "id": f"{now:x}",
+                "timestamp": timefmt.format_ns(now),
+                "stream": stream,
+                "batch": bid,
+                "reason": reason,
+            }
+            if domain:
+                body["domain"] = domain
+            self._conn.send_soon(f"{ABANDONED}.{stream}".encode(), _JSON.encode(body))
+
+    async def expire_batches(self, every: float = 1.0) -> None:
+        """Drop atomic batches idle past their timeout (their memory, their slot) and advise it, as nats-server's
+        per-batch timer does; runs for the service's life."""
+        while True:
+            await asyncio.sleep(every)
+            if len(self.stager) and self.stager.expire(time.monotonic_ns()):
+                self._advise_abandoned()
 
     def _refuse_overload(self, stream: streams.Stream, reply: bytes) -> None:
         stats = self._ctx.stats

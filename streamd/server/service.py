@@ -45,6 +45,7 @@ from streamd.server.state import ServiceState, StartupError
 from streamd.store import stream as streams
 from streamd.store.env import Store
 from streamd.store.writer import Writer
+from streamd.streams import batching
 from streamd.streams.manager import StreamManager
 from streamd.transport.connection import Connection
 from streamd.transport.leaf import LeafConnection
@@ -182,7 +183,14 @@ class Service:
         ctx = Context(
             manager=manager, conn=conn, domain=cfg.domain, stats=self.stats, consumers=consumers, health=self.health
         )
-        ingest = Ingest(conn, ctx, self.registry, cfg.api_prefix)
+        limits = batching.Limits(
+            inflight_per_stream=cfg.atomic_inflight_per_stream,
+            inflight_total=cfg.atomic_inflight_total,
+            max_msgs=cfg.atomic_max_msgs,
+            max_bytes=cfg.atomic_max_bytes,
+            timeout_ns=int(cfg.atomic_timeout * 1e9),
+        )
+        ingest = Ingest(conn, ctx, self.registry, cfg.api_prefix, limits)
         copiers = Copiers(conn, writer, store, self.registry, cfg.api_prefix)
 
         async def subjects_changed(stream: streams.Stream, old: list[str], new: list[str]) -> None:
@@ -191,6 +199,7 @@ class Service:
 
         manager.on_subjects = subjects_changed
         manager.copy_info = copiers.info
+        copiers.on_caught_up = ingest.mirror_caught_up
         manager.on_advisory = self._advise
         intake = ApiIntake(conn, ctx, cfg.api_prefix)
         return _Serving(conn, ctx, writer, manager, consumers, ingest, intake, copiers)
@@ -203,6 +212,7 @@ class Service:
             timers = [
                 tg.create_task(self._retention_loop(s.manager), name="streamd-retention"),
                 tg.create_task(self.watch.monitor_loop(), name="streamd-monitor"),
+                tg.create_task(s.ingest.expire_batches(), name="streamd-batches"),
             ]
             if cfg.sync == SyncMode.BATCH_INTERVAL:
                 timers.append(tg.create_task(self._sync_loop(s.writer), name="streamd-sync"))

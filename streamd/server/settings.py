@@ -39,12 +39,22 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     max_pending_bytes: int = 512 << 20
     max_batch_msgs: int = 10_000  # per write transaction
     batch_linger_ms: float = 1.0  # under load, wait this long for more writes before the next commit
+    # Atomic batch publish (nats-server's JetStream limits of the same meaning): open batches per stream and in
+    # all, messages per batch, staged bytes in all (held in memory until the commit), seconds an idle batch lives.
+    atomic_inflight_per_stream: int = 50
+    atomic_inflight_total: int = 1000
+    atomic_max_msgs: int = 1000
+    atomic_max_bytes: int = 64 << 20
+    atomic_timeout: float = 10.0
     map_size_mib: int = 1024  # initial LMDB map size; it doubles by itself when full
     check_api: bool = True  # refuse to start when someone already answers the API prefix
     claim_window: float = 0.5  # seconds a starting instance waits for rivals' answers (streamd.server.claim)
     metrics_listen: str = ""  # HOST:PORT (or PORT, on loopback) for /metrics and /healthz; empty: off
 
     def __post_init__(self) -> None:
+        atomic = (self.atomic_inflight_per_stream, self.atomic_inflight_total, self.atomic_max_msgs)
+        if min(atomic) < 1 or self.atomic_max_bytes < 1 or not self.atomic_timeout > 0:
+            raise ValueError("the atomic-* settings must be positive")
         if self.metrics_listen:
             parse_listen(self.metrics_listen)  # a bad value is refused when the settings are read, not at bind
 

@@ -67,11 +67,14 @@ def store_mirrored(b: streams.Batch, stream: streams.Stream, msgs: list[Copied])
     return stored
 
 
-def store_sourced(b: streams.Batch, stream: streams.Stream, iname: str, msgs: list[Copied]) -> errors.ApiError | None:
+def store_sourced(
+    b: streams.Batch, stream: streams.Stream, iname: str, msgs: list[Copied], ident: str = ""
+) -> errors.ApiError | None:
     """Append sourced messages (headers built by streams.copying.sourced_headers) and record the last origin
-    sequence stored, in this transaction. A message this stream refuses (limits with discard new, a sealed
-    stream) stops the batch there, as nats-server retries from it rather than skipping it: -> that refusal, and
-    the copier recreates its consumer from the recorded sequence."""
+    sequence stored, with the origin's identity (`ident`, "" when it sends none), in this transaction. A message
+    this stream refuses (limits with discard new, a sealed stream) stops the batch there, as nats-server retries
+    from it rather than skipping it: -> that refusal, and the copier recreates its consumer from the recorded
+    sequence."""
     last, refusal = 0, None
     for m in msgs:
         try:
@@ -84,23 +87,26 @@ def store_sourced(b: streams.Batch, stream: streams.Stream, iname: str, msgs: li
             break
         last = m.origin_seq
     if last:
-        b.txn.put(_source_key(stream.id, iname), SEQ.pack(last), db=b.store.meta)
+        b.txn.put(_source_key(stream.id, iname), SEQ.pack(last) + ident.encode(), db=b.store.meta)
     return refusal
 
 
-def source_progress(txn: lmdb.Transaction, store_meta: lmdb._Database, stream_id: int, iname: str) -> int:
-    """The last origin sequence a source recorded (0: none recorded)."""
+def source_progress(txn: lmdb.Transaction, store_meta: lmdb._Database, stream_id: int, iname: str) -> tuple[int, str]:
+    """The last origin sequence a source recorded and the origin's identity then ((0, ""): none recorded)."""
     raw = txn.get(_source_key(stream_id, iname), db=store_meta)
-    return int(SEQ.unpack(raw)[0]) if raw is not None else 0
+    if raw is None:
+        return 0, ""
+    raw = bytes(raw)
+    return int(SEQ.unpack(raw[: SEQ.size])[0]), raw[SEQ.size :].decode(errors="replace")
 
 
 def scan_source_headers(
     txn: lmdb.Transaction, stream: streams.Stream, wanted: set[str], limit: int = 100_000
-) -> dict[str, int]:
-    """The newest origin sequence per source index name found in `Nats-Stream-Source` headers
-    (`<stream> <seq> <filter> <dest> <subject>`), walking the stream backwards over at most `limit` messages: the
-    resume point of sources whose progress record is missing (a stream restored from a backup)."""
-    found: dict[str, int] = {}
+) -> dict[str, tuple[int, str]]:
+    """The newest origin sequence and identity per source index name found in `Nats-Stream-Source` headers
+    (`<stream> <seq> <filter> <dest> <subject> [<identity>]`), walking the stream backwards over at most `limit`
+    messages: the resume point of sources whose progress record is missing (a stream restored from a backup)."""
+    found: dict[str, tuple[int, str]] = {}
     cur = txn.cursor(db=stream.dbs.msgs)
     if not seek_last(cur, stream.dbs.prefix):
         return found
@@ -110,11 +116,11 @@ def scan_source_headers(
         _subject, hdrs, _data, _ts = unpack_message(cur.value())
         for line in bytes(hdrs).split(b"\r\n") if hdrs else ():
             if line.lower().startswith(b"nats-stream-source:"):
-                fields = line.split(b":", 1)[1].decode(errors="replace").split()
+                fields = line.split(b":", 1)[1].decode(errors="replace").strip(" ").split(" ")  # not \f: see index_name
                 if len(fields) >= 4 and fields[1].isdigit():
                     iname = f"{fields[0]} {fields[2]} {fields[3]}"
                     if iname in wanted and iname not in found:
-                        found[iname] = int(fields[1])
+                        found[iname] = int(fields[1]), fields[5] if len(fields) > 5 else ""
         if len(found) == len(wanted) or not cur.prev():
             break
     return found

@@ -8,6 +8,7 @@ never harms its neighbours in the same batch.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 
 import lmdb
@@ -137,6 +138,21 @@ def _ttl(stream: Stream, value: bytes) -> int:
     return ttl
 
 
+_INTEGER = re.compile(rb"[+-]?[0-9]+")  # Go's big.Int SetString(s, 10): no spaces, no underscores
+
+
+def increment_of(value: bytes | None) -> int | None:
+    """A Nats-Incr value -> the integer; None when absent or empty (as nats-server reads it); ApiError if invalid."""
+    if not value:
+        return None
+    if _INTEGER.fullmatch(value) is None:
+        raise errors.INCR_INVALID()
+    try:
+        return int(value)
+    except ValueError:  # past Python's digit limit for int(str)
+        raise errors.INCR_INVALID() from None
+
+
 def _to_int(value: bytes) -> int:
     try:
         return int(value)
@@ -174,13 +190,13 @@ def store_message(
     routing = stream.routing if stream.routing_config is cfg else routing_of(stream)
     if routing is not None:
         subject = routing.stored_subject(subject)
-    _check_writable(stream, subject)
+    check_writable(stream, subject)
     hlen = len(hdrs) if hdrs else 0
     ttl, msg_id, rollup, plan = 0, b"", None, None
     if hlen:
         h = headers.parse(hdrs)
         if h:
-            ttl, msg_id, rollup, duplicate_of, plan = _check_headers(b, stream, subject, h, sourced)
+            ttl, msg_id, rollup, duplicate_of, plan = check_headers(b, stream, subject, h, sourced)
             if duplicate_of:
                 return duplicate_of, True
             hdrs, rollup = _with_schedule_rollup(plan, hdrs or b"", rollup)
@@ -293,7 +309,7 @@ def _put_msg_id(b: Batch, stream: Stream, seq: int, msg_id: bytes) -> None:
     b.txn.put(dbs.prefix + SEQ.pack(b.now_ns) + msg_id, b"", db=dbs.dedup_age)
 
 
-def _check_writable(stream: Stream, subject: bytes) -> None:
+def check_writable(stream: Stream, subject: bytes) -> None:
     if stream.deleted:
         raise errors.STREAM_NOT_FOUND()
     if stream.config.sealed:
@@ -308,12 +324,16 @@ def _check_writable(stream: Stream, subject: bytes) -> None:
             raise errors.STORE_FAILED(err="subject is not valid UTF-8, streamd cannot store it") from None
 
 
-def _check_headers(
+def check_headers(
     b: Batch, stream: Stream, subject: bytes, h: dict[bytes, bytes], sourced: bool = False
 ) -> tuple[int, bytes, bytes | None, int, Plan | None]:
     """The header rules in the server's order. -> (ttl ns, msg id, rollup, seq this duplicates or 0, what the
     schedule headers ask)."""
     c = stream.counters
+    if headers.INCR in h and increment_of(h[headers.INCR]) is not None:
+        # A counter stream checked it already (store/counters); a sourced copy of a counter is stored verbatim.
+        if not stream.config.allow_msg_counter and headers.STREAM_SOURCE not in h:
+            raise errors.INCR_DISABLED()
     expected = h.get(headers.EXPECTED_STREAM)
     if expected is not None and expected != stream.name_bytes:
         raise errors.EXPECTED_STREAM()

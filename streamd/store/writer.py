@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import lmdb
 import msgspec
 
+from streamd.store import atomic, counters
 from streamd.store import stream as streams
 from streamd.store.env import Store
 from streamd.store.routing import Frame
@@ -52,7 +53,17 @@ class Call(msgspec.Struct, gc=False):
     future: asyncio.Future[Any]
 
 
-Item = Publish | Call
+class AtomicBatch(msgspec.Struct, gc=False):
+    """A complete atomic batch: all its messages are stored in this transaction, or none; one PubAck for all."""
+
+    stream: streams.Stream
+    reply: bytes
+    batch_id: str
+    msgs: list[atomic.Staged]
+    size: int
+
+
+Item = Publish | Call | AtomicBatch
 Outcomes = list[tuple[asyncio.Future[Any], bool, Any]]  # (future, succeeded, result or exception)
 Applied = tuple[Replies, Outcomes, list[streams.Batch]]  # the batches committed
 
@@ -82,6 +93,14 @@ class WriteQueue:
         self.bytes += size
         return True
 
+    def offer_batch(self, item: AtomicBatch) -> bool:
+        """Queue a whole atomic batch under the same pending limits as single publishes."""
+        if len(self.items) >= self._pending_msgs or self.bytes + item.size > self._pending_bytes:
+            return False
+        self.items.append(item)
+        self.bytes += item.size
+        return True
+
     def add_call(self, item: Call) -> None:
         self.items.append(item)
 
@@ -96,6 +115,8 @@ class WriteQueue:
         for n, item in enumerate(q[: self._batch_msgs], 1):  # noqa: B007
             if isinstance(item, Publish):
                 size += len(item.data) + (len(item.hdrs) if item.hdrs else 0)
+            elif isinstance(item, AtomicBatch):
+                size += item.size
             if size >= self._batch_bytes:
                 break
         taken, self.items = q[:n], q[n:]
@@ -149,6 +170,15 @@ class Writer:
     def publish(self, stream: streams.Stream, subject: bytes, reply: bytes, hdrs: bytes | None, data: bytes) -> bool:
         """Queue a published message; False when the pending limits are full (the caller refuses it)."""
         if not self._queue.offer(Publish(stream, subject, reply, hdrs, data)):
+            return False
+        self._idle.clear()
+        self._wake.set()
+        return True
+
+    def publish_batch(self, stream: streams.Stream, reply: bytes, batch_id: str, msgs: list[atomic.Staged]) -> bool:
+        """Queue a complete atomic batch; False when the pending limits are full (the caller refuses it)."""
+        size = sum(len(d) + (len(h) if h else 0) for _, h, d in msgs)
+        if not self._queue.offer_batch(AtomicBatch(stream, reply, batch_id, msgs, size)):
             return False
         self._idle.clear()
         self._wake.set()
@@ -265,7 +295,13 @@ class Writer:
             except errors.ApiError as exc:
                 outcomes.append((item.future, False, exc))
             return
+        if isinstance(item, AtomicBatch):
+            self._apply_batch(batch, item, replies)
+            return
         stream, reply = item.stream, item.reply
+        if stream.config.allow_msg_counter is True:
+            self._apply_increment(batch, item, replies)
+            return
         try:
             seq, duplicate = streams.store_message(batch, stream, item.subject, item.hdrs, item.data)
         except errors.ApiError as exc:
@@ -278,6 +314,33 @@ class Writer:
                 replies.append((reply, b'%s%d,"duplicate":true}' % (stream.puback_prefix, seq)))
             else:
                 replies.append((reply, b"%s%d}" % (stream.puback_prefix, seq)))
+
+    def _apply_increment(self, batch: streams.Batch, item: Publish, replies: Replies) -> None:
+        """A counter stream's publish: its PubAck carries the subject's new total (`val`)."""
+        stream, reply = item.stream, item.reply
+        try:
+            seq, duplicate, total = counters.store_increment(batch, stream, item.subject, item.hdrs, item.data)
+        except errors.ApiError as exc:
+            self._count_refusal(exc)
+            if reply:
+                replies.append((reply, error_puback(stream.name, exc)))
+            return
+        if reply and stream.config.no_ack is not True:
+            tail = b',"duplicate":true}' if duplicate else b',"val":"%s"}' % total.encode()
+            replies.append((reply, b"%s%d%s" % (stream.puback_prefix, seq, tail)))
+
+    def _apply_batch(self, batch: streams.Batch, item: AtomicBatch, replies: Replies) -> None:
+        stream, reply = item.stream, item.reply
+        try:
+            seq = atomic.store_batch(batch, stream, item.msgs)
+        except errors.ApiError as exc:
+            self._count_refusal(exc)
+            if reply:
+                replies.append((reply, error_puback(stream.name, exc)))
+            return
+        if reply and stream.config.no_ack is not True:
+            tail = b',"batch":%s,"count":%d}' % (_JSON.encode(item.batch_id), len(item.msgs))
+            replies.append((reply, b"%s%d%s" % (stream.puback_prefix, seq, tail)))
 
     def _apply_one_by_one(self, items: list[Item]) -> Applied:
         replies: Replies = []

@@ -10,12 +10,13 @@ import enum
 import hashlib
 import json
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 from msgspec import UNSET
 
-from streamd.wire import errors, subjects, timefmt
-from streamd.wire.models import StreamConfig, StreamSource
+from streamd.wire import errors, subjects, timefmt, transform
+from streamd.wire.models import StreamConfig, StreamSource, SubjectTransformConfig
 
 API_PREFIX = "$JS.API"
 STREAM_SOURCE = b"Nats-Stream-Source"
@@ -58,6 +59,10 @@ def normalize_source(src: StreamSource) -> None:
         src.filter_subject = UNSET
     if src.subject_transforms is None or src.subject_transforms == []:
         src.subject_transforms = UNSET
+    else:  # a null src or dest reads as "" (Go); the request's objects stay as they were
+        src.subject_transforms = [
+            SubjectTransformConfig(src=t.src or "", dest=t.dest or "") for t in src.subject_transforms or ()
+        ]
     if src.external is None:
         src.external = UNSET
     if src.consumer is None:
@@ -95,8 +100,15 @@ def _check_mirror(c: StreamConfig) -> None:
         if flag is True:
             raise kind()
     _refuse_unserved(m)
+    trs = transforms_of(m)
+    if trs and isinstance(m.filter_subject, str):
+        raise errors.MIRROR_MULTIPLE_FILTERS()
     if c.subject_delete_marker_ttl is not UNSET and c.subject_delete_marker_ttl > 0:
         raise _invalid("subject delete markers forbidden on mirrors")
+    for i, t in enumerate(trs):  # the server's order: each one checked, then its overlaps with all the others
+        _check_transform(t, errors.MIRROR_INVALID_SUBJECT_FILTER, errors.MIRROR_INVALID_TRANSFORM_DESTINATION)
+        if any(j != i and _collide(t.src or "", o.src or "") for j, o in enumerate(trs)):
+            raise errors.MIRROR_OVERLAPPING_SUBJECT_FILTERS()
     if m.external is UNSET:
         if not subjects.is_valid_name(m.name):
             raise errors.MIRROR_INVALID_NAME()
@@ -119,6 +131,14 @@ def _check_sources(c: StreamConfig) -> None:
         if iname in seen:
             raise errors.SOURCE_DUPLICATE()
         seen.add(iname)
+        trs = transforms_of(src)
+        if trs and isinstance(src.filter_subject, str):
+            raise errors.SOURCE_MULTIPLE_FILTERS()
+        for t in trs:
+            _check_transform(t, errors.SOURCE_INVALID_SUBJECT_FILTER, errors.SOURCE_INVALID_TRANSFORM_DESTINATION)
+        for i, t in enumerate(trs):
+            if any(j != i and _subset_match(t.src, o.src) for j, o in enumerate(trs)):
+                raise errors.SOURCE_OVERLAPPING_SUBJECT_FILTERS()
         _refuse_unserved(src)
         if src.external is not UNSET:
             _check_external(src)
@@ -126,10 +146,93 @@ def _check_sources(c: StreamConfig) -> None:
         _check_filter(src, "the source: ")
 
 
+def transforms_of(src: StreamSource) -> list[SubjectTransformConfig]:
+    return src.subject_transforms if isinstance(src.subject_transforms, list) else []
+
+
+def _check_transform(t: SubjectTransformConfig, bad_src: errors.ErrorKind, bad_dest: errors.ErrorKind) -> None:
+    """A valid source subject, a destination the server's ValidateMapping takes; both short enough for streamd to
+    put on a SUB line."""
+    src, dest = t.src or "", t.dest or ""
+    if src and not subjects.is_valid_subject(src):
+        raise bad_src(err=f"invalid subject {src}")
+    try:
+        transform.validate_mapping(src, dest)
+    except transform.TransformError as exc:
+        raise bad_dest(err=str(exc)) from None
+    if len(src.encode()) > MAX_PREFIX:
+        raise _invalid(f"subject transform source is longer than {MAX_PREFIX} bytes, streamd cannot use it")
+
+
+def _subset_match(a: str | None, b: str | None) -> bool:
+    """nats-server's subjectIsSubsetMatch(a, b): is every subject `a` matches matched by `b` (an empty token,
+    as in an empty subject, matches nothing)."""
+    ta, tb = (a or "").split("."), (b or "").split(".")
+    for i, t2 in enumerate(tb):
+        if i >= len(ta) or not t2:
+            return False
+        if t2 == FWC:
+            return True
+        t1 = ta[i]
+        if not t1 or t1 == FWC:
+            return False
+        if t1 == "*":
+            if t2 != "*":
+                return False
+            continue
+        if t2 != "*" and t1 != t2:
+            return False
+    return len(ta) == len(tb)
+
+
+def _collide(a: str, b: str) -> bool:
+    """nats-server's SubjectsCollide, where an empty subject (all, for a transform) collides only with itself and
+    `>`."""
+    if a == b:
+        return True
+    if not a or not b:
+        return (a or b) == FWC
+    return subjects.collide(a, b)
+
+
+def compiled(src: StreamSource) -> list[transform.Transform]:
+    """The transforms a copier applies to each subject, in order (the first that matches wins; an empty dest is
+    no transform). Checked at create time, so compiling again cannot fail."""
+    out: list[transform.Transform] = []
+    for t in transforms_of(src):
+        tr = transform.compile(t.src or "", t.dest or "")
+        if tr is not None:
+            out.append(tr)
+    return out
+
+
+def apply_transforms(trs: list[transform.Transform], subject: bytes) -> bytes:
+    """The subject a copied message is stored under (processInbound*Msg: the first transform that matches)."""
+    if not trs:
+        return subject
+    text = subject.decode(errors="replace")
+    for tr in trs:
+        out = tr.apply(text)
+        if out is not None:
+            return out.encode()
+    return subject
+
+
+def consumer_filters(src: StreamSource) -> dict[str, Any]:
+    """The filter part of the copier's consumer config: `filter_subject`, or the transforms' sources (one as
+    `filter_subject`, as nats-server turns a single one, several as `filter_subjects`)."""
+    if isinstance(src.filter_subject, str):
+        return {"filter_subject": src.filter_subject}
+    sources = [t.src or "" for t in transforms_of(src)]
+    if len(sources) == 1:
+        return {"filter_subject": sources[0]} if sources[0] else {}
+    if sources:
+        return {"filter_subjects": [s or FWC for s in sources]}
+    return {}
+
+
 def _refuse_unserved(src: StreamSource) -> None:
-    """Subject transforms and durable sourcing consumers are not served yet: refused by name, never dropped."""
-    if src.subject_transforms is not UNSET:
-        raise _invalid("streamd does not support subject transforms in mirrors and sources")
+    """Durable sourcing consumers are not served yet: refused by name, never dropped."""
     if src.consumer is not UNSET:
         raise _invalid("streamd does not support durable consumers for mirrors and sources")
 
@@ -231,8 +334,13 @@ def index_name(src: StreamSource) -> str:
     name = src.name
     if src.external is not UNSET and src.external is not None:
         name += ":" + _hash(src.external.api)
-    filt = src.filter_subject if isinstance(src.filter_subject, str) and src.filter_subject else FWC
-    return f"{name} {filt} {FWC}"
+    trs = transforms_of(src)
+    if not trs:
+        filt = src.filter_subject if isinstance(src.filter_subject, str) and src.filter_subject else FWC
+        return f"{name} {filt} {FWC}"
+    filters = "\f".join(t.src or FWC for t in trs)  # as composeIName joins them, form feed and all
+    dests = "\f".join(t.dest or FWC for t in trs)
+    return f"{name} {filters} {dests}"
 
 
 def api_prefix(src: StreamSource, domain_prefix: str = API_PREFIX) -> str:

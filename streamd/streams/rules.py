@@ -41,8 +41,6 @@ def normalize(cfg: StreamConfig) -> StreamConfig:
 
 # Off-by-default features streamd does not serve: turned on, they are refused by name (never stored unserved).
 _UNSERVED_FLAGS = {
-    "allow_msg_counter": "message counters",
-    "allow_atomic": "atomic batch publish",
     "allow_batched": "batch publish",
 }
 
@@ -57,6 +55,12 @@ def _check_unsupported(c: StreamConfig) -> None:
         if getattr(c, flag) is True:
             raise _invalid(f"streamd does not support {what} ({flag})")
         setattr(c, flag, UNSET)
+    if c.allow_msg_counter is True and c.sources not in (UNSET, None, []):
+        raise _invalid("streamd does not support counters aggregated from sources (allow_msg_counter with sources)")
+    if c.allow_msg_counter is not True:
+        c.allow_msg_counter = UNSET  # served (store/counters)
+    if c.allow_atomic is not True:
+        c.allow_atomic = UNSET  # served (streams/batching, store/atomic); off is dropped as Go's omitempty does
     if c.persist_mode == "async":
         raise _invalid("streamd does not support async persist mode (see its --sync setting)")
     c.persist_mode = UNSET
@@ -67,9 +71,9 @@ def _check_unsupported(c: StreamConfig) -> None:
 
 
 def required_level(c: StreamConfig) -> int:
-    """The JetStream API level a stream's config needs (nats-server's `_nats.req.level`): 2 for message schedules
-    (2.12), 1 for per-message TTLs or subject delete markers (2.11)."""
-    if c.allow_msg_schedules is True:
+    """The JetStream API level a stream's config needs (nats-server's `_nats.req.level`): 2 for atomic batch
+    publish, counters and message schedules (2.12), 1 for per-message TTLs or subject delete markers (2.11)."""
+    if c.allow_atomic is True or c.allow_msg_counter is True or c.allow_msg_schedules is True:
         return 2
     return 1 if c.allow_msg_ttl or c.subject_delete_marker_ttl else 0
 
@@ -197,6 +201,8 @@ def _check_needs_no_ack(subj: str) -> None:
 
 
 def _check_flags(c: StreamConfig) -> None:
+    if c.allow_msg_counter is True and c.allow_msg_schedules is True:  # nats-server's counter rules come first
+        raise _invalid("counter stream cannot use message schedules")
     _normalize_marker_ttl(c)
     _check_schedules(c)
     if c.sealed:  # a sealed stream is read-only for good: the server makes that explicit in its config
@@ -206,6 +212,7 @@ def _check_flags(c: StreamConfig) -> None:
         c.max_age = 0
     if c.deny_purge and c.allow_rollup_hdrs:
         raise _invalid("roll-ups require the purge permission")
+    _check_counter(c)
     _check_discard_new_per_subject(c)
     if c.no_ack is False:
         c.no_ack = UNSET
@@ -213,6 +220,18 @@ def _check_flags(c: StreamConfig) -> None:
         c.first_seq = UNSET
     if c.retention == Retention.WORKQUEUE and c.max_consumers == 0:
         c.max_consumers = -1
+
+
+def _check_counter(c: StreamConfig) -> None:
+    """A counter stream keeps every subject's last total: nothing may refuse or expire an increment."""
+    if c.allow_msg_counter is not True:
+        return
+    if c.discard == Discard.NEW:
+        raise _invalid("counter stream cannot use discard new")
+    if c.allow_msg_ttl:
+        raise _invalid("counter stream cannot use message TTLs")
+    if c.retention != Retention.LIMITS:
+        raise _invalid("counter stream can only use limits retention")
 
 
 def _check_discard_new_per_subject(c: StreamConfig) -> None:
@@ -268,4 +287,6 @@ def check_update(old: StreamConfig, new: StreamConfig) -> None:
         raise _invalid("stream configuration update can not disable message TTL")
     if old.allow_msg_schedules is True and new.allow_msg_schedules is not True:
         raise _invalid("message schedules can not be disabled")
+    if bool(old.allow_msg_counter) != bool(new.allow_msg_counter):
+        raise _invalid("stream configuration update can not change message counter setting")
     copying.check_update(old, new)

@@ -106,6 +106,12 @@ SOURCE_MULTIPLE_FILTERS = ErrorKind(
 MIRROR_MULTIPLE_FILTERS = ErrorKind(
     400, 10150, "mirror with multiple subject transforms cannot also have a single subject filter"
 )
+SOURCE_INVALID_SUBJECT_FILTER = ErrorKind(400, 10145, "source transform source: {err}")
+SOURCE_INVALID_TRANSFORM_DESTINATION = ErrorKind(400, 10146, "source transform: {err}")
+SOURCE_OVERLAPPING_SUBJECT_FILTERS = ErrorKind(400, 10147, "source filters can not overlap")
+MIRROR_INVALID_SUBJECT_FILTER = ErrorKind(400, 10151, "mirror transform source: {err}")
+MIRROR_OVERLAPPING_SUBJECT_FILTERS = ErrorKind(400, 10152, "mirror subject filters can not overlap")
+MIRROR_INVALID_TRANSFORM_DESTINATION = ErrorKind(400, 10154, "mirror transform: {err}")
 MIRROR_WITH_COUNTERS = ErrorKind(400, 10173, "stream mirrors can not also calculate counters")
 MIRROR_WITH_SCHEDULES = ErrorKind(400, 10186, "stream mirrors can not also schedule messages")
 SOURCE_WITH_SCHEDULES = ErrorKind(400, 10187, "stream source can not also schedule messages")
@@ -119,6 +125,23 @@ SCHEDULES_SCHEDULER_INVALID = ErrorKind(400, 10212, "message schedules invalid s
 SCHEDULES_TZ_INVALID = ErrorKind(400, 10223, "message schedules time zone is invalid")
 MIRROR_WITH_ATOMIC = ErrorKind(400, 10198, "stream mirrors can not also use atomic publishing")
 MIRROR_WITH_BATCH = ErrorKind(400, 10209, "stream mirrors can not also use batch publishing")
+
+# ---- atomic batch publish and counters ----
+INCR_DISABLED = ErrorKind(400, 10168, "message counters is disabled")
+INCR_MISSING = ErrorKind(400, 10169, "message counter increment is missing")
+INCR_PAYLOAD = ErrorKind(400, 10170, "message counter has payload")
+INCR_INVALID = ErrorKind(400, 10171, "message counter increment is invalid")
+COUNTER_BROKEN = ErrorKind(400, 10172, "message counter is broken")
+WRONG_LAST_SEQUENCE_CONSTANT = ErrorKind(400, 10164, "wrong last sequence")
+ATOMIC_DISABLED = ErrorKind(400, 10174, "atomic publish is disabled")
+ATOMIC_MISSING_SEQ = ErrorKind(400, 10175, "atomic publish sequence is missing")
+ATOMIC_INCOMPLETE = ErrorKind(400, 10176, "atomic publish batch is incomplete")
+ATOMIC_UNSUPPORTED_HEADER = ErrorKind(400, 10177, "atomic publish unsupported header used: {header}")
+ATOMIC_INVALID_ID = ErrorKind(400, 10179, "atomic publish batch ID is invalid")
+ATOMIC_TOO_LARGE = ErrorKind(400, 10199, "atomic publish batch is too large: {size}")
+ATOMIC_INVALID_COMMIT = ErrorKind(400, 10200, "atomic publish batch commit is invalid")
+ATOMIC_DUPLICATE = ErrorKind(400, 10201, "atomic publish batch contains duplicate message id")
+ATOMIC_TOO_MANY_INFLIGHT = ErrorKind(429, 10210, "atomic publish too many inflight")
 
 # ---- consumers ----
 CONSUMER_CREATE = ErrorKind(500, 10012, "{err}")

@@ -71,14 +71,14 @@ class ExternalStream(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class StreamSource(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """A mirror's or a source's origin stream (nats-server's StreamSource). `subject_transforms` and `consumer`
-    (durable sourcing) are decoded so that a request naming them is refused by name, never dropped."""
+    """A mirror's or a source's origin stream (nats-server's StreamSource). `consumer` (durable sourcing) is decoded
+    so that a request naming it is refused by name, never dropped."""
 
     name: str = ""
     opt_start_seq: U64 | UnsetType = UNSET
     opt_start_time: str | None | UnsetType = UNSET
     filter_subject: str | UnsetType = UNSET
-    subject_transforms: list[Any] | None | UnsetType = UNSET
+    subject_transforms: list[SubjectTransformConfig] | None | UnsetType = UNSET
     external: ExternalStream | None | UnsetType = UNSET
     consumer: Any | UnsetType = UNSET
 
@@ -92,6 +92,7 @@ class StreamSourceInfo(msgspec.Struct, kw_only=True):
     active: int = -1
     error: dict[str, Any] | UnsetType = UNSET
     filter_subject: str | UnsetType = UNSET
+    subject_transforms: list[SubjectTransformConfig] | UnsetType = UNSET
 
 
 class StreamConfig(msgspec.Struct, kw_only=True):
@@ -161,6 +162,14 @@ class StreamState(msgspec.Struct, kw_only=True):
     num_deleted: int | UnsetType = UNSET
     deleted: list[int] | UnsetType = UNSET
     consumer_count: int = 0
+
+
+class AnsweredStreamConfig(StreamConfig, kw_only=True):
+    """A config as answered: `subjects` and `duplicate_window` left out when empty, as Go's omitempty does (only a
+    mirror's or a source's can be). Built by api.streams.answered, never stored or read back."""
+
+    subjects: list[str] | UnsetType = UNSET  # type: ignore[assignment]
+    duplicate_window: Duration | UnsetType = UNSET  # type: ignore[assignment]
 
 
 class StreamInfo(msgspec.Struct, kw_only=True):

@@ -36,6 +36,9 @@ async def test_schedules_config_rules(nc: Client) -> None:
         nc, "$JS.API.STREAM.CREATE.O", {"name": "O", "allow_msg_schedules": True, "sources": [{"name": "S"}]}
     )
     assert error_of(source)[1] == 10187
+    both = {"name": "C", "allow_msg_schedules": True, "allow_msg_counter": True}
+    counter = await api(nc, "$JS.API.STREAM.CREATE.C", both)
+    assert error_of(counter) == (500, 10052, "counter stream cannot use message schedules")
 
 
 # (headers published on s.sched, the PubAck's error code or None when stored) on a stream with schedules allowed.

@@ -7,6 +7,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import nats.errors
 import nats.js.errors
 import pytest
 from nats.aio.client import Client
@@ -100,6 +101,10 @@ async def test_sources_from_two_streams_with_filter(nc: Client, js: JetStreamCon
     await wait_for(_count(js, "S", 8))
 
 
+async def _consumers(nc: Client, stream: str) -> int:
+    return int((await _info(nc, stream))["state"]["consumer_count"])
+
+
 def _count(js: JetStreamContext, name: str, n: int) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         return (await js.stream_info(name)).state.messages == n
@@ -184,3 +189,62 @@ async def test_a_sourced_schedule_is_stored_as_it_came(nc: Client, js: JetStream
     for name in ("XS", "MS"):
         got = await js.get_msg(name, 1)
         assert got.headers and got.headers["Nats-Schedule"] == sched["Nats-Schedule"], got.headers
+
+
+async def test_subject_transforms_rename_what_is_copied(nc: Client, js: JetStreamContext) -> None:
+    await js.add_stream(name="TR", subjects=["tr.>"])
+    for i in range(6):
+        await js.publish(f"tr.{'ab'[i % 2]}.{i}", b"%d" % i)
+    transforms = [{"src": "tr.a.*", "dest": "A.{{wildcard(1)}}"}, {"src": "tr.b.>", "dest": ""}]
+    src = {"name": "TRS", "subjects": ["trs"], "sources": [{"name": "TR", "subject_transforms": transforms}]}
+    made = json.loads((await nc.request("$JS.API.STREAM.CREATE.TRS", json.dumps(src).encode())).data)
+    assert made["config"]["sources"] == [{"name": "TR", "subject_transforms": transforms}]
+    mirror = {"name": "TRM", "mirror": {"name": "TR", "subject_transforms": [{"src": "tr.b.*", "dest": "B.$1"}]}}
+    await nc.request("$JS.API.STREAM.CREATE.TRM", json.dumps(mirror).encode())
+    await wait_for(_count(js, "TRS", 6))
+    await wait_for(_count(js, "TRM", 3))
+    got = [await js.get_msg("TRS", seq) for seq in range(1, 7)]
+    assert [m.subject for m in got] == ["A.0", "tr.b.1", "A.2", "tr.b.3", "A.4", "tr.b.5"]
+    assert got[0].headers is not None
+    assert got[0].headers["Nats-Stream-Source"].startswith("TR 1 tr.a.*\ftr.b.> A.{{wildcard(1)}}\f> tr.a.0")
+    state = (await js.stream_info("TRM")).state
+    assert (state.first_seq, state.last_seq) == (2, 6)  # a filtered mirror keeps the origin's sequences
+    assert [(await js.get_msg("TRM", seq)).subject for seq in (2, 4, 6)] == ["B.1", "B.3", "B.5"]
+    info = await _info(nc, "TRS")
+    assert info["sources"][0]["subject_transforms"] == transforms
+    assert "filter_subject" not in info["sources"][0]
+
+
+async def test_a_workqueue_origin_is_drained_by_its_mirror(nc: Client, js: JetStreamContext) -> None:
+    await js.add_stream(name="WQ", subjects=["wq.>"], retention="workqueue")
+    await js.add_stream(StreamConfig(name="WQM", mirror=StreamSource(name="WQ")))
+    await js.add_stream(StreamConfig(name="WQS", subjects=["wqs"], sources=[StreamSource(name="WQ")]))
+
+    async def both_copying() -> bool:  # each copier's consumer is there: a message goes once both have it
+        return (await _consumers(nc, "WQ")) == 2
+
+    await wait_for(both_copying)
+    for i in range(4):
+        await js.publish(f"wq.{i}", b"%d" % i)
+    await wait_for(_count(js, "WQM", 4))
+    await wait_for(_count(js, "WQS", 4))
+    await wait_for(_count(js, "WQ", 0))  # each ack-none delivery took the message off the queue
+    # The copiers' consumers take no part in the queue's partitioning: a worker may still take it all.
+    worker = await js.pull_subscribe("wq.>", durable="worker", stream="WQ")
+    await js.publish("wq.9", b"9")
+    await wait_for(_count(js, "WQM", 5))
+    assert (await js.consumer_info("WQ", "worker")).config.durable_name == "worker"
+    await worker.unsubscribe()
+
+
+async def test_mirror_direct_waits_until_the_mirror_has_caught_up(nc: Client, js: JetStreamContext) -> None:
+    await js.add_stream(name="E", subjects=["e.>"], allow_direct=True)
+    await js.add_stream(StreamConfig(name="EM", mirror=StreamSource(name="E")))
+    await wait_for(lambda: _mirror_active(nc, "EM"))  # the mirror's consumer is there, nothing mirrored yet
+    await js.delete_stream("E")
+    with pytest.raises(nats.errors.NoRespondersError):  # the mirror never copied a message: it does not answer
+        await nc.request("$JS.API.DIRECT.GET.E", b'{"seq":1}', timeout=2)
+
+
+async def _mirror_active(nc: Client, stream: str) -> bool:
+    return int((await _info(nc, stream))["mirror"]["active"]) >= 0

@@ -124,11 +124,17 @@ def check_pull(reply: Reply) -> None:
 
 
 def check_puback(reply: Reply) -> dict[str, Any]:
-    """`{"stream","seq"[,"duplicate","domain"]}` or an error object (possibly beside stream/seq)."""
+    """`{"stream","seq"[,"duplicate","domain","batch","count","val"]}` or an error object (possibly beside
+    stream/seq)."""
     assert reply.status is None, f"status {reply.headers!r} where a PubAck was due"
     doc = json.loads(reply.payload.decode("utf-8"))
     assert isinstance(doc, dict), f"PubAck is not an object: {reply.payload[:300]!r}"
-    assert set(doc) <= {"stream", "seq", "duplicate", "domain", "error"}, f"PubAck keys {sorted(doc)}"
+    keys = {"stream", "seq", "duplicate", "domain", "error", "batch", "count", "val"}
+    assert set(doc) <= keys, f"PubAck keys {sorted(doc)}"
+    if "val" in doc:  # a counter's new total
+        assert isinstance(doc["val"], str) and doc["val"].lstrip("-").isdigit(), doc
+    if "batch" in doc:  # an atomic batch's commit
+        assert isinstance(doc["batch"], str) and type(doc.get("count")) is int and doc["count"] >= 1, doc
     if "error" in doc:
         check_error(doc["error"])
         return doc

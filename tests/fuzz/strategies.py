@@ -82,6 +82,7 @@ def stream_config(name: str) -> dict[str, Any]:
         "allow_rollup_hdrs": True,
         "allow_msg_ttl": True,
         "allow_msg_schedules": True,
+        "allow_atomic": True,
         "first_seq": 1,
         "subject_delete_marker_ttl": 0,
     }
@@ -105,6 +106,12 @@ def copying_configs(name: str) -> list[dict[str, Any]]:
     return [
         {"name": name, "mirror": mirror, "max_msg_size": -1},
         {"name": name, "subjects": [f"s.{name}.>"], "sources": [source, {"name": WQ_STREAM, "external": ext}]},
+        {"name": name, "mirror": {"name": STREAM, "subject_transforms": [{"src": "fz.*", "dest": "m.$1"}]}},
+        {
+            "name": name,
+            "subjects": [f"s.{name}.>"],
+            "sources": [{"name": STREAM, "subject_transforms": [{"src": "fz.a", "dest": ""}, {"src": "fz.b.>"}]}],
+        },
     ]
 
 

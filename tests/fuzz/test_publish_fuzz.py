@@ -11,6 +11,7 @@ import json
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, note, settings
+from hypothesis import example as explicit
 from hypothesis import strategies as st
 
 from tests.conftest import StartService
@@ -29,12 +30,15 @@ HDR_CONFIG = {
     "allow_msg_ttl": True,
     "allow_msg_schedules": True,
     "allow_direct": True,
+    "allow_atomic": True,
     "max_msgs_per_subject": 50,
     "storage": "file",
     "num_replicas": 1,
     # Every stored message (odd header blocks included) is also republished on the service's connection.
     "republish": {"src": "hdr.>", "dest": "rp.hdr.>"},
 }
+CSTREAM = "CNT"  # a counter stream (with atomic batches): increments and their refusals
+COUNTER_CONFIG = {"name": CSTREAM, "subjects": ["cnt.>"], "allow_msg_counter": True, "allow_atomic": True}
 NAMES = [
     b"Nats-Msg-Id",
     b"Nats-Expected-Stream",
@@ -54,6 +58,10 @@ NAMES = [
     b"Nats-Schedule-Time-Zone",
     b"Nats-Scheduler",
     b"Nats-Schedule-Next",
+    b"Nats-Batch-Id",
+    b"Nats-Batch-Sequence",
+    b"Nats-Batch-Commit",
+    b"Nats-Incr",
     b"KV-Operation",
     b"X-Custom",
     b"nats-msg-id",
@@ -64,6 +72,14 @@ VALUES = st.one_of(
     st.sampled_from([str(n).encode() for n in BIG_INTS]),
     st.sampled_from(
         [b"", b" ", b"sub", b"all", b"HDR", b"FZ", b"1s", b"1h", b"never", b"-1s", b"1.5", b"NaN", b"0x10", b"\xff"]
+        + [
+            b"1",
+            b"2",
+            b"eob",
+            b"b1",
+            b"-3",
+            b"+1",
+        ]  # batch ids, sequences and commits that can open and close atomic batches
     ),
     st.sampled_from([5000, 70_000]).map(lambda n: b"x" * n),
     st.just("ü".encode() * 10),
@@ -144,9 +160,12 @@ async def one_publish(env: FuzzEnv, subject: bytes, block: bytes, payload: bytes
     number, reply = await env.request(subject, payload, b"", block, REPLY_BOUND)
     env.raw.forget(number)
     assert reply is not None, f"no PubAck within {REPLY_BOUND}s"
+    if reply.status is None and reply.payload == b"":  # a message staged in an atomic batch
+        assert b"Nats-Batch-Id" in block, "an empty reply to a publish outside a batch"
+        return
     ack = checks.check_puback(reply)
     await env.assert_serving()
-    if "error" not in ack and not ack.get("duplicate"):
+    if "error" not in ack and not ack.get("duplicate") and not ack.get("count", 1) > 1:
         await read_back(env, ack["stream"], ack["seq"], block)
         await env.assert_serving()
 
@@ -158,13 +177,23 @@ async def test_every_publish_gets_a_puback_or_an_error(nats_server: NatsServer, 
             "$JS.API.STREAM.CREATE." + HSTREAM, json.dumps(HDR_CONFIG).encode(), timeout=REPLY_BOUND
         )
         assert "error" not in json.loads(created.data), created.data
+        created = await env.nc.request(
+            "$JS.API.STREAM.CREATE." + CSTREAM, json.dumps(COUNTER_CONFIG).encode(), timeout=REPLY_BOUND
+        )
+        assert "error" not in json.loads(created.data), created.data
         example = run_examples(asyncio.get_running_loop(), one_publish)
 
         @FUZZ_SETTINGS
         @given(
-            subject=st.sampled_from([b"hdr.a", b"hdr.b", b"hdr.\xff", b"fz.a"]),
+            subject=st.sampled_from([b"hdr.a", b"hdr.b", b"hdr.\xff", b"fz.a", b"cnt.a"]),
             block=header_blocks(),
             payload=st.sampled_from([0, 1, 3, 100_000]).map(lambda n: Blob(b"\xff" * n)),
+        )
+        @explicit(b"hdr.a", Blob(b"NATS/1.0\r\nNats-Batch-Id: b1\r\nNats-Batch-Sequence: 1\r\n\r\n"), Blob(b"1"))
+        @explicit(
+            b"hdr.a",
+            Blob(b"NATS/1.0\r\nNats-Batch-Id: b1\r\nNats-Batch-Sequence: 2\r\nNats-Batch-Commit: 1\r\n\r\n"),
+            Blob(b""),
         )
         def fuzz(subject: bytes, block: Blob, payload: Blob) -> None:
             note(f"HPUB {subject!r} headers={bytes(block[:3000])!r} ({len(block)} bytes) payload={payload!r}")

@@ -47,3 +47,11 @@ def test_cli_bad_config_is_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["serve", "--config", str(conf)])
     assert result.exit_code == 1
     assert result.output.count("\n") == 1 and result.output.startswith("streamd: bad configuration")
+
+
+def test_atomic_batch_limits_are_settings_and_must_be_positive() -> None:
+    cfg = build({"atomic-max-msgs": 10, "atomic-timeout": 0.5}, {})
+    assert (cfg.atomic_max_msgs, cfg.atomic_timeout, cfg.atomic_inflight_per_stream) == (10, 0.5, 50)
+    for bad in ({"atomic-max-msgs": 0}, {"atomic-timeout": 0}, {"atomic-max-bytes": -1}):
+        with pytest.raises((ValueError, msgspec.ValidationError)):
+            build(bad, {})

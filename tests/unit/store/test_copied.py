@@ -30,13 +30,14 @@ def test_source_progress_is_recorded_with_the_messages_and_found_again_in_header
     s = make_stream(store, "S", subjects=["s.>"])
     iname = copying.index_name(StreamSource(name="O"))
     batch = [
-        copied.Copied(seq, 0, b"s.x", copying.sourced_headers(None, iname, seq, b"s.x"), b"d") for seq in (3, 4, 9)
+        copied.Copied(seq, 0, b"s.x", copying.sourced_headers(None, iname, seq, b"s.x", "Id3nt1ty"), b"d")
+        for seq in (3, 4, 9)
     ]
-    assert write(store, lambda b: copied.store_sourced(b, s, iname, batch)) is None
+    assert write(store, lambda b: copied.store_sourced(b, s, iname, batch, "Id3nt1ty")) is None
     publish(store, s, "s.own")  # a message of its own, after the sourced ones
     with store.read() as txn:
-        assert copied.source_progress(txn, store.meta, s.id, iname) == 9
-        assert copied.scan_source_headers(txn, s, {iname, "P > >"}) == {iname: 9}
+        assert copied.source_progress(txn, store.meta, s.id, iname) == (9, "Id3nt1ty")
+        assert copied.scan_source_headers(txn, s, {iname, "P > >"}) == {iname: (9, "Id3nt1ty")}
 
 
 def test_a_refused_source_message_stops_the_batch_before_it(store: Store) -> None:
@@ -46,5 +47,5 @@ def test_a_refused_source_message_stops_the_batch_before_it(store: Store) -> Non
     refusal = write(store, lambda b: copied.store_sourced(b, s, iname, batch))
     assert refusal is not None and refusal.err_code == 10077
     with store.read() as txn:
-        assert copied.source_progress(txn, store.meta, s.id, iname) == 2
+        assert copied.source_progress(txn, store.meta, s.id, iname) == (2, "")
     assert s.committed.messages == 2

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from streamd.store import layout, reads, retention
+from streamd.store import atomic, layout, reads, retention
 from streamd.store import stream as streams
 from streamd.store.env import Store
-from streamd.wire import errors
+from streamd.wire import errors, headers
 from streamd.wire.models import Discard, Retention
 from tests.unit.store.support import NOW, SECOND, make_stream, publish, seqs, write
 
@@ -265,3 +265,24 @@ def test_a_refused_message_leaves_its_batch_neighbours_alone(store: Store) -> No
 
     assert write(store, batch) == [(1, False), errors.STORE_FAILED.err_code]
     assert seqs(store, s) == [1] and s.committed.last_seq == 1
+
+
+def test_an_atomic_batch_refused_part_way_leaves_its_neighbours_in_the_transaction(store: Store) -> None:
+    """store_batch runs in a child transaction: a refusal undoes the batch's writes and counters only."""
+    s = make_stream(store, allow_atomic=True)
+    msgs: list[atomic.Staged] = [
+        (b"s.a", None, b"1"),
+        (b"s.b", headers.build([("Nats-Expected-Last-Sequence", "0")]), b"2"),
+    ]
+
+    def run(b: streams.Batch) -> int:
+        streams.store_message(b, s, b"s.before", None, b"x")
+        with pytest.raises(errors.ApiError) as caught:
+            atomic.store_batch(b, s, msgs)
+        assert caught.value.err_code == 10164
+        streams.store_message(b, s, b"s.after", None, b"x")
+        return atomic.store_batch(b, s, msgs[:1])
+
+    assert write(store, run) == 3
+    assert seqs(store, s) == [1, 2, 3]
+    assert (s.committed.messages, s.committed.last_seq, s.committed.num_subjects) == (3, 3, 3)

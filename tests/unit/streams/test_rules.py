@@ -86,9 +86,19 @@ def test_subject_delete_markers_turn_on_ttl_and_rollup() -> None:
         (errors.STREAM_INVALID_CONFIG, "forms a cycle", {"republish": RePublish(dest="a.b"), "subjects": ["a.*"]}),
         (errors.MIRROR_WITH_SUBJECTS, "", {"mirror": StreamSource(name="O"), "subjects": ["x"]}),
         (
-            errors.STREAM_INVALID_CONFIG,
-            "does not support subject transforms in mirrors",
-            {"sources": [StreamSource(name="O", subject_transforms=[{"src": ">", "dest": "a.>"}])]},
+            errors.SOURCE_OVERLAPPING_SUBJECT_FILTERS,
+            "",
+            {
+                "sources": [
+                    StreamSource(
+                        name="O",
+                        subject_transforms=[
+                            SubjectTransformConfig(src="a.>", dest=""),
+                            SubjectTransformConfig(src="a.b", dest="x"),
+                        ],
+                    )
+                ]
+            },
         ),
         (errors.STREAM_INVALID_CONFIG, "description is too long", {"description": "d" * 4097}),
         (errors.REPLICAS_NEGATIVE, "", {"num_replicas": -1}),
