@@ -9,11 +9,14 @@ import os
 import resource
 import signal
 import sys
+import time
 from pathlib import Path
 
 import nats
 import pytest
-from nats.js.errors import APIError, TooManyStalledMsgsError
+from nats.js import JetStreamContext
+from nats.js.api import RawStreamMsg
+from nats.js.errors import APIError, NotFoundError, TooManyStalledMsgsError
 
 from streamd import SyncMode
 from tests.conftest import RunningService, StartService
@@ -322,3 +325,33 @@ async def test_non_utf8_subjects_are_refused_and_the_service_keeps_serving(
     conn = streamd.service.conn
     # the pull request's non-UTF-8 reply is refused at the door (400 status), no handler fails
     assert conn is not None and conn.raw_handler_errors == 0 and conn.stats["reconnects"] == 0
+
+
+async def test_a_schedule_due_while_streamd_was_down_fires_once_at_start(
+    start_service: StartService, nats_server: NatsServer
+) -> None:
+    """The schedule index is on disk: a due time that passed during the outage fires at the first retention pass
+    after the start, once."""
+    service = await start_service()
+    nc = await _connect(nats_server.url)
+    js = nc.jetstream(timeout=5)
+    await js.add_stream(name="SCH", subjects=["sch.>"], allow_msg_schedules=True)
+    due = time.time() + 1.5
+    at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(due)) + f".{int(due % 1 * 1e6):06d}Z"
+    await js.publish("sch.s", b"job", headers={"Nats-Schedule": f"@at {at}", "Nats-Schedule-Target": "sch.run"})
+    await service.stop()
+    await wait_for(lambda: time.time() > due + 0.2)
+
+    await start_service()
+    fired = await wait_for(lambda: _last_or_none(js, "SCH", "sch.run"))
+    assert fired.data == b"job" and fired.headers and fired.headers["Nats-Scheduler"] == "sch.s"
+    info = await js.stream_info("SCH")
+    assert (info.state.messages, info.state.last_seq) == (1, 2)  # the schedule purged, one produced message
+    await nc.close()
+
+
+async def _last_or_none(js: JetStreamContext, stream: str, subject: str) -> RawStreamMsg | None:
+    try:
+        return await js.get_last_msg(stream, subject)
+    except NotFoundError:
+        return None

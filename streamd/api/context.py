@@ -30,8 +30,8 @@ from streamd.wire.models import (
     StreamPurgeRequest,
 )
 
-# 2 since atomic batch publish and counters (2.12); level 2's other features (schedules, async persist) are refused
-# by name when asked for (see streams/rules).
+# 2 since 2.12's atomic batch publish, counters and message schedules; level 2's async persist is refused by
+# name when asked for (see streams/rules).
 API_LEVEL = 2
 ENCODER = msgspec.json.Encoder()
 

@@ -11,9 +11,13 @@ Naming, for a queue `name` (letters, digits, `-` and `_`):
   `jobsdlq.<name>.dead`.
 
 Headers: `Nats-Msg-Id` (and `Jobs-Id`) carry the job id for deduplication within the stream's `duplicate_window`;
-`Jobs-Run-At` (an ISO 8601 UTC time) delays a job. A worker that fetches a job before its run-at time naks it
-with the remaining delay, so the consumer's redelivery timer does the waiting. Dead letters keep the original
-payload and headers plus `Jobs-Error`, `Jobs-Attempts`, `Jobs-Queue-Seq` and `Jobs-Failed-At`.
+`Jobs-Run-At` (an ISO 8601 UTC time) delays a job. Where the server serves message schedules (JetStream API
+level 2+: nats-server 2.12+, streamd), the queue stream allows them and a delayed job is published as a schedule
+on `jobs.<name>.sched.<token>` (`Nats-Schedule: @at <run-at>`, target `jobs.<name>.run`): the server stores it
+there when due, so workers never see it early. Otherwise, or with `Queue.open(..., schedules=False)`, a worker
+that fetches a job before its run-at time naks it with the remaining delay, so the consumer's redelivery timer
+does the waiting (that path also covers a schedule fired a little early by a skewed clock). Dead letters keep
+the original payload and headers plus `Jobs-Error`, `Jobs-Attempts`, `Jobs-Queue-Seq` and `Jobs-Failed-At`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import datetime as dt
 import logging
 import random
 import re
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -57,6 +62,9 @@ H_ATTEMPTS = "Jobs-Attempts"
 H_QUEUE_SEQ = "Jobs-Queue-Seq"
 H_FAILED_AT = "Jobs-Failed-At"
 _MSG_ID = "Nats-Msg-Id"
+_SCHEDULE = "Nats-Schedule"
+_SCHEDULE_TARGET = "Nats-Schedule-Target"
+_SCHEDULES_LEVEL = 2  # the JetStream API level that brought message schedules (nats-server 2.12)
 _DLQ_HEADERS = (H_ERROR, H_ATTEMPTS, H_QUEUE_SEQ, H_FAILED_AT)
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 # A job fetched this close to its run-at time runs instead of being deferred once more.
@@ -142,6 +150,12 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+async def _serves_schedules(js: JetStreamContext) -> bool:
+    """Whether the server's JetStream API level has message schedules (`$JS.API.INFO`'s `api.level`)."""
+    info = await js.account_info()
+    return (info.api.level or 0) >= _SCHEDULES_LEVEL
+
+
 @dataclass
 class Queue:
     """A named job queue. `await Queue.open(js, name, ...)` creates (or opens, idempotently) its streams and
@@ -152,6 +166,7 @@ class Queue:
     ack_wait: float = 30.0
     max_attempts: int = 5
     duplicate_window: float = 120.0
+    schedules: bool = False  # delayed jobs are message schedules (set by `open` when the server serves them)
 
     # the names of the queue's streams, subject and consumer: derived from `name`, never stored
     @property
@@ -183,12 +198,15 @@ class Queue:
         ack_wait: float = 30.0,
         max_attempts: int = 5,
         duplicate_window: float = 120.0,
+        schedules: bool = True,
     ) -> Queue:
+        """`schedules=False` keeps delayed jobs on the nak path even where the server could schedule them."""
         if not _NAME.match(name):
             raise ValueError(f"invalid queue name {name!r}: use letters, digits, '-' and '_'")
         if max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
         queue = cls(js, name, ack_wait=ack_wait, max_attempts=max_attempts, duplicate_window=duplicate_window)
+        queue.schedules = schedules and await _serves_schedules(js)
         await queue._ensure()
         return queue
 
@@ -200,7 +218,11 @@ class Queue:
         for stream, subjects, retention in streams:
             await self._ensure_stream(
                 StreamConfig(
-                    name=stream, subjects=[subjects], retention=retention, duplicate_window=self.duplicate_window
+                    name=stream,
+                    subjects=[subjects],
+                    retention=retention,
+                    duplicate_window=self.duplicate_window,
+                    allow_msg_schedules=True if self.schedules and stream == self.stream else None,
                 )
             )
         config = ConsumerConfig(
@@ -222,9 +244,16 @@ class Queue:
 
     async def _ensure_stream(self, config: StreamConfig) -> None:
         try:
-            await self.js.stream_info(str(config.name))
+            info = await self.js.stream_info(str(config.name))
         except nats.js.errors.NotFoundError:
             await self.js.add_stream(config=config)
+            return
+        if config.allow_msg_schedules and not info.config.allow_msg_schedules:
+            try:  # a queue made before schedules were served (or by an older streamd.jobs): turn them on
+                await self.js.update_stream(config=info.config.evolve(allow_msg_schedules=True))
+            except nats.js.errors.APIError as exc:
+                log.warning("jobs: %s keeps delaying jobs by nak: schedules not enabled (%s)", self.name, exc)
+                self.schedules = False
 
     def _headers(
         self,
@@ -244,6 +273,19 @@ class Queue:
             out[H_RUN_AT] = _utc(run_at).isoformat()
         return out or None
 
+    def _subject(self, headers: dict[str, str] | None) -> str:
+        """Where to publish a job: a delayed one, where schedules are on, as a schedule of its own (a subject holds
+        one schedule) that the server fires onto the queue subject at its run-at time."""
+        run_at = headers.get(H_RUN_AT) if headers else None
+        if not (self.schedules and headers and run_at):
+            return self.subject
+        when = dt.datetime.fromisoformat(run_at)
+        if when <= _now():
+            return self.subject
+        headers[_SCHEDULE] = "@at " + when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        headers[_SCHEDULE_TARGET] = self.subject
+        return f"jobs.{self.name}.sched.{uuid.uuid4().hex}"
+
     async def enqueue(
         self,
         payload: Any = b"",
@@ -253,11 +295,11 @@ class Queue:
         run_at: dt.datetime | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> int:
-        """Add a job; returns its queue sequence. A repeated `id` within the duplicate window is not added again
+        """Add a job; returns its queue sequence (a job delayed by a schedule: the schedule's; the job gets its own
+        when it comes due). A repeated `id` within the duplicate window is not added again
         (the sequence of the first is returned). `payload` is bytes or anything msgspec encodes as JSON."""
-        ack: PubAck = await self.js.publish(
-            self.subject, _encode(payload), stream=self.stream, headers=self._headers(id, delay, run_at, headers)
-        )
+        hdrs = self._headers(id, delay, run_at, headers)
+        ack: PubAck = await self.js.publish(self._subject(hdrs), _encode(payload), stream=self.stream, headers=hdrs)
         return int(ack.seq)
 
     async def enqueue_many(
@@ -274,12 +316,12 @@ class Queue:
         id_list = list(ids) if ids is not None else [None] * len(items)
         if len(id_list) != len(items):
             raise ValueError("ids must match payloads")
-        futures = [
-            await self.js.publish_async(
-                self.subject, _encode(p), stream=self.stream, headers=self._headers(i, delay, run_at, headers)
+        futures = []
+        for p, i in zip(items, id_list, strict=True):
+            hdrs = self._headers(i, delay, run_at, headers)
+            futures.append(
+                await self.js.publish_async(self._subject(hdrs), _encode(p), stream=self.stream, headers=hdrs)
             )
-            for p, i in zip(items, id_list, strict=True)
-        ]
         acks = await asyncio.gather(*futures)
         return [int(a.seq) for a in acks]
 

@@ -78,7 +78,8 @@ def store_sourced(
     last, refusal = 0, None
     for m in msgs:
         try:
-            streams.store_message(b, stream, m.subject, m.hdrs, m.data)  # a duplicate Nats-Msg-Id counts as stored
+            # A duplicate Nats-Msg-Id counts as stored; schedule headers were checked by the origin.
+            streams.store_message(b, stream, m.subject, m.hdrs, m.data, sourced=True)
         except errors.StoreFull:
             raise
         except errors.ApiError as exc:

@@ -15,6 +15,7 @@ order is (stream, key) order and a publish inserts at the end of its stream's ra
     dedup                sid | msg id       -> seq u64 | stored ns u64      (dedup table)
     dedup-age            sid | ns | msg id  -> b""                          (dedup table, by age)
     ttl                  sid | ns | seq     -> b""                          (per-message TTL)
+    sched                sid | ns | seq     -> b""                          (message schedules, by due time)
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ DELETE_CHUNK = 10_000  # rows a stream delete or migration removes per transacti
 class Tables:
     """Handles of the shared tables, opened once per environment."""
 
-    __slots__ = ("dedup", "dedup_age", "msgs", "subjects", "ttl")
+    __slots__ = ("dedup", "dedup_age", "msgs", "sched", "subjects", "ttl")
 
     def __init__(self, env: lmdb.Environment) -> None:
         with env.begin(write=True) as txn:
@@ -127,15 +128,16 @@ class Tables:
             self.dedup = env.open_db(b"dedup", txn=txn)
             self.dedup_age = env.open_db(b"dedup-age", txn=txn)
             self.ttl = env.open_db(b"ttl", txn=txn)
+            self.sched = env.open_db(b"sched", txn=txn)
 
     def all(self) -> tuple[lmdb._Database, ...]:
-        return (self.msgs, self.subjects, self.dedup, self.dedup_age, self.ttl)
+        return (self.msgs, self.subjects, self.dedup, self.dedup_age, self.ttl, self.sched)
 
 
 class StreamDbs:
     """One stream's view of the shared tables: their handles plus the stream's key prefix."""
 
-    __slots__ = ("dedup", "dedup_age", "msgs", "prefix", "subjects", "ttl")
+    __slots__ = ("dedup", "dedup_age", "msgs", "prefix", "sched", "subjects", "ttl")
 
     def __init__(self, tables: Tables, stream_id: int) -> None:
         self.prefix = SID.pack(stream_id)
@@ -144,9 +146,10 @@ class StreamDbs:
         self.dedup = tables.dedup
         self.dedup_age = tables.dedup_age
         self.ttl = tables.ttl
+        self.sched = tables.sched
 
     def all(self) -> tuple[lmdb._Database, ...]:
-        return (self.msgs, self.subjects, self.dedup, self.dedup_age, self.ttl)
+        return (self.msgs, self.subjects, self.dedup, self.dedup_age, self.ttl, self.sched)
 
     def mkey(self, seq: int) -> bytes:
         return self.prefix + SEQ.pack(seq)

@@ -1,5 +1,6 @@
 """A stream's retention, run by the service's timer in the writer: max_age (with subject delete markers),
-per-message TTLs, the dedup window, limits lowered by an update, and when each stream next has such work.
+per-message TTLs, the dedup window, due message schedules, limits lowered by an update, and when each stream
+next has such work.
 
 Everything here runs inside a writer batch, like the write path in ``stream`` whose removals it uses.
 """
@@ -10,6 +11,7 @@ from collections.abc import Iterable, Iterator
 
 import lmdb
 
+from streamd.store import scheduler
 from streamd.store.layout import MAX_STREAM_ID, SEQ, SID, Tables, message_subject, seek_first, unpack_pair
 from streamd.store.stream import (
     Batch,
@@ -53,6 +55,7 @@ def expire(b: Batch, stream: Stream) -> None:
         cur.delete()
         delete_seq(b, stream, seq)
     trim_dedup(b, stream)
+    scheduler.fire_due(b, stream)
 
 
 def _write_marker(b: Batch, stream: Stream, subject: bytes, reason: bytes, ttl_ns: int) -> None:
@@ -93,6 +96,9 @@ def next_deadline(stream: Stream, txn: lmdb.Transaction) -> int:
     cur = txn.cursor(db=stream.dbs.dedup_age)
     if seek_first(cur, stream.dbs.prefix):
         deadlines.append(SEQ.unpack_from(cur.key(), 4)[0] + cfg.duplicate_window)
+    cur = txn.cursor(db=stream.dbs.sched)
+    if seek_first(cur, stream.dbs.prefix):
+        deadlines.append(SEQ.unpack_from(cur.key(), 4)[0])
     return min(deadlines) if deadlines else 0
 
 
@@ -117,8 +123,9 @@ def deadlines(txn: lmdb.Transaction, tables: Tables, live: Iterable[Stream]) -> 
         cfg, c = s.config, s.committed
         if cfg.max_age > 0 and c.messages and c.first_ns:
             soonest[sid] = c.first_ns + cfg.max_age
-    for sid, due in first_rows(txn, tables.ttl):
-        soonest[sid] = min(soonest.get(sid, due), due)
+    for table in (tables.ttl, tables.sched):
+        for sid, due in first_rows(txn, table):
+            soonest[sid] = min(soonest.get(sid, due), due)
     for sid, ts in first_rows(txn, tables.dedup_age):
         owner = by_id.get(sid)
         if owner is not None:

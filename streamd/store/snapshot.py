@@ -12,6 +12,7 @@ from __future__ import annotations
 import lmdb
 import msgspec
 
+from streamd.store import schedules
 from streamd.store.env import Store
 from streamd.store.layout import (
     SEQ,
@@ -46,7 +47,7 @@ from streamd.store.snapshot_format import (
     snappy_frames,
 )
 from streamd.store.stream import MAX_SEQ, MAX_SUBJECT, MAX_TTL, Batch, Stream, dedup_key, parse_ttl
-from streamd.wire import headers
+from streamd.wire import headers, schedule
 from streamd.wire.models import StreamConfig
 
 __all__ = [
@@ -119,6 +120,7 @@ class Importer:
         self.dbs: StreamDbs | None = None
         self._last = 0
         self._ttl = config.allow_msg_ttl is True
+        self._schedules = config.allow_msg_schedules is True
         self._known: set[bytes] = set()  # subjects checked and already in the index (a cache, bounded)
         self._saved = self._state()
         self._applying = False
@@ -208,6 +210,8 @@ class Importer:
                 ttl = 0
             if 0 < ttl <= MAX_TTL:
                 txn.put(dbs.prefix + pack_pair(min(ts + ttl, _MAX_NS), seq), b"", db=dbs.ttl)
+        if self._schedules and headers.SCHEDULE in h:
+            _index_schedule(txn, dbs, seq, ts, h)
         msg_id = dedup_key(h.get(headers.MSG_ID, b""))
         if msg_id:
             txn.put(dbs.prefix + msg_id, pack_pair(seq, ts), db=dbs.dedup)
@@ -245,3 +249,14 @@ def _check_subject(seq: int, subject: bytes) -> None:
         subject.decode()
     except UnicodeDecodeError:
         raise SnapshotError(f"message {seq} has a subject that is not UTF-8") from None
+
+
+def _index_schedule(txn: lmdb.Transaction, dbs: StreamDbs, seq: int, ts: int, h: dict[bytes, bytes]) -> None:
+    """A restored schedule is due when it was (from its stored time); one replaced later in the snapshot leaves a
+    stale row the scheduler drops."""
+    try:
+        due = schedule.next_fire(h[headers.SCHEDULE].decode(), schedule.zone(h.get(headers.SCHEDULE_TZ)), ts, ts)[0]
+    except (schedule.Invalid, UnicodeDecodeError):
+        return
+    if due:
+        schedules.index(txn, dbs, due, seq)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import lmdb
 import msgspec
 
+from streamd.store import schedules
 from streamd.store.env import Store
 from streamd.store.layout import (
     SEQ,
@@ -28,9 +29,11 @@ from streamd.store.layout import (
     record_size,
     seek_first,
     stored_size,
+    unpack_message,
     unpack_pair,
 )
 from streamd.store.routing import Frame, Routing
+from streamd.store.schedules import Plan
 from streamd.wire import durations, errors, headers, subjects
 from streamd.wire.models import Discard, Retention, StreamConfig
 
@@ -174,8 +177,12 @@ def subject_count(b: Batch, stream: Stream, subject: bytes) -> int:
     return int(cur.count()) if cur.set_key(stream.dbs.skey(subject)) else 0
 
 
-def store_message(b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, data: bytes) -> tuple[int, bool]:
+def store_message(
+    b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, data: bytes, *, sourced: bool = False
+) -> tuple[int, bool]:
     """Check, sequence and store one published message. -> (seq, duplicate); raises ApiError to refuse it.
+    `sourced`: a message a schedule produced (see ``scheduler``) or a source copied: its schedule headers are not
+    a client's to check (nats-server's `sourced`), only a `Nats-Schedule-Next: purge` is honoured.
 
     The hot path: each helper below is called once per message, so splitting costs a call, never a second look.
     """
@@ -185,13 +192,15 @@ def store_message(b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, 
         subject = routing.stored_subject(subject)
     check_writable(stream, subject)
     hlen = len(hdrs) if hdrs else 0
-    ttl, msg_id, rollup = 0, b"", None
+    ttl, msg_id, rollup, plan = 0, b"", None, None
     if hlen:
         h = headers.parse(hdrs)
         if h:
-            ttl, msg_id, rollup, duplicate_of = check_headers(b, stream, subject, h)
+            ttl, msg_id, rollup, duplicate_of, plan = check_headers(b, stream, subject, h, sourced)
             if duplicate_of:
                 return duplicate_of, True
+            hdrs, rollup = _with_schedule_rollup(plan, hdrs or b"", rollup)
+            hlen = len(hdrs)
     size = _check_size(stream, subject, hlen, len(data))
     if cfg.discard == Discard.NEW:
         _check_discard_new(b, stream, subject, size)
@@ -211,8 +220,43 @@ def store_message(b: Batch, stream: Stream, subject: bytes, hdrs: bytes | None, 
         b.txn.put(stream.dbs.prefix + pack_pair(b.now_ns + ttl, seq), b"", db=stream.dbs.ttl)
     if rollup is not None:
         _apply_rollup(b, stream, subject, seq, rollup)
+    _apply_schedule_plan(b, stream, seq, plan)
     _enforce_limits(b, stream, subject)
     return seq, False
+
+
+def _schedule_plan(b: Batch, stream: Stream, subject: bytes, h: dict[bytes, bytes], sourced: bool) -> Plan | None:
+    """What the Nats-Schedule headers ask (None: there are none); raises the server's errors for a client's."""
+    if not schedules.involved(h):
+        return None
+    if sourced:
+        return Plan(purge=schedules.purge_target(h))
+
+    def last_headers(on: bytes) -> bytes | None:
+        seq = last_seq_on_subject(b, stream, on)
+        raw = b.txn.get(stream.dbs.mkey(seq), db=stream.dbs.msgs) if seq else None
+        return None if raw is None else bytes(unpack_message(raw)[1])
+
+    plan = schedules.check(stream.config, subject, h, b.now_ns, last_headers)
+    plan.purge = schedules.purge_target(h)
+    return plan
+
+
+def _with_schedule_rollup(plan: Plan | None, hdrs: bytes, rollup: bytes | None) -> tuple[bytes, bytes | None]:
+    """A subject holds one schedule: the server adds `Nats-Rollup: sub` to a schedule's stored headers."""
+    if plan is not None and plan.add_rollup:
+        return headers.build([("Nats-Rollup", "sub")], hdrs), b"sub"
+    return hdrs, rollup
+
+
+def _apply_schedule_plan(b: Batch, stream: Stream, seq: int, plan: Plan | None) -> None:
+    if plan is None:
+        return
+    if plan.due_ns:
+        schedules.index(b.txn, stream.dbs, plan.due_ns, seq)
+    if plan.purge:  # a literal subject (checked at publish, or a schedule's own): its messages, straight off the index
+        for old in subject_seqs(b, stream, plan.purge):
+            delete_seq(b, stream, old)
 
 
 def _check_size(stream: Stream, subject: bytes, hlen: int, dlen: int) -> int:
@@ -281,9 +325,10 @@ def check_writable(stream: Stream, subject: bytes) -> None:
 
 
 def check_headers(
-    b: Batch, stream: Stream, subject: bytes, h: dict[bytes, bytes]
-) -> tuple[int, bytes, bytes | None, int]:
-    """The header rules in the server's order. -> (ttl ns, msg id, rollup, seq this duplicates or 0)."""
+    b: Batch, stream: Stream, subject: bytes, h: dict[bytes, bytes], sourced: bool = False
+) -> tuple[int, bytes, bytes | None, int, Plan | None]:
+    """The header rules in the server's order. -> (ttl ns, msg id, rollup, seq this duplicates or 0, what the
+    schedule headers ask)."""
     c = stream.counters
     if headers.INCR in h and increment_of(h[headers.INCR]) is not None:
         # A counter stream checked it already (store/counters); a sourced copy of a counter is stored verbatim.
@@ -304,18 +349,19 @@ def check_headers(
     last = h.get(headers.EXPECTED_LAST_SEQ)
     if last is not None and _to_int(last) != c.last_seq:
         raise errors.WRONG_LAST_SEQUENCE(seq=c.last_seq)
+    plan = _schedule_plan(b, stream, subject, h, sourced)
     msg_id = dedup_key(h.get(headers.MSG_ID, b""))
     if msg_id:
         prior = b.txn.get(stream.dbs.prefix + msg_id, db=stream.dbs.dedup)
         if prior is not None:
             seq, stored = unpack_pair(prior)
             if b.now_ns - stored < stream.config.duplicate_window:
-                return ttl, msg_id, None, seq
+                return ttl, msg_id, None, seq, None
     _check_expected_msg_id(stream, h)
     rollup = h.get(headers.ROLLUP)
     if rollup is not None:
-        _check_rollup(stream, rollup)
-    return ttl, msg_id, rollup, 0
+        _check_rollup(stream, rollup, sourced)
+    return ttl, msg_id, rollup, 0, plan
 
 
 def dedup_key(msg_id: bytes) -> bytes:
@@ -331,8 +377,9 @@ def _check_expected_msg_id(stream: Stream, h: dict[bytes, bytes]) -> None:
         raise errors.WRONG_LAST_MSG_ID(id=bytes(stream.counters.last_msg_id).decode(errors="replace"))
 
 
-def _check_rollup(stream: Stream, value: bytes) -> None:
-    if not stream.config.allow_rollup_hdrs or stream.config.deny_purge:
+def _check_rollup(stream: Stream, value: bytes, sourced: bool = False) -> None:
+    """A sourced message's rollup applies even where clients may not roll up (as in nats-server)."""
+    if not sourced and (not stream.config.allow_rollup_hdrs or stream.config.deny_purge):
         raise errors.ROLLUP_FAILED(err="rollup not permitted")
     if value not in (b"sub", b"all"):
         raise errors.ROLLUP_FAILED(err=f'rollup value invalid: "{value.decode(errors="replace")}"')
@@ -440,7 +487,7 @@ def purge(b: Batch, stream: Stream, *, filter_subject: str = "", seq: int = 0, k
         return _purge_filtered(b, stream, filter_subject, seq, keep)
     if not seq and not keep:
         purged = c.messages
-        for db in (stream.dbs.msgs, stream.dbs.subjects, stream.dbs.ttl):
+        for db in (stream.dbs.msgs, stream.dbs.subjects, stream.dbs.ttl, stream.dbs.sched):
             delete_prefix(b.txn.cursor(db=db), stream.dbs.prefix, 1 << 62)
         b.purged.append(stream)
         c.first_seq, c.first_ns, c.messages, c.total_bytes, c.num_subjects = min(c.last_seq + 1, MAX_SEQ), 0, 0, 0, 0

@@ -41,7 +41,6 @@ def normalize(cfg: StreamConfig) -> StreamConfig:
 
 # Off-by-default features streamd does not serve: turned on, they are refused by name (never stored unserved).
 _UNSERVED_FLAGS = {
-    "allow_msg_schedules": "message schedules",
     "allow_batched": "batch publish",
 }
 
@@ -73,8 +72,8 @@ def _check_unsupported(c: StreamConfig) -> None:
 
 def required_level(c: StreamConfig) -> int:
     """The JetStream API level a stream's config needs (nats-server's `_nats.req.level`): 2 for atomic batch
-    publish and counters (2.12), 1 for per-message TTLs or subject delete markers (2.11)."""
-    if c.allow_atomic is True or c.allow_msg_counter is True:
+    publish, counters and message schedules (2.12), 1 for per-message TTLs or subject delete markers (2.11)."""
+    if c.allow_atomic is True or c.allow_msg_counter is True or c.allow_msg_schedules is True:
         return 2
     return 1 if c.allow_msg_ttl or c.subject_delete_marker_ttl else 0
 
@@ -202,7 +201,10 @@ def _check_needs_no_ack(subj: str) -> None:
 
 
 def _check_flags(c: StreamConfig) -> None:
+    if c.allow_msg_counter is True and c.allow_msg_schedules is True:  # nats-server's counter rules come first
+        raise _invalid("counter stream cannot use message schedules")
     _normalize_marker_ttl(c)
+    _check_schedules(c)
     if c.sealed:  # a sealed stream is read-only for good: the server makes that explicit in its config
         c.deny_delete = c.deny_purge = True
         c.allow_rollup_hdrs = False
@@ -242,6 +244,18 @@ def _check_discard_new_per_subject(c: StreamConfig) -> None:
         c.discard_new_per_subject = UNSET
 
 
+def _check_schedules(c: StreamConfig) -> None:
+    """A schedule message is stored with a subject rollup, so schedules need roll-ups (turned on, and purges
+    allowed, as nats-server does outside pedantic mode) and cannot use discard new."""
+    if c.allow_msg_schedules is not True:
+        c.allow_msg_schedules = UNSET
+        return
+    if c.discard == Discard.NEW:
+        raise _invalid("message scheduling cannot use discard new")
+    if not c.allow_rollup_hdrs:
+        c.allow_rollup_hdrs, c.deny_purge = True, False
+
+
 def _normalize_marker_ttl(c: StreamConfig) -> None:
     """Subject delete markers are messages with a TTL that purge a subject: they need both features on, and the
     purge permission (nats-server turns deny_purge off; a stream stored before streamd did the same heals here)."""
@@ -271,6 +285,8 @@ def check_update(old: StreamConfig, new: StreamConfig) -> None:
         raise _invalid("stream configuration update can not cancel deny purge")
     if old.allow_msg_ttl and not new.allow_msg_ttl:
         raise _invalid("stream configuration update can not disable message TTL")
+    if old.allow_msg_schedules is True and new.allow_msg_schedules is not True:
+        raise _invalid("message schedules can not be disabled")
     if bool(old.allow_msg_counter) != bool(new.allow_msg_counter):
         raise _invalid("stream configuration update can not change message counter setting")
     copying.check_update(old, new)

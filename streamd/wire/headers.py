@@ -19,6 +19,14 @@ TTL = b"Nats-TTL"
 INCR = b"Nats-Incr"
 STREAM_SOURCE = b"Nats-Stream-Source"
 REQUIRED_API_LEVEL = b"Nats-Required-Api-Level"
+SCHEDULE = b"Nats-Schedule"  # the pattern; the message carrying it is a schedule (see wire/schedule.py)
+SCHEDULE_TZ = b"Nats-Schedule-Time-Zone"
+SCHEDULE_TTL = b"Nats-Schedule-TTL"
+SCHEDULE_ROLLUP = b"Nats-Schedule-Rollup"
+SCHEDULE_TARGET = b"Nats-Schedule-Target"
+SCHEDULE_SOURCE = b"Nats-Schedule-Source"
+SCHEDULER = b"Nats-Scheduler"  # on a produced message: the schedule's subject
+SCHEDULE_NEXT = b"Nats-Schedule-Next"  # on a produced message: `purge` (one-shot) or the next fire time
 
 
 def parse(block: bytes | None) -> dict[bytes, bytes]:

@@ -203,7 +203,6 @@ async def test_unknown_verbs_and_wrong_token_counts_get_no_answer(nc: Client, as
 # ---- stream config fields: kept when served, refused by name when not, never accepted and dropped -------------
 
 UNSERVED_FLAGS = [
-    {"allow_msg_schedules": True},
     {"allow_batched": True},
     {"persist_mode": "async"},
     {"sources": [{"name": "X", "subject_transforms": [{"src": "x.>", "dest": "y.>"}]}]},
@@ -289,7 +288,8 @@ async def test_placement_with_a_cluster_is_kept(nc: Client) -> None:
 
 async def test_the_reported_api_level_is_the_one_honoured(nc: Client, backend: str) -> None:
     """`api.level` in INFO is exactly the highest Nats-Required-Api-Level a request may carry: streamd serves
-    level 2 (2.12's atomic batch publish and counters; its other level-2 features are refused by name), nats-server 2.15
+    level 2 (2.12's atomic batch publish, counters and message schedules; async persist is refused by name),
+    nats-server 2.15
     reports 5."""
     level = (await ask(nc, "$JS.API.INFO"))["api"]["level"]
     assert level == (5 if backend == "jetstream" else 2)

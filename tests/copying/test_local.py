@@ -173,6 +173,24 @@ async def test_a_source_refused_by_discard_new_waits_instead_of_skipping(nc: Cli
     assert [(await js.get_msg("FS", seq)).data for seq in range(1, 6)] == [b"0", b"1", b"2", b"3", b"4"]
 
 
+async def test_a_sourced_schedule_is_stored_as_it_came(nc: Client, js: JetStreamContext) -> None:
+    """The origin checked its schedule headers: a sourcing stream (which can not schedule) stores them as they are,
+    and a mirror too."""
+    await js.add_stream(name="OS", subjects=["os.>"], allow_msg_schedules=True)
+    sched = {"Nats-Schedule": "@at 2099-01-01T00:00:00Z", "Nats-Schedule-Target": "os.out"}
+    await js.publish("os.sched", b"later", headers=sched)
+    await js.add_stream(StreamConfig(name="XS", subjects=["xs.>"], sources=[StreamSource(name="OS")]))
+    await js.add_stream(StreamConfig(name="MS", mirror=StreamSource(name="OS")))
+
+    async def copied() -> bool:
+        return all([(await js.stream_info(n)).state.last_seq == 1 for n in ("XS", "MS")])
+
+    await wait_for(copied)
+    for name in ("XS", "MS"):
+        got = await js.get_msg(name, 1)
+        assert got.headers and got.headers["Nats-Schedule"] == sched["Nats-Schedule"], got.headers
+
+
 async def test_subject_transforms_rename_what_is_copied(nc: Client, js: JetStreamContext) -> None:
     await js.add_stream(name="TR", subjects=["tr.>"])
     for i in range(6):

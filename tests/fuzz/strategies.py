@@ -81,6 +81,7 @@ def stream_config(name: str) -> dict[str, Any]:
         "allow_direct": True,
         "allow_rollup_hdrs": True,
         "allow_msg_ttl": True,
+        "allow_msg_schedules": True,
         "allow_atomic": True,
         "first_seq": 1,
         "subject_delete_marker_ttl": 0,

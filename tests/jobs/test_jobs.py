@@ -154,12 +154,19 @@ async def test_dedup_by_job_id_and_enqueue_many(js: JetStreamContext) -> None:
     assert 1 < peak <= 4
 
 
-async def test_delayed_jobs_do_not_run_early(js: JetStreamContext) -> None:
-    queue = await Queue.open(js, "delay", ack_wait=1, max_attempts=2)
+@pytest.mark.parametrize("schedules", [True, False], ids=["scheduled", "nak"])
+async def test_delayed_jobs_do_not_run_early(js: JetStreamContext, schedules: bool) -> None:
+    """Both servers serve message schedules (API level 2+): a delayed job is a schedule the server fires, its
+    message carries Nats-Scheduler; the nak path stays for servers without them."""
+    queue = await Queue.open(js, "delay", ack_wait=1, max_attempts=2, schedules=schedules)
+    assert queue.schedules is schedules
+    assert bool((await js.stream_info(queue.stream)).config.allow_msg_schedules) is schedules
     ran: dict[bytes, tuple[float, int]] = {}
+    scheduler: dict[bytes, str | None] = {}
 
     async def handler(job: Job) -> None:
         ran[job.data] = (time.monotonic(), job.attempt)
+        scheduler[job.data] = job.headers.get("Nats-Scheduler")
 
     start = time.monotonic()
     await queue.enqueue(b"later", delay=1.5)
@@ -170,6 +177,17 @@ async def test_delayed_jobs_do_not_run_early(js: JetStreamContext) -> None:
     assert ran[b"now"][0] < ran[b"later"][0]
     assert ran[b"later"][0] - start >= 1.5 - 0.05
     assert ran[b"later"][1] == 1  # the deferral is not an attempt
+    assert (scheduler[b"later"] or "").startswith("jobs.delay.sched.") is schedules
+    assert scheduler[b"now"] is None
+
+
+async def test_a_queue_made_without_schedules_turns_them_on(js: JetStreamContext) -> None:
+    old = await Queue.open(js, "upgrade", schedules=False)
+    assert not (await js.stream_info(old.stream)).config.allow_msg_schedules
+    new = await Queue.open(js, "upgrade")
+    assert new.schedules and (await js.stream_info(new.stream)).config.allow_msg_schedules
+    await new.enqueue(b"x", delay=3600)
+    assert await new.pending() == 1  # the schedule waits in the stream, invisible to workers
 
 
 async def test_graceful_stop_finishes_running_and_naks_the_rest(js: JetStreamContext) -> None:

@@ -208,7 +208,7 @@ def _check_migrated(path: Path, written: dict[int, list[tuple[int, bytes, bytes]
         with s.read() as txn:
             assert txn.get(b"format", db=s.meta) == layout.FORMAT_VERSION.to_bytes(4, "big")
             names = {bytes(k) for k, _v in txn.cursor()}
-        assert names == {b"meta", b"msgs", b"subjects", b"dedup", b"dedup-age", b"ttl"}
+        assert names == {b"meta", b"msgs", b"subjects", b"dedup", b"dedup-age", b"ttl", b"sched"}
         loaded = {rec.id: (rec, counters) for rec, counters in s.load_streams()}
         assert sorted(loaded) == sorted(written)
         for sid, rows in written.items():
