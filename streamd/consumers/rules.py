@@ -71,7 +71,10 @@ class Normalized(NamedTuple):
 
 
 def required_level(c: ConsumerConfig) -> int:
-    """The JetStream API level a consumer's config needs (nats-server's `_nats.req.level`): 1 when paused (2.11)."""
+    """The JetStream API level a consumer's config needs (nats-server's `_nats.req.level`): 1 when paused or with
+    priority groups (2.11)."""
+    if c.priority_policy is not UNSET or c.priority_groups is not UNSET or c.priority_timeout is not UNSET:
+        return 1
     return 1 if isinstance(c.pause_until, str) and c.pause_until and c.pause_until != timefmt.ZERO_TIME else 0
 
 

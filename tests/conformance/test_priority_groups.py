@@ -92,6 +92,7 @@ async def test_config_echo_and_info(js: JetStreamContext, nc: Client) -> None:
         120 * S,
     )
     assert reply["priority_groups"] == [{"group": "jobs", "pinned_ts": "0001-01-01T00:00:00Z"}]
+    assert reply["config"]["metadata"]["_nats.req.level"] == "1"  # a 2.11 feature
     over = await create_ok(
         nc,
         "CREATE.S.o",
