@@ -115,7 +115,11 @@ def test_normalize_leaves_the_request_alone() -> None:
         ({"priority_policy": "overflow"}, STREAM, errors.PRIORITY_POLICY_WITHOUT_GROUP),
         ({"priority_policy": "pinned_client", "priority_groups": [""]}, STREAM, errors.EMPTY_GROUP_NAME),
         ({"priority_policy": "prioritized", "priority_groups": ["a.b"]}, STREAM, errors.INVALID_GROUP_NAME),
-        ({"priority_policy": "overflow", "priority_groups": ["g"], "deliver_subject": "d"}, STREAM, errors.PUSH_WITH_PRIORITY_GROUP),
+        (
+            {"priority_policy": "overflow", "priority_groups": ["g"], "deliver_subject": "d"},
+            STREAM,
+            errors.PUSH_WITH_PRIORITY_GROUP,
+        ),
         ({"priority_timeout": 5}, STREAM, errors.PINNED_TTL_WITHOUT_POLICY),
         ({"priority_policy": 3, "priority_groups": ["g"]}, STREAM, errors.INVALID_JSON),
         ({"sourcing": {"x": 1}}, STREAM, errors.CONSUMER_CREATE),
