@@ -1,4 +1,4 @@
-"""The `$JS.API.CONSUMER.*` handlers: create (all three subject forms), info, delete, names, list, pause.
+"""The `$JS.API.CONSUMER.*` handlers: create (all three subject forms), info, delete, names, list, pause, unpin.
 
 MSG.NEXT is not here: pull requests take the raw path (server/api_intake.py) straight to the consumer manager."""
 
@@ -24,6 +24,7 @@ from streamd.api.context import (
 )
 from streamd.consumers import rules as consumer_rules
 from streamd.consumers.manager import ConsumerManager
+from streamd.consumers.priority import GROUP_NAME
 from streamd.wire import errors, timefmt
 from streamd.wire.models import (
     API_PREFIX_TYPE,
@@ -33,10 +34,12 @@ from streamd.wire.models import (
     ConsumerInfoResponse,
     ConsumerListResponse,
     ConsumerNamesResponse,
+    ConsumerUnpinResponse,
     PauseRequest,
     PauseResponse,
     StreamNamesRequest,
     SuccessResponse,
+    UnpinRequest,
 )
 
 
@@ -159,3 +162,18 @@ async def consumer_pause(ctx: Context, names: list[str], data: bytes) -> PauseRe
         pause_until=req.pause_until or timefmt.ZERO_TIME,
         pause_remaining=c.paused_until_ns - now if paused else UNSET,
     )
+
+
+async def consumer_unpin(ctx: Context, names: list[str], data: bytes) -> ConsumerUnpinResponse:
+    """Release a priority group's pinned client (the next request without a pin id gets a new pin). The request is
+    checked before the stream and consumer are looked up, as the server does."""
+    if not data.strip():
+        raise errors.INVALID_JSON(err="unexpected end of JSON input")
+    req: UnpinRequest = decode_request(data, UnpinRequest, "JSApiConsumerUnpinRequest")
+    if not req.group:
+        raise errors.INVALID_JSON(err="consumer group not specified")
+    if not GROUP_NAME.fullmatch(req.group):
+        raise errors.INVALID_GROUP_NAME()
+    ctx.manager.get(names[0])
+    _consumers(ctx).unpin(names[0], names[1], req.group)
+    return ConsumerUnpinResponse()

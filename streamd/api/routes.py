@@ -38,7 +38,7 @@ ROUTES: dict[str, Route] = {
     "STREAM.SNAPSHOT": Route("stream_snapshot_response", snapshot.stream_snapshot, 1),
     "STREAM.RESTORE": Route("stream_restore_response", snapshot.stream_restore, 1, {"deliver_subject": ""}),
     # Answered, not served (unserved.py): the error a single nats-server gives, never a timeout.
-    "CONSUMER.UNPIN": Route("consumer_unpin_response", unserved.consumer_unpin, 2),
+    "CONSUMER.UNPIN": Route("consumer_unpin_response", consumers.consumer_unpin, 2),
     "CONSUMER.RESET": Route("consumer_reset_response", unserved.consumer_reset, 2, {"reset_seq": 0}),
     **{
         verb: Route(kind, unserved.cluster_only, tokens, level_first=False)

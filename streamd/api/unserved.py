@@ -1,21 +1,17 @@
 """Verbs a single nats-server answers that streamd does not serve: answered with the error the real server gives
 in the same situation (or, past its own checks, the error it gives when it cannot do the work), never left to
 time out. Cluster-only verbs (stepdown, peer remove/evacuate, cancel move) get 503/10010 as on a non-clustered
-server; UNPIN can never find a priority group (streamd refuses them at consumer create);
-RESET is refused with the server's invalid-reset error (400/10204).
+server; RESET is refused with the server's invalid-reset error (400/10204).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import NoReturn
 
 from streamd.api.context import Context, decode_request
 from streamd.wire import errors
-from streamd.wire.models import ResetRequest, UnpinRequest
-
-_GROUP_NAME = re.compile(r"[a-zA-Z0-9/_=-]{1,16}")
+from streamd.wire.models import ResetRequest
 
 
 async def cluster_only(_ctx: Context, _names: list[str], _data: bytes) -> NoReturn:
@@ -32,18 +28,6 @@ def is_empty_request(data: bytes) -> bool:
     except (ValueError, RecursionError):
         return False
     return isinstance(value, dict) and not value
-
-
-async def consumer_unpin(ctx: Context, names: list[str], data: bytes) -> NoReturn:
-    if not data.strip():
-        raise errors.INVALID_JSON(err="unexpected end of JSON input")
-    req: UnpinRequest = decode_request(data, UnpinRequest, "JSApiConsumerUnpinRequest")
-    if not req.group:
-        raise errors.INVALID_JSON(err="consumer group not specified")
-    if not _GROUP_NAME.fullmatch(req.group):
-        raise errors.INVALID_GROUP_NAME()
-    _find_consumer(ctx, names)
-    raise errors.INVALID_PRIORITY_GROUP()  # streamd consumers have no priority groups
 
 
 async def consumer_reset(ctx: Context, names: list[str], data: bytes) -> NoReturn:

@@ -63,3 +63,13 @@ def max_deliveries(stream: str, consumer: str, event: MaxDeliveriesEvent) -> Adv
         "deliveries": event.deliveries,
     }
     return _advisory("MAX_DELIVERIES", stream, consumer, body)
+
+
+def pinned(stream: str, consumer: str, group: str, pin_id: str) -> Advisory:
+    body = {"type": "io.nats.jetstream.advisory.v1.consumer_group_pinned", "group": group, "pinned_id": pin_id}
+    return _advisory("PINNED", stream, consumer, body)
+
+
+def unpinned(stream: str, consumer: str, group: str, reason: str) -> Advisory:
+    body = {"type": "io.nats.jetstream.advisory.v1.consumer_group_unpinned", "group": group, "reason": reason}
+    return _advisory("UNPINNED", stream, consumer, body)

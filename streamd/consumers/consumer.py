@@ -16,7 +16,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from streamd.consumers import acks, pull, push
+from streamd.consumers import acks, priority, pull, push
 from streamd.consumers import rules as consumer_rules
 from streamd.consumers.delivery import Taken, TooBig, status
 from streamd.consumers.host import ConsumerHost
@@ -76,6 +76,8 @@ class Consumer:
     # A mirror's or source's ack-none (`direct`) consumer of a workqueue: each delivery takes the message off the
     # queue, as in nats-server (set by configure; a stream's retention never changes to or from workqueue).
     consumes: bool = False
+    priority_policy: str = priority.NONE
+    pin: priority.Pin | None = None  # pinned_client: the pinned requester (in memory only, as on the server)
 
     def __post_init__(self) -> None:
         self.wake = Wake(self._ensure_task)
@@ -96,6 +98,10 @@ class Consumer:
         self.consumes = (
             self.stream.config.retention == Retention.WORKQUEUE and self.settings.ack_policy is acks.AckPolicy.NONE
         )
+        policy = cfg.priority_policy
+        self.priority_policy = policy if isinstance(policy, str) and policy in priority.POLICIES else priority.NONE
+        if self.priority_policy != priority.PINNED:
+            self.pin = None
 
     # ---- properties ----------------------------------------------------------------------------------------
 
@@ -186,7 +192,7 @@ class Consumer:
         if w.no_wait and not w.expires_ns and (self.paused(now_ns) or pull.available(self) <= 0):
             status(self.leaf, reply, 404, "No Messages")  # nothing for it now: a no_wait request never queues
             return
-        self.waiting.append(w)
+        pull.enqueue(self, w)
         self.host.want_messages(self)
         if self._stepping or self.paused(now_ns) or self._deadline_hint <= now_ns:
             self.wake.set()  # the task has work to do first (or is doing it)
@@ -240,6 +246,17 @@ class Consumer:
         entry = self.state.pending.get(seq)
         if entry is not None and entry.deadline_ns and self._deadline_hint and entry.deadline_ns < self._deadline_hint:
             self._deadline_hint = entry.deadline_ns
+
+    def set_pin(self, pin: priority.Pin, group: str) -> None:
+        self.pin = pin
+        self.host.advise_pinned(self, group, pin.id)
+
+    def unpin(self, group: str, reason: str) -> None:
+        """Release the pin (CONSUMER.UNPIN: "admin"; the pinned client stopped asking: "timeout"). The server
+        advises it even when nobody was pinned."""
+        self.pin = None
+        self.host.advise_unpinned(self, group, reason)
+        self.wake.set()  # the next request without an id gets the pin
 
     def on_fc_reply(self, subject: str) -> None:
         if self.fc.answered(subject):
@@ -310,12 +327,16 @@ class Consumer:
             times.append(self.last_sent_ns + hb)
         if self.paused_until_ns > now:
             times.append(self.paused_until_ns)
+        if self.pin is not None:
+            times.append(self.pin.deadline_ns)
         if not times:
             return None
         return max(0.0, (min(times) - now) / 1e9)
 
     async def _step(self, now: int) -> None:
         self._expire_if_due(now)
+        if self.pin is not None and self.pin.deadline_ns <= now:
+            self.unpin(self.pin.group, "timeout")
         pull.expire(self, now)
         if self.is_push:
             push.idle_heartbeat(self, now)
@@ -347,11 +368,12 @@ class Consumer:
 
     # ---- choosing and recording one delivery ---------------------------------------------------------------
 
-    def take(self, now: int, room: int = 0) -> Taken | None:
+    def take(self, now: int, room: int = 0, pin_id: str = "") -> Taken | None:
         """The next message to send (redeliveries first), recorded as delivered; None when there is none.
 
         `room` (bytes, 0 = unlimited) is a pull request's remaining max_bytes: a message that does not fit raises
-        `TooBig` and stays undelivered, as if it had not been looked at.
+        `TooBig` and stays undelivered, as if it had not been looked at. `pin_id` goes out as `Nats-Pin-Id` (not
+        counted against `room`, as on the server).
         """
         st = self.state
         found = self._next_redelivery() if st.redeliver_queue else None
@@ -379,6 +401,9 @@ class Consumer:
             if is_new:
                 self.reader.unread(found)
             raise TooBig
+        if pin_id:
+            hdrs = headers.build([("Nats-Pin-Id", pin_id)], hdrs)
+            size = len(subject) + len(ack) + len(hdrs) + len(data)
         if is_new:
             self.num_pending = pending
         delivery = acks.on_deliver(st, self.settings, found.seq, now)

@@ -45,8 +45,9 @@ class Source(Protocol):
     @property
     def leaf(self) -> LeafConnection: ...
 
-    def take(self, now: int, room: int = 0) -> Taken | None:
-        """The next message, recorded as delivered (None: nothing to send); raises TooBig past `room` bytes."""
+    def take(self, now: int, room: int = 0, pin_id: str = "") -> Taken | None:
+        """The next message, recorded as delivered (None: nothing to send); raises TooBig past `room` bytes;
+        `pin_id` goes out in a `Nats-Pin-Id` header."""
 
     def send(self, to: str, taken: Taken, queues: list[str] | None = None) -> None: ...
 

@@ -16,7 +16,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 import msgspec
-from msgspec import UNSET
+from msgspec import UNSET, UnsetType
 
 from streamd.consumers import acks, advisories, positions, retention
 from streamd.consumers import rules as consumer_rules
@@ -31,7 +31,7 @@ from streamd.streams.manager import StreamManager
 from streamd.transport.connection import Connection
 from streamd.transport.leaf import LeafConnection
 from streamd.wire import ack_protocol, errors, timefmt
-from streamd.wire.models import ConsumerConfig, ConsumerInfo, Retention, SequenceInfo
+from streamd.wire.models import ConsumerConfig, ConsumerInfo, PriorityGroupState, Retention, SequenceInfo
 
 logger = logging.getLogger(__name__)
 
@@ -280,8 +280,17 @@ class ConsumerManager:
             push_bound=True if c.is_push and c.push_bound() else UNSET,
             paused=True if paused else UNSET,
             pause_remaining=c.paused_until_ns - now if paused else UNSET,
+            priority_groups=_priority_groups(c),
             ts=timefmt.format_ns(now),
         )
+
+    def unpin(self, stream_name: str, name: str, group: str) -> None:
+        """CONSUMER.UNPIN: release the pin of `group` (400/10160 when the consumer has no such group)."""
+        c = self.get(stream_name, name)
+        groups = c.config.priority_groups
+        if not isinstance(groups, list) or group not in groups:
+            raise errors.INVALID_PRIORITY_GROUP()
+        c.unpin(group, "admin")
 
     # ---- advisories (host services) ------------------------------------------------------------------------
 
@@ -297,6 +306,12 @@ class ConsumerManager:
     def advise_max_deliveries(self, c: Consumer, event: acks.MaxDeliveriesEvent) -> None:
         self.persistence.advise(*advisories.max_deliveries(c.stream.name, c.name, event))
 
+    def advise_pinned(self, c: Consumer, group: str, pin_id: str) -> None:
+        self.persistence.advise(*advisories.pinned(c.stream.name, c.name, group, pin_id))
+
+    def advise_unpinned(self, c: Consumer, group: str, reason: str) -> None:
+        self.persistence.advise(*advisories.unpinned(c.stream.name, c.name, group, reason))
+
 
 def check_imported(record: bytes, state: bytes | None) -> str:
     """Why a consumer record and state from a snapshot cannot be restored ("" when they can)."""
@@ -307,6 +322,17 @@ def check_imported(record: bytes, state: bytes | None) -> str:
     except (msgspec.DecodeError, ValueError) as exc:
         return f"consumer record is corrupt ({exc})"
     return consumer_rules.stored_problem(rec.config)
+
+
+def _priority_groups(c: Consumer) -> list[PriorityGroupState] | UnsetType:
+    """The state of the consumer's (first) priority group, as the server reports it: one group only."""
+    groups = c.config.priority_groups
+    if not isinstance(groups, list) or not groups:
+        return UNSET
+    pin = c.pin
+    if pin is None:
+        return [PriorityGroupState(group=groups[0])]
+    return [PriorityGroupState(group=groups[0], pinned_client_id=pin.id, pinned_ts=timefmt.format_ns(pin.pinned_ns))]
 
 
 def _same(a: ConsumerConfig, b: ConsumerConfig) -> bool:

@@ -14,12 +14,14 @@ from typing import Protocol
 
 import msgspec
 
+from streamd.consumers import priority
 from streamd.consumers.delivery import BACKLOG, SLICE, Source, TooBig, heartbeat, status
 from streamd.wire import durations, gojson
 from streamd.wire.models import ConsumerConfig, PullRequest
 
 INTEREST_GRACE = 2_000_000_000  # how long a pull request may wait for the hub to report its inbox
 DEFAULT_MAX_WAITING = 512
+NO_PRIORITY = 2**31 - 1  # where a request without priority fields queues on a prioritized consumer
 
 
 @dataclass(slots=True)
@@ -36,13 +38,24 @@ class PullWaiter:
     created_ns: int = 0
     sent: int = 0
     bytes_sent: int = 0
+    # Priority group fields (see `priority`); a request without a JSON body has no group and queues last.
+    group: str = ""
+    min_pending: int = 0
+    min_ack_pending: int = 0
+    pin_id: str = ""
+    priority: int = NO_PRIORITY
 
 
 class PullSource(Source, Protocol):
     waiting: deque[PullWaiter]
+    pin: priority.Pin | None
+    priority_policy: str  # priority.NONE unless the consumer has priority groups
 
     @property
     def num_pending(self) -> int: ...
+
+    def set_pin(self, pin: priority.Pin, group: str) -> None:
+        """Pin the client that sent a request of `group` (and tell the world, as the server's advisory does)."""
 
 
 def parse(body: bytes) -> PullRequest:
@@ -60,8 +73,6 @@ def parse(body: bytes) -> PullRequest:
         raise ValueError(str(exc)) from None
     if req.batch < 0 or req.expires < 0 or req.max_bytes < 0 or req.idle_heartbeat < 0:
         raise ValueError("negative values are not allowed")
-    if req.group or req.min_pending or req.min_ack_pending or req.priority:
-        raise ValueError("priority groups are not supported by this consumer")
     return req
 
 
@@ -94,6 +105,9 @@ def admit(c: PullSource, reply: str, body: bytes, now: int) -> PullWaiter | None
     if req.idle_heartbeat and (not req.expires or req.idle_heartbeat * 2 > req.expires):
         status(c.leaf, reply, 400, "Bad Request - heartbeat value too large")
         return None
+    has_fields = body.lstrip().startswith(b"{")  # the server reads priority fields from a JSON request only
+    if has_fields and _refused_by_priority(c, reply, req, now):
+        return None
     max_waiting = c.config.max_waiting if isinstance(c.config.max_waiting, int) else DEFAULT_MAX_WAITING
     if len(c.waiting) >= max_waiting:
         if not req.idle_heartbeat:
@@ -109,7 +123,37 @@ def admit(c: PullSource, reply: str, body: bytes, now: int) -> PullWaiter | None
         heartbeat_ns=req.idle_heartbeat,
         last_sent_ns=now,
         created_ns=now,
+        group=req.group,
+        min_pending=req.min_pending,
+        min_ack_pending=req.min_ack_pending,
+        pin_id=req.id,
+        priority=req.priority if has_fields else NO_PRIORITY,
     )
+
+
+def _refused_by_priority(c: PullSource, reply: str, req: PullRequest, now: int) -> bool:
+    """Check a request's priority fields (answering a refusal); a request from the pinned client keeps its pin."""
+    groups = c.config.priority_groups if isinstance(c.config.priority_groups, list) else []
+    refused = priority.refusal(c.priority_policy, groups, req, c.pin)
+    if refused is not None:
+        status(c.leaf, reply, *refused)
+        return True
+    if c.pin is not None and req.id == c.pin.id:
+        c.pin.deadline_ns = now + pinned_ttl(c.config)
+    return False
+
+
+def pinned_ttl(cfg: ConsumerConfig) -> int:
+    ttl = cfg.priority_timeout
+    return ttl if isinstance(ttl, int) and ttl > 0 else priority.DEFAULT_PINNED_TTL
+
+
+def enqueue(c: PullSource, w: PullWaiter) -> None:
+    """Queue an admitted request: by priority on a prioritized consumer, else last."""
+    if c.priority_policy == priority.PRIORITIZED:
+        c.waiting.insert(priority.insert_at(c.waiting, w.priority), w)
+    else:
+        c.waiting.append(w)
 
 
 def available(c: PullSource) -> int:
@@ -170,40 +214,75 @@ def serve(c: PullSource, now: int) -> bool:
     after a slice of SLICE messages (the caller yields and calls again)."""
     sent = 0
     waiting, leaf = c.waiting, c.leaf
+    plain = c.priority_policy == priority.NONE
     while waiting:
-        w = waiting[0]
         if not leaf.connected:
             return False
+        choice = _FIRST if plain else _choose(c)
+        if choice is None:
+            return False
+        i = choice.index
+        w = waiting[i]
         if not leaf.has_interest(w.reply):
             # The request can come in on the client connection before the hub has told the leaf about the
             # requester's inbox: wait for its LS+ (the manager wakes us) rather than send into the void.
             if now - w.created_ns <= INTEREST_GRACE:
                 return False
-            waiting.popleft()
+            del waiting[i]
             continue
+        pin_id = priority.new_pin_id() if choice.pin else c.pin.id if c.pin is not None else ""
         try:
-            item = c.take(now, w.max_bytes - w.bytes_sent if w.max_bytes else 0)
+            item = c.take(now, w.max_bytes - w.bytes_sent if w.max_bytes else 0, pin_id)
         except TooBig:
             status(leaf, w.reply, 409, "Message Size Exceeds MaxBytes", pending_headers(w))
-            waiting.popleft()
+            del waiting[i]
             continue
         if item is None:
             if w.no_wait and (w.sent or not w.expires_ns):
                 status(leaf, w.reply, 404, "No Messages")
-                waiting.popleft()
+                del waiting[i]
                 continue
             return False
+        if choice.pin:
+            w.pin_id = pin_id
+            c.set_pin(priority.Pin(pin_id, now, now + pinned_ttl(c.config), w.group), w.group)
         c.send(w.reply, item)
-        w.sent += 1
-        w.bytes_sent += item[1]
-        w.last_sent_ns = now
-        if w.sent >= w.batch:
-            waiting.popleft()
-            if w.max_bytes and w.bytes_sent < w.max_bytes:
-                status(leaf, w.reply, 409, "Batch Completed", pending_headers(w))
-        elif w.max_bytes and w.bytes_sent >= w.max_bytes:
-            waiting.popleft()  # the byte budget is spent exactly: the request is over
+        _count(c, i, w, item[1], now)
         sent += 1
         if sent >= SLICE or leaf.pending_bytes > BACKLOG:
             return True
     return False
+
+
+_FIRST = priority.Choice(0)
+
+
+def _count(c: PullSource, i: int, w: PullWaiter, size: int, now: int) -> None:
+    """Book one delivery to waiting request `i`; a request that got all it asked for leaves the queue."""
+    w.sent += 1
+    w.bytes_sent += size
+    w.last_sent_ns = now
+    if w.sent >= w.batch:
+        del c.waiting[i]
+        if w.max_bytes and w.bytes_sent < w.max_bytes:
+            status(c.leaf, w.reply, 409, "Batch Completed", pending_headers(w))
+    elif w.max_bytes and w.bytes_sent >= w.max_bytes:
+        del c.waiting[i]  # the byte budget is spent exactly: the request is over
+
+
+def _choose(c: PullSource) -> priority.Choice | None:
+    """The waiting request the priority policy gives the next message to. Requests holding a stale pin id are
+    answered `423` on the way, only once there is a message to deliver (as the server does)."""
+    st = c.state
+    pending = c.num_pending + (1 if st.redeliver_queue else 0)  # nats-server's npc+1
+    skip = 0
+    while True:
+        choice = priority.choose(c.priority_policy, c.waiting, c.pin, pending, len(st.pending), skip)
+        if choice is None or not choice.reject:
+            return choice
+        if c.num_pending + len(st.redeliver_queue) <= 0:
+            return None
+        w = c.waiting[choice.index]
+        status(c.leaf, w.reply, *priority.WRONG_PIN, pending_headers(w))
+        del c.waiting[choice.index]
+        skip = choice.index

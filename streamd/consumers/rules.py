@@ -7,9 +7,10 @@ import secrets
 import string
 from typing import NamedTuple
 
+import msgspec
 from msgspec import UNSET
 
-from streamd.consumers import acks
+from streamd.consumers import acks, priority
 from streamd.wire import errors, subjects, timefmt
 from streamd.wire.models import AckPolicyWire, ConsumerConfig, DeliverPolicy, Retention, StreamConfig
 from streamd.wire.subject_tree import SubjectTree
@@ -70,7 +71,10 @@ class Normalized(NamedTuple):
 
 
 def required_level(c: ConsumerConfig) -> int:
-    """The JetStream API level a consumer's config needs (nats-server's `_nats.req.level`): 1 when paused (2.11)."""
+    """The JetStream API level a consumer's config needs (nats-server's `_nats.req.level`): 1 when paused or with
+    priority groups (2.11)."""
+    if c.priority_policy is not UNSET or c.priority_groups is not UNSET or c.priority_timeout is not UNSET:
+        return 1
     return 1 if isinstance(c.pause_until, str) and c.pause_until and c.pause_until != timefmt.ZERO_TIME else 0
 
 
@@ -94,6 +98,7 @@ def normalize(cfg: ConsumerConfig, stream: StreamConfig, name: str) -> Normalize
         raise errors.REPLICAS_NEGATIVE()
     _check_inactive(c, stream, durable)
     _check_pause(c)
+    _check_priority(c)
     for flag in ("headers_only", "flow_control", "mem_storage"):
         if getattr(c, flag) is False:
             setattr(c, flag, UNSET)
@@ -101,9 +106,7 @@ def normalize(cfg: ConsumerConfig, stream: StreamConfig, name: str) -> Normalize
 
 
 def _check_unsupported(c: ConsumerConfig) -> None:
-    if c.priority_groups not in (UNSET, None) or c.priority_policy not in (UNSET, None, "", "none"):
-        raise errors.CONSUMER_CREATE(err="streamd does not support priority groups")
-    c.priority_groups = c.priority_policy = c.priority_timeout = c.pinned_ttl = UNSET
+    c.pinned_ttl = UNSET
     if c.sourcing not in (UNSET, None):
         raise errors.CONSUMER_CREATE(err="streamd does not support sourcing consumers")
     c.sourcing = UNSET
@@ -115,6 +118,43 @@ def _check_unsupported(c: ConsumerConfig) -> None:
         raise errors.DIRECT_REQUIRES_PUSH()
     elif c.durable_name:
         raise errors.DIRECT_REQUIRES_EPHEMERAL()
+
+
+def _check_priority(c: ConsumerConfig) -> None:
+    """nats-server's priority group defaults and checks (setConsumerConfigDefaults, checkConsumerCfg)."""
+    policy = _priority_policy(c)
+    groups = c.priority_groups if isinstance(c.priority_groups, list) else []
+    if policy != priority.NONE:
+        if c.deliver_subject:
+            raise errors.PUSH_WITH_PRIORITY_GROUP()
+        if not groups:
+            raise errors.PRIORITY_POLICY_WITHOUT_GROUP()
+        for group in groups:
+            if not group:
+                raise errors.EMPTY_GROUP_NAME()
+            if not priority.GROUP_NAME.fullmatch(group):
+                raise errors.INVALID_GROUP_NAME()
+    elif groups:
+        raise errors.PRIORITY_GROUP_WITH_POLICY_NONE()
+    elif c.priority_timeout:
+        raise errors.PINNED_TTL_WITHOUT_POLICY()
+    c.priority_policy = UNSET if policy == priority.NONE else policy
+    if not groups:
+        c.priority_groups = UNSET
+
+
+def _priority_policy(c: ConsumerConfig) -> str:
+    """The policy (an unknown one fails as the server's JSON decoding does); sets the pin timeout's default."""
+    policy = c.priority_policy
+    if policy is UNSET:
+        policy = priority.NONE
+    elif policy not in priority.POLICIES:
+        raise errors.INVALID_JSON(err=f"unknown priority policy: {msgspec.json.encode(policy).decode()}")
+    if not isinstance(c.priority_timeout, int) or c.priority_timeout <= 0:
+        c.priority_timeout = UNSET  # negative: taken as none, as the server does without pedantic
+    if policy == priority.PINNED and c.priority_timeout is UNSET:
+        c.priority_timeout = priority.DEFAULT_PINNED_TTL
+    return str(policy)
 
 
 def _check_description(c: ConsumerConfig) -> None:

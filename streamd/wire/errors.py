@@ -189,6 +189,13 @@ OVERLAPPING_FILTERS = ErrorKind(400, 10138, "consumer subject filters cannot ove
 EMPTY_FILTER = ErrorKind(400, 10139, "consumer filter in FilterSubjects cannot be empty")
 CONSUMER_EXISTS = ErrorKind(400, 10148, "consumer already exists")
 CONSUMER_DOES_NOT_EXIST = ErrorKind(400, 10149, "consumer does not exist")
+PRIORITY_POLICY_WITHOUT_GROUP = ErrorKind(
+    400, 10159, "Setting PriorityPolicy requires at least one PriorityGroup to be set"
+)
+EMPTY_GROUP_NAME = ErrorKind(400, 10161, "Group name cannot be an empty string")
+PUSH_WITH_PRIORITY_GROUP = ErrorKind(400, 10178, "priority groups can not be used with push consumers")
+PRIORITY_GROUP_WITH_POLICY_NONE = ErrorKind(400, 10196, "consumer can not have priority groups when policy is none")
+PINNED_TTL_WITHOUT_POLICY = ErrorKind(400, 10197, "PinnedTTL cannot be set when PriorityPolicy is none")
 INVALID_PRIORITY_GROUP = ErrorKind(400, 10160, "Provided priority group does not exist for this consumer")
 INVALID_GROUP_NAME = ErrorKind(
     400,

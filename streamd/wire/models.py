@@ -417,11 +417,12 @@ class ConsumerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     mem_storage: bool | UnsetType = UNSET
     metadata: dict[str, str] | UnsetType = UNSET
     pause_until: str | UnsetType = UNSET
-    # Pull priority groups (2.11+) are not served; kept so that a request naming them gets a clear error.
-    priority_groups: Any | UnsetType = UNSET
+    # Pull priority groups (2.11+); the policy is checked by the consumer rules (the server's error for an unknown
+    # one is its own), hence Any here.
+    priority_groups: list[str] | UnsetType = UNSET
     priority_policy: Any | UnsetType = UNSET
-    priority_timeout: Any | UnsetType = UNSET
-    pinned_ttl: Any | UnsetType = UNSET
+    priority_timeout: Duration | UnsetType = UNSET  # nats-server's PinnedTTL
+    pinned_ttl: Any | UnsetType = UNSET  # not a server field: dropped
     direct: bool | UnsetType = UNSET
     sourcing: Any | UnsetType = UNSET
 
@@ -431,6 +432,16 @@ class ConsumerCreateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=
     config: ConsumerConfig = msgspec.field(default_factory=ConsumerConfig)
     action: str = ""
     pedantic: bool = False
+
+
+class PriorityGroupState(msgspec.Struct, kw_only=True):
+    group: str
+    pinned_client_id: str | UnsetType = UNSET
+    pinned_ts: str = "0001-01-01T00:00:00Z"  # a Go time.Time: never omitted
+
+
+class ConsumerUnpinResponse(msgspec.Struct, kw_only=True):
+    type: str = API_PREFIX_TYPE + "consumer_unpin_response"
 
 
 class SequenceInfo(msgspec.Struct, kw_only=True):
@@ -453,6 +464,7 @@ class ConsumerInfo(msgspec.Struct, kw_only=True):
     push_bound: bool | UnsetType = UNSET
     paused: bool | UnsetType = UNSET
     pause_remaining: int | UnsetType = UNSET
+    priority_groups: list[PriorityGroupState] | UnsetType = UNSET
     ts: str
 
 

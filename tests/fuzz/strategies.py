@@ -136,6 +136,13 @@ def consumer_request(stream: str, name: str) -> dict[str, Any]:
     }
 
 
+def priority_request(stream: str, name: str) -> dict[str, Any]:
+    """A pull consumer with a priority group (pinned client, with its timeout)."""
+    req = consumer_request(stream, name)
+    req["config"] |= {"priority_policy": "pinned_client", "priority_groups": ["g"], "priority_timeout": 10**9}
+    return req
+
+
 def templates(verb: str, stream: str, consumer: str) -> list[Any]:
     """Valid request bodies for `verb`, one per request form ([None]: the verb takes an empty body)."""
     gets = [{"seq": 1}, {"last_by_subj": "fz.a"}, {"next_by_subj": "fz.>", "seq": 1}]
@@ -149,12 +156,16 @@ def templates(verb: str, stream: str, consumer: str) -> list[Any]:
         "STREAM.MSG.GET": gets,
         "STREAM.MSG.DELETE": [{"seq": 1, "no_erase": True}],
         "DIRECT.GET": [*gets, {"seq": 1, "batch": 2, "max_bytes": 1000}, {"multi_last": ["fz.>"], "up_to_seq": 5}],
-        "CONSUMER.CREATE": [consumer_request(stream, consumer)],
-        "CONSUMER.DURABLE.CREATE": [consumer_request(stream, consumer)],
+        "CONSUMER.CREATE": [consumer_request(stream, consumer), priority_request(stream, consumer)],
+        "CONSUMER.DURABLE.CREATE": [consumer_request(stream, consumer), priority_request(stream, consumer)],
         "CONSUMER.NAMES": [{"offset": 0}],
         "CONSUMER.LIST": [{"offset": 0}],
         "CONSUMER.PAUSE": [{"pause_until": "2030-01-01T00:00:00Z"}],
-        "CONSUMER.MSG.NEXT": [{"batch": 2, "expires": 200_000_000, "no_wait": True, "max_bytes": 0}],
+        "CONSUMER.MSG.NEXT": [
+            {"batch": 2, "expires": 200_000_000, "no_wait": True, "max_bytes": 0},
+            {"batch": 2, "expires": 200_000_000, "group": "g", "min_pending": 1, "min_ack_pending": 1, "priority": 3},
+            {"batch": 1, "expires": 200_000_000, "group": "g", "id": "x" * 22},
+        ],
         "CONSUMER.RESET": [{"seq": 1}],
         "CONSUMER.UNPIN": [{"group": "g"}],
         "STREAM.SNAPSHOT": [

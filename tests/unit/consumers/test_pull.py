@@ -39,8 +39,6 @@ def test_parse_reads_every_form(body: bytes, want: PullRequest) -> None:
         (b"1" * 19, "out of range"),
         (b'{"batch": -1}', "negative values are not allowed"),
         (b'{"expires": -5}', "negative values are not allowed"),
-        (b'{"batch": 1, "group": "g"}', "priority groups are not supported"),
-        (b'{"batch": 1, "min_pending": 3}', "priority groups are not supported"),
         (b"{not json", "."),
         (b'{"batch": "x"}', "."),
     ],
