@@ -305,9 +305,7 @@ class Writer:
         try:
             seq, duplicate = streams.store_message(batch, stream, item.subject, item.hdrs, item.data)
         except errors.ApiError as exc:
-            self._count_refusal(exc)
-            if reply:
-                replies.append((reply, error_puback(stream.name, exc)))
+            self._refuse(stream, reply, exc, replies)
             return
         if reply and stream.config.no_ack is not True:
             if duplicate:
@@ -321,9 +319,7 @@ class Writer:
         try:
             seq, duplicate, total = counters.store_increment(batch, stream, item.subject, item.hdrs, item.data)
         except errors.ApiError as exc:
-            self._count_refusal(exc)
-            if reply:
-                replies.append((reply, error_puback(stream.name, exc)))
+            self._refuse(stream, reply, exc, replies)
             return
         if reply and stream.config.no_ack is not True:
             tail = b',"duplicate":true}' if duplicate else b',"val":"%s"}' % total.encode()
@@ -334,9 +330,7 @@ class Writer:
         try:
             seq = atomic.store_batch(batch, stream, item.msgs)
         except errors.ApiError as exc:
-            self._count_refusal(exc)
-            if reply:
-                replies.append((reply, error_puback(stream.name, exc)))
+            self._refuse(stream, reply, exc, replies)
             return
         if reply and stream.config.no_ack is not True:
             tail = b',"batch":%s,"count":%d}' % (_JSON.encode(item.batch_id), len(item.msgs))
@@ -366,13 +360,14 @@ class Writer:
             if isinstance(item, Call):
                 outcomes.append((item.future, False, exc))
                 continue
-            self._count_refusal(exc)
-            if item.reply:
-                replies.append((item.reply, error_puback(item.stream.name, exc)))
+            self._refuse(item.stream, item.reply, exc, replies)
         return replies, outcomes, []
 
-    def _count_refusal(self, exc: errors.ApiError) -> None:
+    def _refuse(self, stream: streams.Stream, reply: bytes, exc: errors.ApiError, replies: Replies) -> None:
+        """Count a refused publish by error code and, when it asked for one, answer it with the error PubAck."""
         self.refused[exc.err_code] = self.refused.get(exc.err_code, 0) + 1
+        if reply:
+            replies.append((reply, error_puback(stream.name, exc)))
 
     def _reload_counters(self, items: list[Item]) -> None:
         """After an abort the committed state is the truth; in-memory counters and flags may have run ahead."""
