@@ -19,16 +19,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 import sys
 import time
 from collections import Counter
-from typing import Any
 
 import nats
-from bench_publish import check_interrupted, interrupted, run_header, run_main, with_system
+from bench_publish import check_interrupted, interrupted, report, run_header, run_main, with_system
 from nats.js import JetStreamContext
 
 from streamd.client.jobs import Job, Queue, Worker
@@ -182,27 +180,11 @@ async def amain(args: argparse.Namespace) -> int:
         if interrupted():
             raise asyncio.CancelledError from exc
         raise
-    table: list[dict[str, Any]] = []
-    for metric in METRICS:
-        js, sd = results["jetstream"].get(metric), results["streamd"].get(metric)
-        table.append({"workload": metric, "jetstream": js, "streamd": sd, "ratio": sd / js if js and sd else None})
-    if args.json:
-        print(json.dumps({"header": header, "results": table, "warnings": warn, "notes": notes}, indent=2))
-    else:
-        print(f"# streamd sync: {header['streamd_sync']} | nats-server {header['nats_server']} "
-              f"(JetStream sync: {header['jetstream_sync']})\n# command: {header['command']}")
-        print(f"# jobs: {args.count}, {args.workers} workers x concurrency {args.concurrency}, no-op handler; "
-              f"ratio = streamd / jetstream")
-        print(f"{'workload':<22}{'jetstream':>12}{'streamd':>12}{'ratio':>8}")
-        for r in table:
-            cells = [f"{r[k]:.0f}" if r[k] is not None else "-" for k in ("jetstream", "streamd")]
-            ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
-            print(f"{r['workload']:<22}{cells[0]:>12}{cells[1]:>12}{ratio:>8}")
-        for w in warn:
-            print(f"WARNING: {w}")
-        for n in notes:
-            print(f"NOTE: {n}")
-    return 1 if warn else 0
+    intro = (f"# streamd sync: {header['streamd_sync']} | nats-server {header['nats_server']} "
+             f"(JetStream sync: {header['jetstream_sync']})\n# command: {header['command']}\n"
+             f"# jobs: {args.count}, {args.workers} workers x concurrency {args.concurrency}, no-op handler; "
+             f"ratio = streamd / jetstream")
+    return report(results, METRICS, header, intro, warn, notes, args.json)
 
 
 def parse_args() -> argparse.Namespace:

@@ -339,6 +339,30 @@ async def server_version() -> str:
     return out.decode().strip().removeprefix("nats-server: ")
 
 
+def report(results: dict[str, dict[str, float]], metrics: Sequence[str], header: dict[str, Any], intro: str,
+           warn: list[str], notes: list[str], as_json: bool) -> int:
+    """Print each metric for both servers and the ratio streamd / jetstream (as JSON, or a table under `intro`);
+    -> the exit status: 1 when a check warned."""
+    table: list[dict[str, Any]] = []
+    for metric in metrics:
+        js, sd = results["jetstream"].get(metric), results["streamd"].get(metric)
+        table.append({"workload": metric, "jetstream": js, "streamd": sd, "ratio": sd / js if js and sd else None})
+    if as_json:
+        print(json.dumps({"header": header, "results": table, "warnings": warn, "notes": notes}, indent=2))
+        return 1 if warn else 0
+    print(intro)
+    print(f"{'workload':<22}{'jetstream':>12}{'streamd':>12}{'ratio':>8}")
+    for r in table:
+        cells = [f"{r[k]:.0f}" if r[k] is not None else "-" for k in ("jetstream", "streamd")]
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        print(f"{r['workload']:<22}{cells[0]:>12}{cells[1]:>12}{ratio:>8}")
+    for w in warn:
+        print(f"WARNING: {w}")
+    for note in notes:
+        print(f"NOTE: {note}")
+    return 1 if warn else 0
+
+
 def fmt(metric: str, value: float | None) -> str:
     if value is None:
         return "-"

@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
 import sys
 import time
-from typing import Any
 
 import nats
-from bench_publish import interrupted, run_header, run_main, with_system
+from bench_publish import interrupted, report, run_header, run_main, with_system
 from nats.js import JetStreamContext
 
 METRICS = ("publish schedules/s", "fire produced/s")
@@ -77,25 +75,9 @@ async def amain(args: argparse.Namespace) -> int:
         name: await with_system(name, args, warn, notes, lambda url, name=name: run_system(name, url, args, warn))
         for name in ("jetstream", "streamd")
     }
-    table: list[dict[str, Any]] = []
-    for metric in METRICS:
-        js, sd = results["jetstream"].get(metric), results["streamd"].get(metric)
-        table.append({"workload": metric, "jetstream": js, "streamd": sd, "ratio": sd / js if js and sd else None})
-    if args.json:
-        print(json.dumps({"header": header, "results": table, "warnings": warn, "notes": notes}, indent=2))
-    else:
-        print(f"# streamd sync: {header['streamd_sync']} | nats-server {header['nats_server']}\n"
-              f"# command: {header['command']}\n# {args.count} one-shot schedules due together; ratio = streamd / js")
-        print(f"{'workload':<22}{'jetstream':>12}{'streamd':>12}{'ratio':>8}")
-        for r in table:
-            cells = [f"{r[k]:.0f}" if r[k] is not None else "-" for k in ("jetstream", "streamd")]
-            ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
-            print(f"{r['workload']:<22}{cells[0]:>12}{cells[1]:>12}{ratio:>8}")
-        for w in warn:
-            print(f"WARNING: {w}")
-        for note in notes:
-            print(f"NOTE: {note}")
-    return 1 if warn else 0
+    intro = (f"# streamd sync: {header['streamd_sync']} | nats-server {header['nats_server']}\n"
+             f"# command: {header['command']}\n# {args.count} one-shot schedules due together; ratio = streamd / js")
+    return report(results, METRICS, header, intro, warn, notes, args.json)
 
 
 def parse_args() -> argparse.Namespace:
