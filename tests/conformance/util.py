@@ -23,10 +23,10 @@ ALREADY_IN_USE: ErrorShape = (
 )
 
 
-async def api(nc: Client, subject: str, body: Any = b"") -> dict[str, Any]:
+async def api(nc: Client, subject: str, body: Any = b"", timeout: float = 2) -> dict[str, Any]:
     """Raw `$JS.API` request; `body` is bytes (sent as is) or a JSON-able value. Returns the decoded reply."""
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    msg = await nc.request(subject, data, timeout=2)
+    msg = await nc.request(subject, data, timeout=timeout)
     reply: dict[str, Any] = json.loads(msg.data)
     return reply
 

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import nats
-import pytest
 
+from tests.conformance.util import api
 from tests.conftest import StartService
 from tests.helpers import wait_for
-from tests.natsd import NatsServer, run_nats_server
-
-
-@pytest.fixture
-async def hub(tmp_path: Path) -> AsyncIterator[NatsServer]:
-    """nats-server -js in JetStream domain `hub` (its API also answers on `$JS.hub.API`)."""
-    store = tmp_path / "hub" / "js"
-    async with run_nats_server(tmp_path / "hub", extra=f'jetstream {{ store_dir: "{store}", domain: hub }}\n') as s:
-        yield s
+from tests.natsd import NatsServer
 
 
 async def test_mirror_and_source_of_a_jetstream_stream(hub: NatsServer, start_service: StartService) -> None:
@@ -33,9 +22,8 @@ async def test_mirror_and_source_of_a_jetstream_stream(hub: NatsServer, start_se
             await js.publish(f"o.{i % 2}", b"m%d" % i, headers={"H": str(i)})
         await js.delete_msg("O", 3)
 
-        async def edge(what: str, body: Any = None) -> dict[str, Any]:
-            data = json.dumps(body).encode() if body is not None else b""
-            return dict(json.loads((await nc.request(f"$JS.edge.API.{what}", data, timeout=5)).data))
+        async def edge(what: str, body: Any = b"") -> dict[str, Any]:
+            return await api(nc, f"$JS.edge.API.{what}", body, timeout=5)
 
         ext = {"api": "$JS.hub.API", "deliver": ""}
         made = await edge("STREAM.CREATE.M", {"name": "M", "mirror": {"name": "O", "external": ext}})

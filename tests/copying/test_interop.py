@@ -3,24 +3,14 @@ streamd's domain API prefix, as it would any JetStream."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import nats
-import pytest
 
+from tests.conformance.util import api
 from tests.conftest import StartService
 from tests.helpers import wait_for
-from tests.natsd import NatsServer, run_nats_server
-
-
-@pytest.fixture
-async def hub(tmp_path: Path) -> AsyncIterator[NatsServer]:
-    store = tmp_path / "hub" / "js"
-    async with run_nats_server(tmp_path / "hub", extra=f'jetstream {{ store_dir: "{store}", domain: hub }}\n') as s:
-        yield s
+from tests.natsd import NatsServer
 
 
 async def test_jetstream_mirrors_and_sources_a_streamd_stream(hub: NatsServer, start_service: StartService) -> None:
@@ -33,9 +23,8 @@ async def test_jetstream_mirrors_and_sources_a_streamd_stream(hub: NatsServer, s
             await edge.publish(f"o.{i % 3}", b"m%d" % i, headers={"H": str(i)})
         await edge.delete_msg("O", 7)
 
-        async def hub_api(what: str, body: Any = None) -> dict[str, Any]:
-            data = json.dumps(body).encode() if body is not None else b""
-            return dict(json.loads((await nc.request(f"$JS.hub.API.{what}", data, timeout=5)).data))
+        async def hub_api(what: str, body: Any = b"") -> dict[str, Any]:
+            return await api(nc, f"$JS.hub.API.{what}", body, timeout=5)
 
         ext = {"api": "$JS.edge.API", "deliver": ""}
         assert "error" not in await hub_api("STREAM.CREATE.M", {"name": "M", "mirror": {"name": "O", "external": ext}})
