@@ -10,7 +10,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig
+from nats.js.api import ConsumerConfig, ConsumerInfo
 
 from tests.conftest import RunningService
 from tests.helpers import drain_stderr, read_until, start_streamd_process, wait_for
@@ -103,8 +103,17 @@ async def test_durable_consumer_resumes_after_kill_9(nats_server: NatsServer, tm
         proc = await start_streamd_process(*args)
         await read_until(proc, "streamd serving")
         drain = asyncio.create_task(drain_stderr(proc))
-        info = await js.consumer_info("K", "k")
-        assert info.ack_floor.stream_seq >= 4
+        infos: list[ConsumerInfo] = []
+
+        async def served() -> bool:  # "serving" is logged a moment before the core server routes the API to it
+            try:
+                infos.append(await js.consumer_info("K", "k"))
+            except nats.js.errors.ServiceUnavailableError:
+                return False
+            return True
+
+        await wait_for(served, timeout=10)
+        assert infos[-1].ack_floor.stream_seq >= 4
         rest: list[bytes] = []
 
         async def collect() -> bool:
